@@ -1,0 +1,30 @@
+# Builds the BPF object (CO-RE, once, at build time: nothing compiles at run time),
+# the Node-API addon and the TypeScript.
+CLANG ?= clang
+ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
+
+BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o
+
+.PHONY: all bpf native ts clean
+all: bpf native ts
+
+bpf: $(BPF_OBJS)
+
+dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
+	@mkdir -p dist/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Node's own headers, from the installed Node: node-gyp would otherwise try to download them.
+NODEDIR ?= $(shell node -p "require('path').resolve(process.execPath, '../..')")
+
+native: build/Release/bpf_addon.node
+
+build/Release/bpf_addon.node: native/bpf_addon.c binding.gyp
+	npx --no-install node-gyp rebuild --silent --nodedir=$(NODEDIR)
+
+ts:
+	npx --no-install tsc -p .
+
+clean:
+	rm -rf build dist

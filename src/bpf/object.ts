@@ -1,0 +1,92 @@
+/**
+ * One loaded BPF object: open, configure, load, attach, read, close. Wraps
+ * every addon failure with what we were doing, and makes close idempotent so
+ * every exit path can call it.
+ */
+import { wrapNative } from '../errors';
+import type { Native, ObjectHandle, RingHandle } from '../native';
+
+export class BpfObject {
+  private handle: ObjectHandle | undefined;
+  private rings: RingHandle[] = [];
+
+  constructor(private readonly native: Native, readonly file: string) {
+    try {
+      this.handle = native.open(file);
+    } catch (err) {
+      throw wrapNative(err, `cannot open BPF object ${file}`);
+    }
+  }
+
+  private get h(): ObjectHandle {
+    if (!this.handle) throw new Error(`BPF object ${this.file} is closed`);
+    return this.handle;
+  }
+
+  programs(): string[] {
+    return this.native.programs(this.h);
+  }
+
+  setGlobal(name: string, value: Buffer): void {
+    this.call(`cannot set ${name}`, () => this.native.setGlobal(this.h, name, value));
+  }
+
+  setMaxEntries(map: string, n: number): void {
+    this.call(`cannot size map ${map}`, () => this.native.setMaxEntries(this.h, map, n));
+  }
+
+  /** Loads only the programs named, so a run pays only for what it uses. */
+  selectPrograms(names: readonly string[]): void {
+    for (const prog of this.programs()) {
+      this.call(`cannot select program ${prog}`, () => this.native.setAutoload(this.h, prog, names.includes(prog)));
+    }
+  }
+
+  setProgramType(prog: string, type: number, expectedAttachType: number): void {
+    this.call(`cannot set the type of ${prog}`, () => this.native.setProgramType(this.h, prog, type, expectedAttachType));
+  }
+
+  load(): void {
+    this.call(`cannot load ${this.file}`, () => this.native.load(this.h));
+  }
+
+  attach(prog: string): void {
+    this.call(`cannot attach ${prog}`, () => this.native.attach(this.h, prog));
+  }
+
+  attachNetfilter(prog: string, pf: number, hooknum: number, priority: number, flags = 0): void {
+    this.call(`cannot attach ${prog} to netfilter`, () =>
+      this.native.attachNetfilter(this.h, prog, pf, hooknum, priority, flags),
+    );
+  }
+
+  lookup(map: string, key: Buffer): Buffer | null {
+    return this.call(`cannot read map ${map}`, () => this.native.mapLookup(this.h, map, key));
+  }
+
+  openRing(map: string, onBatch: (batch: Buffer) => void): RingHandle {
+    const ring = this.call(`cannot read ring buffer ${map}`, () => this.native.openRing(this.h, map, onBatch));
+    this.rings.push(ring);
+    return ring;
+  }
+
+  consumeRing(ring: RingHandle): Buffer | null {
+    return this.call('cannot read the ring buffer', () => this.native.consumeRing(ring));
+  }
+
+  /** Detaches every link and frees the programs and maps. Safe to call twice. */
+  close(): void {
+    for (const ring of this.rings) this.native.closeRing(ring);
+    this.rings = [];
+    if (this.handle) this.native.close(this.handle);
+    this.handle = undefined;
+  }
+
+  private call<T>(context: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      throw wrapNative(err, context);
+    }
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The command line: parse, run one command, report one error once, exit.
+ * A thin layer over the commands and the library.
+ */
+import { parseArgs } from 'node:util';
+import { TracepktError } from './errors';
+import { processOutput, type Output } from './commands/output';
+
+export const USAGE = `Usage:
+  tracepkt [options] TARGET   trace ICMP echo probes to TARGET (IP address or host name)
+  tracepkt demo               trace a ping into a throwaway Docker-like lab
+  tracepkt doctor             check what this kernel allows
+  tracepkt cleanup            remove what a killed run left behind
+
+Options:
+  -c, --count N          probes to send (default 1)
+  -4, -6                 use IPv4 / IPv6 only
+      --from NETNS       send from network namespace NETNS (ip netns name, or a path
+                         such as /proc/PID/ns/net)
+      --timeout SECONDS  time to wait for each reply (default 2)
+      --json             JSON Lines on stdout: one event per line (docs/json.md)
+  -h, --help             this help
+      --version          the version
+
+Exit status: 0 a reply came back, 1 none did, 2 or more tracepkt could not run.`;
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
+    throw new TracepktError(`${name} must be a whole number from 1 to 65535, not "${value}"`);
+  }
+  return Number(value);
+}
+
+function positiveSeconds(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || !(n > 0) || n > 3600) {
+    throw new TracepktError(`${name} must be a number of seconds above 0, not "${value}"`);
+  }
+  return n;
+}
+
+export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        count: { type: 'string', short: 'c' },
+        timeout: { type: 'string' },
+        from: { type: 'string' },
+        json: { type: 'boolean' },
+        '4': { type: 'boolean', short: '4' },
+        '6': { type: 'boolean', short: '6' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+      },
+    });
+  } catch (err) {
+    throw new TracepktError(`${(err as Error).message.split('\n')[0]} (see tracepkt --help)`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    io.out(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    io.out(require('../../package.json').version);
+    return 0;
+  }
+  if (values['4'] && values['6']) throw new TracepktError('-4 and -6 exclude each other');
+  if (positionals.length !== 1) {
+    throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
+  }
+  const [command] = positionals;
+  switch (command) {
+    case 'demo':
+      return (await import('./commands/demo')).demoCommand(io, signal);
+    case 'doctor':
+      return (await import('./commands/doctor')).doctorCommand(io);
+    case 'cleanup':
+      return (await import('./commands/cleanup')).cleanupCommand(io);
+  }
+  const options = {
+    target: command,
+    family: values['4'] ? (4 as const) : values['6'] ? (6 as const) : undefined,
+    count: positiveInt('--count', values.count, 1),
+    timeout: positiveSeconds('--timeout', values.timeout, 2),
+    from: values.from,
+    json: values.json ?? false,
+  };
+  return (await import('./commands/trace')).traceCommand(options, io, signal);
+}
+
+/** Entry point of bin/tracepkt. */
+export function run(): void {
+  const abort = new AbortController();
+  const signals: Record<string, number> = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 };
+  for (const [sig, code] of Object.entries(signals)) {
+    process.on(sig, () => {
+      // First signal: stop the probe and clean up. Second: leave now; the
+      // kernel still frees our programs and links with our file descriptors.
+      if (abort.signal.aborted) process.exit(code);
+      process.exitCode = code;
+      abort.abort();
+    });
+  }
+  main(process.argv.slice(2), processOutput, abort.signal).then(
+    (code) => {
+      if (!abort.signal.aborted) process.exitCode = code;
+    },
+    (err: unknown) => {
+      if (err instanceof TracepktError) {
+        process.stderr.write(`tracepkt: ${err.message}\n`);
+        process.exitCode = err.exitCode;
+      } else {
+        process.stderr.write(`tracepkt: internal error: ${(err as Error)?.message ?? err}\n`);
+        if (process.env.TRACEPKT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+        process.exitCode = 70;
+      }
+    },
+  );
+}

@@ -1,0 +1,109 @@
+/**
+ * Measures what the running kernel allows, by trying it: each check loads
+ * (and where it matters attaches) a tiny program and reports the errno.
+ * Never decided by kernel version.
+ */
+import * as fs from 'node:fs';
+import { BPF_NAMES } from './bpf/layout';
+import { BpfObject } from './bpf/object';
+import { encodeConfig } from './bpf/config';
+import { BpfError, errnoName } from './errors';
+import { bpfObjectPath, loadNative, type Native } from './native';
+import { canTrace } from './privileges';
+
+export interface Check {
+  feature: string;
+  ok: boolean;
+  /** What was found: the errno or the file. */
+  detail: string;
+  /** What it means for tracepkt's features. */
+  meaning: string;
+  /** Without it tracepkt cannot trace at all. */
+  required: boolean;
+}
+
+const BPF_PROG_TYPE_NETFILTER = 32;
+const BPF_NETFILTER = 45;
+const NFPROTO_IPV4 = 2;
+const NF_INET_LOCAL_IN = 1;
+
+function describe(err: unknown): string {
+  if (err instanceof BpfError) return `${err.op} failed: ${errnoName(err.errno)}`;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Opens a fresh copy of an object, lets `use` load/attach it, always closes it. */
+function tryObject(native: Native, name: string, use: (obj: BpfObject) => void): string | null {
+  let obj: BpfObject | undefined;
+  try {
+    obj = new BpfObject(native, bpfObjectPath(name));
+    use(obj);
+    return null;
+  } catch (err) {
+    return describe(err);
+  } finally {
+    obj?.close();
+  }
+}
+
+function probeProgram(native: Native, prog: string, setup?: (obj: BpfObject) => void, attach?: (obj: BpfObject) => void) {
+  return tryObject(native, 'probes', (obj) => {
+    obj.selectPrograms([prog]);
+    setup?.(obj);
+    obj.load();
+    if (attach) attach(obj);
+    else obj.attach(prog);
+  });
+}
+
+export function runChecks(native: Native = loadNative()): Check[] {
+  const checks: Check[] = [];
+  const add = (feature: string, required: boolean, failure: string | null, okDetail: string, meaning: string, missing: string) =>
+    checks.push({ feature, required, ok: failure === null, detail: failure ?? okDetail, meaning: failure === null ? meaning : missing });
+
+  const privileged = canTrace();
+  add('privileges', true, privileged ? null : 'no CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN', 'CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)',
+    'can load and attach eBPF programs', 'run tracepkt as root');
+
+  const btf = '/sys/kernel/btf/vmlinux';
+  add('kernel BTF', true, fs.existsSync(btf) ? null : `${btf} missing`, btf,
+    'CO-RE: one prebuilt object adapts to this kernel', 'the kernel needs CONFIG_DEBUG_INFO_BTF=y; tracepkt cannot run');
+
+  if (!privileged) return checks;
+
+  add('tp_btf tracepoints + ring buffer', true,
+    tryObject(native, BPF_NAMES.object, (obj) => {
+      obj.setGlobal(BPF_NAMES.config, encodeConfig({ marker: Buffer.alloc(8), markerOffset: 0, family: 0 }));
+      obj.load();
+      for (const prog of BPF_NAMES.programs) obj.attach(prog);
+    }),
+    'net_dev_queue and netif_receive_skb attached',
+    'interface hops in every namespace, both directions', 'no hop tracing: tracepkt cannot run');
+
+  const tracefs = '/sys/kernel/tracing/events';
+  add('tracefs', false, fs.existsSync(tracefs) ? null : 'not mounted at /sys/kernel/tracing', tracefs,
+    'classic tracepoints usable', 'not needed: tracepkt attaches tp_btf tracepoints, which need no tracefs');
+
+  add('fentry/fexit (BPF trampolines)', false, probeProgram(native, 'probe_fentry'), 'attached to ip_rcv',
+    'kernel-function hooks available for extra detail', 'kernel-function hooks unavailable: tracepkt uses tracepoints only');
+
+  add('kprobes', false, probeProgram(native, 'probe_kprobe'), 'attached to ip_rcv',
+    'kprobe fallbacks available', 'no kprobes (CONFIG_KPROBES unset?): tracepkt uses tracepoints only');
+
+  add('netfilter BPF links', false,
+    probeProgram(native, 'probe_netfilter',
+      (obj) => obj.setProgramType('probe_netfilter', BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER),
+      (obj) => obj.attachNetfilter('probe_netfilter', NFPROTO_IPV4, NF_INET_LOCAL_IN, 0)),
+    'attached at IPv4 LOCAL_IN',
+    'per-table netfilter verdicts without kprobes (kernel 6.4+)', 'no per-table netfilter verdicts from BPF links');
+
+  return checks;
+}
+
+export function renderChecks(checks: readonly Check[]): string[] {
+  const width = Math.max(...checks.map((c) => c.feature.length));
+  const lines = checks.map((c) => `${c.ok ? 'ok  ' : c.required ? 'FAIL' : 'no  '} ${c.feature.padEnd(width)}  ${c.detail}\n     ${''.padEnd(width)}  -> ${c.meaning}`);
+  const fatal = checks.filter((c) => c.required && !c.ok);
+  lines.push('', fatal.length === 0 ? 'tracepkt can trace on this kernel.' : `tracepkt cannot trace here: ${fatal.map((c) => c.feature).join(', ')}.`);
+  return lines;
+}

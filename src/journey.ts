@@ -1,0 +1,58 @@
+/**
+ * Groups a probe's events into what a person asks of them: which way did
+ * the request go, which way did the reply come back, which namespaces were
+ * crossed, and where was the packet last seen.
+ */
+import type { Direction, HopEvent, TraceEvent } from './events';
+
+export interface PathStep {
+  netns: number;
+  netnsName: string | null;
+  ifname: string;
+}
+
+export interface JourneySummary {
+  /** Namespaces in the order the probe first reached them. */
+  namespaces: { netns: number; name: string | null }[];
+  /** Interfaces crossed by the first probe's request and by its reply. */
+  request: PathStep[];
+  reply: PathStep[];
+  requestsSeen: number;
+  repliesSeen: number;
+  /** The last hop seen: where a probe without reply was last. */
+  last: HopEvent | null;
+}
+
+function hops(events: readonly TraceEvent[]): HopEvent[] {
+  return events.filter((e): e is HopEvent => e.kind === 'hop');
+}
+
+/** Interfaces a packet went through, each once however many hooks saw it there. */
+export function pathOf(events: readonly HopEvent[], dir: Direction, seq: number): PathStep[] {
+  const steps: PathStep[] = [];
+  for (const e of events) {
+    if (e.dir !== dir || e.icmp_seq !== seq) continue;
+    const prev = steps[steps.length - 1];
+    if (prev && prev.netns === e.netns && prev.ifname === e.ifname) continue;
+    steps.push({ netns: e.netns, netnsName: e.netns_name, ifname: e.ifname });
+  }
+  return steps;
+}
+
+export function summarize(events: readonly TraceEvent[]): JourneySummary {
+  const all = hops(events).slice().sort((a, b) => a.time_ns - b.time_ns);
+  const namespaces: JourneySummary['namespaces'] = [];
+  for (const e of all) {
+    if (!namespaces.some((n) => n.netns === e.netns)) namespaces.push({ netns: e.netns, name: e.netns_name });
+  }
+  const firstSeq = all.length ? Math.min(...all.map((e) => e.icmp_seq)) : 0;
+  const distinct = (dir: Direction) => new Set(all.filter((e) => e.dir === dir).map((e) => e.icmp_seq)).size;
+  return {
+    namespaces,
+    request: pathOf(all, 'request', firstSeq),
+    reply: pathOf(all, 'reply', firstSeq),
+    requestsSeen: distinct('request'),
+    repliesSeen: distinct('reply'),
+    last: all.length ? all[all.length - 1] : null,
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * Network namespace inode → a name a person recognises:
+ *   1. its `ip netns` name (a bind mount under /run/netns),
+ *   2. "host" for the initial namespace (PID 1's),
+ *   3. else a process living in it, "comm[pid]" (lowest pid: usually a container's init).
+ * The file system roots are injectable so tests can feed a fake /proc tree.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface NetnsRoots {
+  procDir: string;
+  netnsDir: string;
+}
+
+export const SYSTEM_ROOTS: NetnsRoots = { procDir: '/proc', netnsDir: '/run/netns' };
+
+/** Reads the inode out of an nsfs link target such as "net:[4026531833]". */
+export function parseNsLink(target: string): number | null {
+  const m = /^net:\[(\d+)\]$/.exec(target);
+  return m ? Number(m[1]) : null;
+}
+
+export class NetnsResolver {
+  private names = new Map<number, string>();
+  private lastScan = -Infinity;
+
+  constructor(
+    private readonly roots: NetnsRoots = SYSTEM_ROOTS,
+    /** A miss rescans at most this often: namespaces appear while we trace. */
+    private readonly rescanMs = 200,
+  ) {}
+
+  /** The name for a namespace inode, or null if nothing names it. */
+  name(inode: number): string | null {
+    const known = this.names.get(inode);
+    if (known !== undefined) return known;
+    if (performance.now() - this.lastScan >= this.rescanMs) {
+      this.scan();
+      return this.names.get(inode) ?? null;
+    }
+    return null;
+  }
+
+  /** "name (inode)", or just the inode when nothing names it. */
+  label(inode: number): string {
+    const name = this.name(inode);
+    return name === null ? String(inode) : `${name} (${inode})`;
+  }
+
+  /** Inode of the namespace named by `ip netns` name or path, if it exists. */
+  inodeOf(spec: string): number | null {
+    const file = spec.includes('/') ? spec : path.join(this.roots.netnsDir, spec);
+    try {
+      const link = readlinkOrNull(file);
+      return (link === null ? null : parseNsLink(link)) ?? fs.statSync(file).ino;
+    } catch {
+      return null;
+    }
+  }
+
+  scan(): void {
+    this.lastScan = performance.now();
+    const names = new Map<number, string>();
+    // Lowest priority first: later entries overwrite earlier ones.
+    for (const [inode, pid] of this.processes()) {
+      names.set(inode, `${this.comm(pid)}[${pid}]`);
+    }
+    const host = this.hostInode();
+    if (host !== null) names.set(host, 'host');
+    for (const entry of readdirOrEmpty(this.roots.netnsDir)) {
+      try {
+        names.set(fs.statSync(path.join(this.roots.netnsDir, entry)).ino, entry);
+      } catch {
+        // removed while we looked
+      }
+    }
+    this.names = names;
+  }
+
+  /**
+   * The initial namespace: PID 1's, or where a sandbox hides PID 1's links,
+   * kthreadd's (PID 2): kernel threads always live in the initial namespaces.
+   */
+  private hostInode(): number | null {
+    for (const pid of ['1', '2']) {
+      const inode = parseNsLink(readlinkOrNull(path.join(this.roots.procDir, pid, 'ns', 'net')) ?? '');
+      if (inode !== null) return inode;
+    }
+    return null;
+  }
+
+  /** The lowest pid in each namespace. */
+  private processes(): Map<number, number> {
+    const lowest = new Map<number, number>();
+    for (const entry of readdirOrEmpty(this.roots.procDir)) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      const inode = parseNsLink(readlinkOrNull(path.join(this.roots.procDir, entry, 'ns', 'net')) ?? '');
+      if (inode === null) continue;
+      const seen = lowest.get(inode);
+      if (seen === undefined || pid < seen) lowest.set(inode, pid);
+    }
+    return lowest;
+  }
+
+  private comm(pid: number): string {
+    try {
+      return fs.readFileSync(path.join(this.roots.procDir, String(pid), 'comm'), 'utf8').trim() || 'pid';
+    } catch {
+      return 'pid';
+    }
+  }
+}
+
+function readlinkOrNull(file: string): string | null {
+  try {
+    return fs.readlinkSync(file);
+  } catch {
+    return null;
+  }
+}
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The typed face of the Node-API addon (native/bpf_addon.c). The rest of
+ * the code receives a `Native` and never loads the addon itself, so tests of
+ * the layers above can hand in a fake.
+ */
+import * as path from 'node:path';
+import { TracepktError } from './errors';
+
+export type ObjectHandle = { readonly __brand: 'bpf_object' };
+export type RingHandle = { readonly __brand: 'ring' };
+
+export interface Native {
+  open(path: string): ObjectHandle;
+  close(obj: ObjectHandle): void;
+  setGlobal(obj: ObjectHandle, name: string, value: Buffer): void;
+  setMaxEntries(obj: ObjectHandle, map: string, n: number): void;
+  setAutoload(obj: ObjectHandle, prog: string, on: boolean): void;
+  setProgramType(obj: ObjectHandle, prog: string, type: number, expectedAttachType: number): void;
+  programs(obj: ObjectHandle): string[];
+  load(obj: ObjectHandle): void;
+  attach(obj: ObjectHandle, prog: string): void;
+  attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
+  mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;
+  openRing(obj: ObjectHandle, map: string, onBatch: (batch: Buffer) => void): RingHandle;
+  consumeRing(ring: RingHandle): Buffer | null;
+  closeRing(ring: RingHandle): void;
+  takeLog(): string;
+}
+
+/** The repository (or installed package) root: dist/src/native.js is two levels down. */
+export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..');
+
+let cached: Native | undefined;
+
+export function loadNative(): Native {
+  if (cached) return cached;
+  const tried = [path.join(PACKAGE_ROOT, 'build', 'Release', 'bpf_addon.node')];
+  for (const candidate of tried) {
+    try {
+      cached = require(candidate) as Native;
+      return cached;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'MODULE_NOT_FOUND') {
+        throw new TracepktError(`cannot load the native addon ${candidate}: ${(err as Error).message}`);
+      }
+    }
+  }
+  throw new TracepktError(`native addon not built (looked for ${tried.join(', ')}): run \`make\` in ${PACKAGE_ROOT}`);
+}
+
+/** Where the BPF objects built by `make bpf` live. */
+export function bpfObjectPath(name: string): string {
+  return path.join(PACKAGE_ROOT, 'dist', 'bpf', `${name}.bpf.o`);
+}

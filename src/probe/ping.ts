@@ -1,0 +1,68 @@
+/**
+ * The probe: iputils ping, run with a payload pattern that marks its packets.
+ *
+ * Why a payload marker and not ping's ICMP id or pid: with ICMP datagram
+ * sockets (net.ipv4.ping_group_range) the kernel picks the id, and other
+ * pings may run at the same moment. The kernel filter matches 8 random bytes
+ * at a fixed place instead, which echo replies carry back unchanged.
+ *
+ * Where: ping fills its payload with `-p PATTERN` from the first data byte,
+ * then writes its 16-byte timestamp over the start. With a 16-byte pattern
+ * (the marker twice), bytes 16..23 of the data, i.e. ICMP offset 24, always
+ * hold the marker.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export const MARKER_OFFSET = 8 /* ICMP echo header */ + 16; /* ping's timestamp */
+
+export function newMarker(): Buffer {
+  return randomBytes(8);
+}
+
+export interface PingOptions {
+  address: string;
+  family: 4 | 6;
+  count: number;
+  /** Seconds to wait for each reply. */
+  timeout: number;
+  marker: Buffer;
+  /** A path to a network namespace to send from (bind mount or /proc/PID/ns/net). */
+  netnsPath?: string;
+  ttl?: number;
+}
+
+/** The command line that sends the probe. */
+export function pingCommand(o: PingOptions): string[] {
+  const ping = [
+    'ping',
+    `-${o.family}`,
+    '-n',
+    '-q',
+    '-c', String(o.count),
+    '-i', '0.2',
+    '-W', String(o.timeout),
+    '-p', o.marker.toString('hex').repeat(2),
+  ];
+  if (o.ttl !== undefined) ping.push('-t', String(o.ttl));
+  ping.push(o.address);
+  return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...ping] : ping;
+}
+
+export interface PingRun {
+  child: ChildProcess;
+  /** ping's exit status (0: a reply came, 1: none) and what it said on stderr. */
+  done: Promise<{ status: number; stderr: string }>;
+}
+
+export function startPing(o: PingOptions): PingRun {
+  const [cmd, ...args] = pingCommand(o);
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const done = new Promise<{ status: number; stderr: string }>((resolve) => {
+    child.on('error', (err) => resolve({ status: 127, stderr: `${cmd}: ${err.message}` }));
+    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 2), stderr: stderr.trim() }));
+  });
+  return { child, done };
+}
