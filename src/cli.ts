@@ -41,11 +41,25 @@ function positiveSeconds(name: string, value: string | undefined, fallback: numb
   return n;
 }
 
+/**
+ * parseArgs reads `-c -1` as an option missing its value; join such pairs so
+ * the user hears that -1 is not a valid count rather than a parser riddle.
+ */
+function joinNegativeValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (['-c', '--count', '--timeout'].includes(argv[i]) && /^-\d/.test(argv[i + 1] ?? '')) {
+      out.push(`${argv[i] === '-c' ? '--count' : argv[i]}=${argv[++i]}`);
+    } else out.push(argv[i]);
+  }
+  return out;
+}
+
 export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       allowPositionals: true,
       options: {
         count: { type: 'string', short: 'c' },
@@ -59,7 +73,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
       },
     });
   } catch (err) {
-    throw new TracepktError(`${(err as Error).message.split('\n')[0]} (see tracepkt --help)`);
+    throw new TracepktError(`${(err as Error).message.split(/\.\s|\n/)[0]} (see tracepkt --help)`);
   }
   const { values, positionals } = parsed;
   if (values.help) {

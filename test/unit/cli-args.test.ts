@@ -1,0 +1,50 @@
+/** Argument errors are reported before anything is loaded or sent: no root needed. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { main, USAGE } from '../../src/cli';
+import { TracepktError } from '../../src/errors';
+import type { Output } from '../../src/commands/output';
+
+function capture(): Output & { lines: string[] } {
+  const lines: string[] = [];
+  return { lines, out: (l) => lines.push(l), err: (l) => lines.push(l) };
+}
+
+const bad: [string[], RegExp][] = [
+  [[], /no target given/],
+  [['a', 'b'], /one target only/],
+  [['-c', '0', '10.0.0.1'], /--count must be a whole number from 1 to 65535, not "0"/],
+  [['-c', '-1', '10.0.0.1'], /--count must be a whole number from 1 to 65535, not "-1"/],
+  [['--timeout', '-3', '10.0.0.1'], /--timeout must be a number of seconds above 0, not "-3"/],
+  [['--count=-1', '10.0.0.1'], /--count must be a whole number .* not "-1"/],
+  [['-c', 'three', '10.0.0.1'], /--count must be a whole number/],
+  [['-c', '1.5', '10.0.0.1'], /--count must be a whole number/],
+  [['--timeout', '0', '10.0.0.1'], /--timeout must be a number of seconds above 0/],
+  [['--timeout', 'soon', '10.0.0.1'], /--timeout must be/],
+  [['-4', '-6', '10.0.0.1'], /-4 and -6 exclude each other/],
+  [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
+];
+
+for (const [args, message] of bad) {
+  test(`rejects ${JSON.stringify(args)}`, async () => {
+    await assert.rejects(main(args, capture()), (err: unknown) => {
+      assert.ok(err instanceof TracepktError);
+      assert.equal(err.exitCode, 2);
+      assert.match(err.message, message);
+      assert.ok(!err.message.includes('\n'), 'one line');
+      return true;
+    });
+  });
+}
+
+test('--help prints the usage and succeeds', async () => {
+  const io = capture();
+  assert.equal(await main(['--help'], io), 0);
+  assert.deepEqual(io.lines, [USAGE]);
+});
+
+test('--version prints the package version', async () => {
+  const io = capture();
+  assert.equal(await main(['--version'], io), 0);
+  assert.equal(io.lines[0], require('../../../package.json').version);
+});

@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { decodeBatch } from '../../src/decode';
+import { EVENT_SIZE } from '../../src/bpf/layout';
+import { DEMO_FIXTURE as D, decodeFixture, fixture } from '../fixtures';
+
+const HOPS = [
+  [D.hostNetns, 'docker0', 'request', 'net_dev_queue'],
+  [D.hostNetns, D.veth, 'request', 'net_dev_queue'],
+  [D.containerNetns, 'eth0', 'request', 'netif_receive_skb'],
+  [D.containerNetns, 'eth0', 'reply', 'net_dev_queue'],
+  [D.hostNetns, D.veth, 'reply', 'netif_receive_skb'],
+  [D.hostNetns, 'docker0', 'reply', 'netif_receive_skb'],
+];
+
+for (const [file, family, host, ctr, len] of [
+  ['demo-ipv4.batch', 4, '172.17.0.1', '172.17.0.2', 84],
+  ['demo-ipv6.batch', 6, 'fd00:17::1', 'fd00:17::2', 104],
+] as const) {
+  test(`decodes a recorded ping across a bridge and a veth pair (${file})`, () => {
+    const events = decodeFixture(file);
+    assert.deepEqual(
+      events.map((e) => [e.netns, e.ifname, e.dir, e.hook]),
+      HOPS,
+    );
+    for (const e of events) {
+      assert.equal(e.kind, 'hop');
+      assert.equal(e.family, family);
+      assert.deepEqual([e.src, e.dst], e.dir === 'request' ? [host, ctr] : [ctr, host]);
+      assert.equal(e.icmp_seq, 1);
+      assert.equal(e.icmp_id, events[0].icmp_id);
+      assert.equal(e.len, len);
+      assert.equal(e.ttl, 64);
+      assert.equal(e.netns_name, null, 'naming is the resolver’s job, not the decoder’s');
+      assert.match(e.skb, /^ffff[0-9a-f]{12}$/);
+    }
+    // One sk_buff carries the request through every hop, another the reply.
+    assert.equal(new Set(events.filter((e) => e.dir === 'request').map((e) => e.skb)).size, 1);
+    assert.equal(new Set(events.filter((e) => e.dir === 'reply').map((e) => e.skb)).size, 1);
+    // Kernel time only moves forward along the journey.
+    for (let i = 1; i < events.length; i++) assert.ok(events[i].time_ns > events[i - 1].time_ns);
+    assert.deepEqual(new Set(events.map((e) => e.ifindex)), new Set([2, 3]));
+  });
+}
+
+test('frames: every record is length-prefixed and 4-byte aligned', () => {
+  const batch = fixture('demo-ipv4.batch');
+  assert.equal(batch.length, 6 * (4 + EVENT_SIZE));
+  assert.equal(batch.readUInt32LE(0), EVENT_SIZE);
+});
+
+test('skips records of unknown kinds and stops at a truncated tail', () => {
+  const batch = fixture('demo-ipv4.batch');
+  const oneRecord = batch.subarray(0, 4 + EVENT_SIZE);
+  const unknown = Buffer.from(oneRecord);
+  unknown[4 + 24] = 99; // kind
+  const truncated = batch.subarray(0, 4 + EVENT_SIZE + 10);
+  const seen: string[] = [];
+  assert.equal(decodeBatch(Buffer.concat([unknown, truncated]), (e) => seen.push(e.ifname)), 1);
+  assert.deepEqual(seen, ['docker0']);
+});
+
+test('an empty batch decodes to nothing', () => {
+  assert.equal(decodeBatch(Buffer.alloc(0), () => assert.fail('no event expected')), 0);
+});

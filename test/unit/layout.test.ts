@@ -1,0 +1,65 @@
+/**
+ * The TypeScript mirror (src/bpf/layout.ts) must match the structs that
+ * clang actually laid out: read them from the built object's BTF.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { CONFIG_FIELDS, CONFIG_SIZE, EVENT_FIELDS, EVENT_SIZE, type Field } from '../../src/bpf/layout';
+import { bpfObjectPath } from '../../src/native';
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name?: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: { name: string; type_id: number; bits_offset: number }[];
+}
+
+const types = new Map<number, BtfType>();
+for (const t of (JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', bpfObjectPath('tracepkt')], { encoding: 'utf8' })) as { types: BtfType[] }).types) {
+  types.set(t.id, t);
+}
+
+function sizeOf(id: number): number {
+  const t = types.get(id)!;
+  switch (t.kind) {
+    case 'INT':
+    case 'STRUCT':
+    case 'UNION':
+    case 'ENUM':
+      return t.size!;
+    case 'ARRAY':
+      return t.nr_elems! * sizeOf(t.type_id!);
+    case 'TYPEDEF':
+    case 'CONST':
+    case 'VOLATILE':
+      return sizeOf(t.type_id!);
+    case 'PTR':
+      return 8;
+    default:
+      throw new Error(`unexpected BTF kind ${t.kind}`);
+  }
+}
+
+function struct(name: string): { size: number; fields: Record<string, Field> } {
+  const t = [...types.values()].find((x) => x.kind === 'STRUCT' && x.name === name);
+  assert.ok(t, `struct ${name} is in the object's BTF`);
+  const fields: Record<string, Field> = {};
+  for (const m of t.members!) fields[m.name] = [m.bits_offset / 8, sizeOf(m.type_id)];
+  return { size: t.size!, fields };
+}
+
+test('struct tp_event matches EVENT_FIELDS', () => {
+  const c = struct('tp_event');
+  assert.equal(c.size, EVENT_SIZE);
+  assert.deepEqual(c.fields, EVENT_FIELDS);
+});
+
+test('struct tp_config matches CONFIG_FIELDS', () => {
+  const c = struct('tp_config');
+  assert.equal(c.size, CONFIG_SIZE);
+  assert.deepEqual(c.fields, CONFIG_FIELDS);
+});

@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { encodeConfig } from '../../src/bpf/config';
+import { CONFIG_FIELDS, CONFIG_SIZE } from '../../src/bpf/layout';
+import { MARKER_OFFSET, newMarker, pingCommand } from '../../src/probe/ping';
+import { resolveTarget } from '../../src/probe/target';
+import { TracepktError } from '../../src/errors';
+
+const marker = Buffer.from('0011223344556677', 'hex');
+
+test('ping carries the marker twice as its 16-byte pattern', () => {
+  const args = pingCommand({ address: '10.0.0.2', family: 4, count: 3, timeout: 2, marker });
+  assert.deepEqual(args, ['ping', '-4', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '2', '-p', '00112233445566770011223344556677', '10.0.0.2']);
+});
+
+test('ping from another namespace runs under nsenter; -t sets the TTL', () => {
+  const args = pingCommand({ address: 'fd00::2', family: 6, count: 1, timeout: 1.5, marker, netnsPath: '/run/netns/x', ttl: 3 });
+  assert.deepEqual(args.slice(0, 3), ['nsenter', '--net=/run/netns/x', '--']);
+  assert.deepEqual(args.slice(3, 5), ['ping', '-6']);
+  assert.deepEqual(args.slice(-3), ['-t', '3', 'fd00::2']);
+  assert.ok(args.includes('1.5'));
+});
+
+test('the marker sits after the ICMP echo header and ping’s 16-byte timestamp', () => {
+  assert.equal(MARKER_OFFSET, 24);
+  const a = newMarker();
+  const b = newMarker();
+  assert.equal(a.length, 8);
+  assert.notDeepEqual(a, b, 'each run has its own marker');
+});
+
+test('config: marker bytes in packet order, offset and family', () => {
+  const buf = encodeConfig({ marker, markerOffset: MARKER_OFFSET, family: 6 });
+  assert.equal(buf.length, CONFIG_SIZE);
+  assert.deepEqual(buf.subarray(0, 8), marker);
+  assert.equal(buf.readUInt16LE(CONFIG_FIELDS.marker_offset[0]), 24);
+  assert.equal(buf[CONFIG_FIELDS.family[0]], 6);
+  assert.throws(() => encodeConfig({ marker: Buffer.alloc(4), markerOffset: 0, family: 0 }), RangeError);
+});
+
+test('targets: addresses pass through, names resolve, bad input is named', async () => {
+  assert.deepEqual(await resolveTarget('10.1.2.3'), { input: '10.1.2.3', address: '10.1.2.3', family: 4 });
+  assert.deepEqual(await resolveTarget('fd00::1', 6), { input: 'fd00::1', address: 'fd00::1', family: 6 });
+  assert.equal((await resolveTarget('localhost', 4)).address, '127.0.0.1');
+  const rejects = (p: Promise<unknown>, re: RegExp) =>
+    assert.rejects(p, (e: unknown) => e instanceof TracepktError && re.test(e.message));
+  await rejects(resolveTarget('300.1.1.1'), /^malformed address: 300\.1\.1\.1$/);
+  await rejects(resolveTarget('10.0.0'), /^malformed address/);
+  await rejects(resolveTarget('fd00:::1'), /^malformed address/);
+  await rejects(resolveTarget('10.0.0.1', 6), /is an IPv4 address, but -6 asks for IPv6/);
+  await rejects(resolveTarget('no-such-host.invalid'), /^cannot resolve host no-such-host\.invalid$/);
+  await rejects(resolveTarget(''), /empty target/);
+});

@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { renderPath } from '../../src/render/path';
+import { formatDelta, netnsLabel, TableRenderer } from '../../src/render/table';
+import { decodeFixture } from '../fixtures';
+
+test('table: a header, then one line per hop timed from the first event', () => {
+  const events = decodeFixture('demo-ipv4.batch');
+  events.forEach((e) => (e.netns_name = e.netns === events[0].netns ? 'lab-host' : 'lab-ctr'));
+  const t = new TableRenderer();
+  assert.match(t.header(), /^TIME\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+ICMP\s+HOOK$/);
+  const lines = events.map((e) => t.line(e));
+  assert.match(lines[0], /^\+0\.000ms\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue$/);
+  assert.match(lines[5], /^\+0\.\d{3}ms\s+lab-host \(\d+\)\s+docker0\s+reply\s+172\.17\.0\.2 -> 172\.17\.0\.1/);
+  assert.ok(lines[2].includes('lab-ctr'));
+  // Columns line up: the interface column starts at the same place on every line.
+  const column = (l: string, word: string) => l.indexOf(word);
+  assert.equal(column(lines[0], 'docker0'), column(t.header(), 'INTERFACE'));
+  assert.equal(column(lines[2], 'eth0'), column(t.header(), 'INTERFACE'));
+});
+
+test('time deltas in milliseconds with microsecond precision', () => {
+  assert.equal(formatDelta(0), '+0.000ms');
+  assert.equal(formatDelta(12_345), '+0.012ms');
+  assert.equal(formatDelta(1_500_000_000), '+1500.000ms');
+});
+
+test('namespace labels: name and inode, long names shortened', () => {
+  assert.equal(netnsLabel(4026531833, 'host'), 'host (4026531833)');
+  assert.equal(netnsLabel(7, null), '7');
+  assert.equal(netnsLabel(7, 'a-very-long-namespace-name'), 'a-very-long-nam… (7)');
+});
+
+test('path picture: namespaces over their interfaces, a bar over the arrow that changes namespace', () => {
+  const [top, bottom] = renderPath([
+    { netns: 1, netnsName: 'host', ifname: 'br0' },
+    { netns: 1, netnsName: 'host', ifname: 'veth1a2b' },
+    { netns: 2, netnsName: 'accc1', ifname: 'eth0' },
+  ]);
+  assert.equal(top, 'host               |   accc1');
+  assert.equal(bottom[top.indexOf('|')], '-');
+  assert.equal(bottom, 'br0 ---> veth1a2b ---> eth0');
+});
+
+test('path picture: a label longer than its interfaces stretches the arrow', () => {
+  const [top, bottom] = renderPath([
+    { netns: 1, netnsName: 'a-long-namespace', ifname: 'eth0' },
+    { netns: 2, netnsName: 'router', ifname: 'r0' },
+    { netns: 2, netnsName: 'router', ifname: 'r1' },
+    { netns: 3, netnsName: null, ifname: 'eth0' },
+  ]);
+  assert.equal(top, 'a-long-namespace  |   router      |   3');
+  assert.equal(bottom, 'eth0 ---------------> r0 ---> r1 ---> eth0');
+  // Every bar stands over a dash of the arrow below it.
+  for (let i = top.indexOf('|'); i >= 0; i = top.indexOf('|', i + 1)) assert.equal(bottom[i], '-');
+});
+
+test('path picture: one namespace, and nothing for an empty path', () => {
+  assert.deepEqual(renderPath([{ netns: 1, netnsName: 'host', ifname: 'lo' }]), ['host', 'lo']);
+  assert.deepEqual(renderPath([]), []);
+});
