@@ -25,11 +25,18 @@ export class Lab {
   readonly id = randomBytes(2).toString('hex');
   private readonly created: string[] = [];
 
-  /** Creates a namespace with its loopback up; returns its name. */
+  /**
+   * Creates a namespace with its loopback up; returns its name. Duplicate
+   * address detection is off for every interface created in it, link-local
+   * addresses included: otherwise IPv6 neighbour discovery stalls for a
+   * second after set-up and the first probe goes unanswered.
+   */
   netns(role: string): string {
     const name = `${LAB_PREFIX}${this.id}-${role}`;
     run('ip', ['netns', 'add', name]);
     this.created.push(name);
+    this.sysctl(name, 'net.ipv6.conf.default.accept_dad', 0);
+    this.sysctl(name, 'net.ipv6.conf.all.accept_dad', 0);
     this.ip(name, 'link', 'set', 'lo', 'up');
     return name;
   }

@@ -1,0 +1,93 @@
+/** The commands as a user runs them: bad input, demo, doctor, cleanup. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { leftoverLabNamespaces } from '../../src/lab/lab';
+import { runCli } from './helpers';
+
+function assertOneLineError(run: { status: number | null; stdout: string; stderr: string }, message: RegExp) {
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stdout, '', 'nothing on stdout');
+  const lines = run.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line, got: ${run.stderr}`);
+  assert.match(lines[0], /^tracepkt: /);
+  assert.match(lines[0], message);
+}
+
+const bad: [string, string[], RegExp][] = [
+  ['unknown namespace', ['--from', 'no-such-ns-tracepkt', '10.9.9.9'], /unknown network namespace "no-such-ns-tracepkt" \(see `ip netns list`\)/],
+  ['a path that is not a namespace', ['--from', '/etc/hostname', '10.9.9.9'], /\/etc\/hostname is not a network namespace/],
+  ['a missing namespace path', ['--from', '/proc/999999999/ns/net', '10.9.9.9'], /no network namespace at \/proc\/999999999\/ns\/net/],
+  ['unresolvable host', ['no-such-host.invalid'], /cannot resolve host no-such-host\.invalid/],
+  ['malformed address', ['10.0.0.300'], /malformed address: 10\.0\.0\.300/],
+  ['count 0', ['-c', '0', '127.0.0.1'], /--count must be a whole number from 1 to 65535, not "0"/],
+  ['negative count', ['-c', '-2', '127.0.0.1'], /--count must be a whole number from 1 to 65535, not "-2"/],
+  ['family mismatch', ['-6', '127.0.0.1'], /127\.0\.0\.1 is an IPv4 address, but -6 asks for IPv6/],
+];
+
+for (const [what, args, message] of bad) {
+  test(`bad input: ${what} → one clear line, exit 2`, async () => {
+    assertOneLineError(await runCli(args), message);
+  });
+}
+
+test('not root: without capabilities, one clear line and exit 2, nothing loaded', async () => {
+  // uid 0 without any capability: what a user without privileges has, minus file permissions.
+  const run = await runCli(['127.0.0.1'], ['setpriv', '--inh-caps=-all', '--bounding-set=-all', '--']);
+  assertOneLineError(run, /must run as root: it loads eBPF programs/);
+});
+
+test('demo: traces a ping into a Docker-like lab and removes the lab', async () => {
+  const namespacesBefore = leftoverLabNamespaces();
+  const run = await runCli(['demo']);
+  assert.equal(run.status, 0, run.stderr);
+  const rows = run.stdout.split('\n').filter((l) => /^\+\d/.test(l)).map((l) => l.split(/\s+/));
+  assert.deepEqual(rows.map((r) => [r[3], r[4]]), [
+    ['docker0', 'request'],
+    [rows[1][3], 'request'],
+    ['eth0', 'request'],
+    ['eth0', 'reply'],
+    [rows[1][3], 'reply'],
+    ['docker0', 'reply'],
+  ]);
+  assert.match(rows[1][3], /^veth[0-9a-f]{4}$/);
+  assert.match(rows[0][1], /^tpk-[0-9a-f]{4}-host$/);
+  assert.match(rows[2][1], /^tpk-[0-9a-f]{4}-ctr$/);
+  assert.match(run.stdout, /reply received\./);
+  assert.match(run.stdout, /^Request path:\n {4}tpk-\S+-host\s+\|\s+tpk-\S+-ctr\n {4}docker0 ---> veth\S+ -+> eth0$/m);
+  assert.deepEqual(leftoverLabNamespaces(), namespacesBefore, 'the lab is gone');
+});
+
+test('doctor: measures each feature and agrees with the kernel', async () => {
+  const run = await runCli(['doctor']);
+  assert.equal(run.status, 0, run.stderr);
+  const verdict = (feature: string) => new RegExp(`^(ok|no|FAIL)\\s+${feature.replace(/[()+/]/g, '\\$&')}\\s`, 'm').exec(run.stdout)?.[1];
+  assert.equal(verdict('privileges'), 'ok');
+  assert.equal(verdict('kernel BTF'), 'ok');
+  assert.equal(verdict('tp_btf tracepoints + ring buffer'), 'ok');
+  // Cross-checked against what the system shows by other means.
+  assert.equal(verdict('tracefs'), fs.existsSync('/sys/kernel/tracing/events') ? 'ok' : 'no');
+  assert.equal(verdict('kprobes'), fs.existsSync('/sys/bus/event_source/devices/kprobe') ? 'ok' : 'no');
+  assert.ok(['ok', 'no'].includes(verdict('fentry/fexit (BPF trampolines)') ?? ''));
+  assert.ok(['ok', 'no'].includes(verdict('netfilter BPF links') ?? ''));
+  assert.match(run.stdout, /^tracepkt can trace on this kernel\.$/m);
+});
+
+test('cleanup removes namespaces a killed demo left behind, and nothing else', async () => {
+  const leftover = 'tpk-dead-host'.replace('dead', Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0'));
+  const unrelated = `tracepkt-keep-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', leftover]);
+  execFileSync('ip', ['netns', 'add', unrelated]);
+  try {
+    const run = await runCli(['cleanup']);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`removed network namespace ${leftover}`));
+    assert.ok(!fs.existsSync(`/run/netns/${leftover}`));
+    assert.ok(fs.existsSync(`/run/netns/${unrelated}`), 'other namespaces are left alone');
+  } finally {
+    for (const ns of [leftover, unrelated]) {
+      if (fs.existsSync(`/run/netns/${ns}`)) execFileSync('ip', ['netns', 'del', ns]);
+    }
+  }
+});

@@ -1,0 +1,130 @@
+/** Running the real CLI against labs of real namespaces, and looking at what the kernel holds. */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import type { HopEvent } from '../../src/events';
+import { Lab } from '../../src/lab/lab';
+import { NetnsResolver } from '../../src/names/netns';
+
+export const BIN = path.resolve(__dirname, '..', '..', '..', 'bin', 'tracepkt');
+
+export interface CliRun {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  events: HopEvent[];
+  summary: Record<string, unknown> | undefined;
+}
+
+export function startCli(args: string[], prefix: string[] = []): ChildProcess {
+  const [cmd, ...rest] = [...prefix, process.execPath, BIN, ...args];
+  return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function finished(child: ChildProcess): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  return new Promise((resolve) =>
+    child.on('close', (status, signal) => {
+      const lines = args(child).includes('--json') ? stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+      resolve({
+        status,
+        signal,
+        stdout,
+        stderr,
+        events: lines.filter((l) => l.kind === 'hop'),
+        summary: lines.find((l) => l.kind === 'summary'),
+      });
+    }),
+  );
+}
+
+function args(child: ChildProcess): string[] {
+  return child.spawnargs;
+}
+
+export function runCli(args: string[], prefix: string[] = []): Promise<CliRun> {
+  return finished(startCli(args, prefix));
+}
+
+/** [namespace name, interface, direction, hook] per hop: what the tests assert, in order. */
+export function hops(events: readonly HopEvent[]): string[][] {
+  return events.map((e) => [e.netns_name ?? String(e.netns), e.ifname, e.dir, e.hook]);
+}
+
+/** Runs fn with a fresh lab and always destroys it. */
+export async function withLab<T>(fn: (lab: Lab) => Promise<T>): Promise<T> {
+  const lab = new Lab();
+  try {
+    return await fn(lab);
+  } finally {
+    lab.destroy();
+  }
+}
+
+export function netnsInode(name: string): number {
+  const inode = new NetnsResolver().inodeOf(name);
+  if (inode === null) throw new Error(`no namespace ${name}`);
+  return inode;
+}
+
+/** A Docker-like host: bridge docker0 in `host`, a container `ctr` behind a veth pair; IPv4 and IPv6. */
+export function bridgeLab(lab: Lab) {
+  const host = lab.netns('host');
+  const ctr = lab.netns('ctr');
+  const veth = `veth${lab.id}`;
+  lab.veth(host, veth, ctr, 'eth0');
+  lab.bridge(host, 'docker0', veth);
+  lab.addr(host, 'docker0', '172.17.0.1/16');
+  lab.addr(host, 'docker0', 'fd00:17::1/64');
+  lab.addr(ctr, 'eth0', '172.17.0.2/16');
+  lab.addr(ctr, 'eth0', 'fd00:17::2/64');
+  lab.route(ctr, 'default', 'via', '172.17.0.1');
+  lab.route(ctr, 'default', 'via', 'fd00:17::1');
+  return { host, ctr, veth, v4: '172.17.0.2', v6: 'fd00:17::2' };
+}
+
+/** a — router — b, each link its own subnet; IPv4 and IPv6 forwarding in the router. */
+export function routerLab(lab: Lab) {
+  const a = lab.netns('a');
+  const r = lab.netns('r');
+  const b = lab.netns('b');
+  lab.veth(a, 'eth0', r, 'ra');
+  lab.veth(b, 'eth0', r, 'rb');
+  lab.forwarding(r);
+  lab.addr(a, 'eth0', '10.0.1.2/24');
+  lab.addr(a, 'eth0', 'fd00:1::2/64');
+  lab.addr(r, 'ra', '10.0.1.1/24');
+  lab.addr(r, 'ra', 'fd00:1::1/64');
+  lab.addr(r, 'rb', '10.0.2.1/24');
+  lab.addr(r, 'rb', 'fd00:2::1/64');
+  lab.addr(b, 'eth0', '10.0.2.2/24');
+  lab.addr(b, 'eth0', 'fd00:2::2/64');
+  lab.route(a, 'default', 'via', '10.0.1.1');
+  lab.route(a, 'default', 'via', 'fd00:1::1');
+  lab.route(b, 'default', 'via', '10.0.2.1');
+  lab.route(b, 'default', 'via', 'fd00:2::1');
+  return { a, r, b, v4: '10.0.2.2', v6: 'fd00:2::2' };
+}
+
+/** The ids of BPF programs, maps and links of ours that the kernel holds now. */
+export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[] } {
+  const json = (what: string) => JSON.parse(execFileSync('bpftool', ['-j', what, 'show'], { encoding: 'utf8' }) || '[]') as { id: number; name?: string; prog_id?: number }[];
+  // Kernel object names are cut to 15 characters.
+  const progs = json('prog').filter((p) => /^tp_net/.test(p.name ?? '')).map((p) => p.id);
+  const maps = json('map').filter((m) => ['tp_events', 'tp_stats'].includes(m.name ?? '')).map((m) => m.id);
+  const links = json('link').filter((l) => progs.includes(l.prog_id ?? -1)).map((l) => l.id);
+  return { progs, maps, links };
+}
+
+/** Waits until cond() holds, up to a generous limit: never a timing assertion. */
+export async function eventually(cond: () => boolean, limitMs = 10_000): Promise<boolean> {
+  const end = Date.now() + limitMs;
+  while (Date.now() < end) {
+    if (cond()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return cond();
+}

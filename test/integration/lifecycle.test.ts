@@ -1,0 +1,53 @@
+/** Nothing of ours stays in the kernel, however the run ends. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { bridgeLab, eventually, finished, ourKernelObjects, startCli, withLab } from './helpers';
+
+/** Starts a long trace and resolves once events flow: the programs are attached by then. */
+async function startLongTrace(from: string, target: string) {
+  const before = ourKernelObjects();
+  const child = startCli(['--json', '-c', '500', '--from', from, target]);
+  const done = finished(child);
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('close', () => reject(new Error('tracepkt ended before tracing')));
+  });
+  const during = ourKernelObjects();
+  const added = {
+    progs: during.progs.filter((id) => !before.progs.includes(id)),
+    maps: during.maps.filter((id) => !before.maps.includes(id)),
+    links: during.links.filter((id) => !before.links.includes(id)),
+  };
+  // The check below can only pass for the right reason if it sees them now.
+  assert.equal(added.progs.length, 2, 'two programs attached while tracing');
+  assert.equal(added.links.length, 2, 'two links while tracing');
+  assert.equal(added.maps.length, 2, 'ring buffer and stats maps while tracing');
+  return { child, done, added };
+}
+
+function stillHeld(added: { progs: number[]; maps: number[]; links: number[] }) {
+  const now = ourKernelObjects();
+  return [
+    ...added.progs.filter((id) => now.progs.includes(id)),
+    ...added.maps.filter((id) => now.maps.includes(id)),
+    ...added.links.filter((id) => now.links.includes(id)),
+  ];
+}
+
+for (const [signal, status] of [['SIGKILL', null], ['SIGTERM', 143], ['SIGINT', 130]] as const) {
+  test(`${signal} mid-trace leaves no BPF program, link or map behind`, () =>
+    withLab(async (lab) => {
+      const { host, v4 } = bridgeLab(lab);
+      const { child, done, added } = await startLongTrace(host, v4);
+      child.kill(signal);
+      const run = await done;
+      if (status === null) assert.equal(run.signal, 'SIGKILL');
+      else {
+        assert.equal(run.status, status, run.stderr);
+        assert.doesNotMatch(run.stderr, /internal error|\n\s+at /);
+        assert.equal(JSON.parse(run.stdout.trim().split('\n').pop()!).kind, 'summary', 'the summary still comes out');
+      }
+      // The kernel frees fd-owned objects asynchronously (RCU): wait, do not race it.
+      assert.ok(await eventually(() => stillHeld(added).length === 0), `still held: ${stillHeld(added)}`);
+    }));
+}
