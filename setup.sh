@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up tracepkt on Debian 12 (or a derivative) as root: installs the
+# Debian packages that are missing, the npm dependencies, and builds the BPF
+# object, the Node-API addon and the TypeScript. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# clang builds the CO-RE object; libbpf/libelf/zlib link the addon; the rest
+# are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
+# enter namespaces, bpftool lets the tests see what the kernel holds.
+PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
+  bpftool iproute2 iputils-ping util-linux procps)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+make all
+echo "setup.sh: built. Run: ./bin/tracepkt demo"
