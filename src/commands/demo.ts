@@ -10,21 +10,22 @@ import { traceCommand } from './trace';
 
 export const DEMO = {
   bridge: 'docker0',
-  bridgeAddr: '172.17.0.1/16',
-  containerAddr: '172.17.0.2/16',
-  target: '172.17.0.2',
+  host: { v4: '172.17.0.1', v6: 'fd00:17::1' },
+  container: { v4: '172.17.0.2', v6: 'fd00:17::2' },
 } as const;
 
-/** Builds the demo topology; the caller destroys the lab. */
+/** Builds the demo topology, IPv4 and IPv6; the caller destroys the lab. */
 export function buildDemoLab(lab: Lab): { host: string; container: string; veth: string } {
   const host = lab.netns('host');
   const container = lab.netns('ctr');
   const veth = `veth${lab.id}`;
   lab.veth(host, veth, container, 'eth0');
   lab.bridge(host, DEMO.bridge, veth);
-  lab.addr(host, DEMO.bridge, DEMO.bridgeAddr);
-  lab.addr(container, 'eth0', DEMO.containerAddr);
-  lab.route(container, 'default', 'via', DEMO.bridgeAddr.split('/')[0]);
+  for (const [v, len] of [['v4', 16], ['v6', 64]] as const) {
+    lab.addr(host, DEMO.bridge, `${DEMO.host[v]}/${len}`);
+    lab.addr(container, 'eth0', `${DEMO.container[v]}/${len}`);
+    lab.route(container, 'default', 'via', DEMO.host[v]);
+  }
   return { host, container, veth };
 }
 
@@ -33,8 +34,8 @@ export async function demoCommand(io: Output, signal?: AbortSignal): Promise<num
   const lab = new Lab();
   try {
     const { host, container, veth } = buildDemoLab(lab);
-    io.err(`demo lab: namespace ${host} (bridge ${DEMO.bridge}, port ${veth}) and ${container} (eth0 ${DEMO.target})`);
-    return await traceCommand({ target: DEMO.target, count: 1, timeout: 2, from: host, json: false }, io, signal);
+    io.err(`demo lab: namespace ${host} (bridge ${DEMO.bridge}, port ${veth}) and ${container} (eth0 ${DEMO.container.v4})`);
+    return await traceCommand({ target: DEMO.container.v4, count: 1, timeout: 2, from: host, json: false }, io, signal);
   } finally {
     lab.destroy();
   }

@@ -62,7 +62,9 @@ export async function runProbe(o: ProbeOptions, onEvent?: (ev: TraceEvent) => vo
       aborted = true;
       child.kill('SIGTERM');
     };
-    o.signal?.addEventListener('abort', stop, { once: true });
+    // A signal may have come while we were loading: it still counts.
+    if (o.signal?.aborted) stop();
+    else o.signal?.addEventListener('abort', stop, { once: true });
     // ping bounds itself with -W; this only guards against one that hangs.
     const guard = setTimeout(stop, (o.count * 0.2 + o.timeout + 5) * 1000);
     const { status, stderr } = await ping.done;

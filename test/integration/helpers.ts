@@ -2,6 +2,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import type { HopEvent } from '../../src/events';
+import { buildDemoLab, DEMO } from '../../src/commands/demo';
 import { Lab } from '../../src/lab/lab';
 import { NetnsResolver } from '../../src/names/netns';
 
@@ -70,20 +71,22 @@ export function netnsInode(name: string): number {
   return inode;
 }
 
-/** A Docker-like host: bridge docker0 in `host`, a container `ctr` behind a veth pair; IPv4 and IPv6. */
+/** The demo's Docker-like host: bridge docker0 in `host`, a container `ctr` behind a veth pair. */
 export function bridgeLab(lab: Lab) {
-  const host = lab.netns('host');
-  const ctr = lab.netns('ctr');
-  const veth = `veth${lab.id}`;
-  lab.veth(host, veth, ctr, 'eth0');
-  lab.bridge(host, 'docker0', veth);
-  lab.addr(host, 'docker0', '172.17.0.1/16');
-  lab.addr(host, 'docker0', 'fd00:17::1/64');
-  lab.addr(ctr, 'eth0', '172.17.0.2/16');
-  lab.addr(ctr, 'eth0', 'fd00:17::2/64');
-  lab.route(ctr, 'default', 'via', '172.17.0.1');
-  lab.route(ctr, 'default', 'via', 'fd00:17::1');
-  return { host, ctr, veth, v4: '172.17.0.2', v6: 'fd00:17::2' };
+  const { host, container, veth } = buildDemoLab(lab);
+  return { host, ctr: container, veth, v4: DEMO.container.v4, v6: DEMO.container.v6 };
+}
+
+/** What one probe's round trip into the bridge lab must look like, hop by hop. */
+export function bridgeJourney({ host, ctr, veth }: { host: string; ctr: string; veth: string }): string[][] {
+  return [
+    [host, 'docker0', 'request', 'net_dev_queue'],
+    [host, veth, 'request', 'net_dev_queue'],
+    [ctr, 'eth0', 'request', 'netif_receive_skb'],
+    [ctr, 'eth0', 'reply', 'net_dev_queue'],
+    [host, veth, 'reply', 'netif_receive_skb'],
+    [host, 'docker0', 'reply', 'netif_receive_skb'],
+  ];
 }
 
 /** a — router — b, each link its own subnet; IPv4 and IPv6 forwarding in the router. */
@@ -107,6 +110,20 @@ export function routerLab(lab: Lab) {
   lab.route(b, 'default', 'via', '10.0.2.1');
   lab.route(b, 'default', 'via', 'fd00:2::1');
   return { a, r, b, v4: '10.0.2.2', v6: 'fd00:2::2' };
+}
+
+/** One probe's round trip from a to b through the router, hop by hop. */
+export function routerJourney({ a, r, b }: { a: string; r: string; b: string }): string[][] {
+  return [
+    [a, 'eth0', 'request', 'net_dev_queue'],
+    [r, 'ra', 'request', 'netif_receive_skb'],
+    [r, 'rb', 'request', 'net_dev_queue'],
+    [b, 'eth0', 'request', 'netif_receive_skb'],
+    [b, 'eth0', 'reply', 'net_dev_queue'],
+    [r, 'rb', 'reply', 'netif_receive_skb'],
+    [r, 'ra', 'reply', 'net_dev_queue'],
+    [a, 'eth0', 'reply', 'netif_receive_skb'],
+  ];
 }
 
 /** The ids of BPF programs, maps and links of ours that the kernel holds now. */

@@ -1,7 +1,8 @@
 /** Nothing of ours stays in the kernel, however the run ends. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { bridgeLab, eventually, finished, ourKernelObjects, startCli, withLab } from './helpers';
+import { leftoverLabNamespaces } from '../../src/lab/lab';
+import { bridgeLab, eventually, finished, ourKernelObjects, runCli, startCli, withLab } from './helpers';
 
 /** Starts a long trace and resolves once events flow: the programs are attached by then. */
 async function startLongTrace(from: string, target: string) {
@@ -33,6 +34,33 @@ function stillHeld(added: { progs: number[]; maps: number[]; links: number[] }) 
     ...added.links.filter((id) => now.links.includes(id)),
   ];
 }
+
+test('a normal exit leaves no BPF program, link or map behind', () =>
+  withLab(async (lab) => {
+    const { host, v4 } = bridgeLab(lab);
+    const before = ourKernelObjects();
+    const run = await runCli(['--json', '-c', '2', '--from', host, v4]);
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.events.length, 12, 'it did trace');
+    assert.ok(await eventually(() => JSON.stringify(ourKernelObjects()) === JSON.stringify(before)), 'nothing new held');
+  }));
+
+test('Ctrl-C during the demo still removes its lab', async () => {
+  const child = startCli(['demo']);
+  const done = finished(child);
+  let lab = '';
+  await new Promise<void>((resolve) =>
+    child.stderr!.on('data', (s: Buffer) => {
+      lab ||= /namespace (tpk-[0-9a-f]{4})-host/.exec(s.toString())?.[1] ?? '';
+      if (lab) resolve();
+    }),
+  );
+  child.kill('SIGINT');
+  const run = await done;
+  // The demo may already have finished when the signal lands; either way the lab is gone.
+  assert.ok(run.status === 130 || run.status === 0, `exit ${run.status}: ${run.stderr}`);
+  assert.deepEqual(leftoverLabNamespaces().filter((n) => n.startsWith(lab)), []);
+});
 
 for (const [signal, status] of [['SIGKILL', null], ['SIGTERM', 143], ['SIGINT', 130]] as const) {
   test(`${signal} mid-trace leaves no BPF program, link or map behind`, () =>
