@@ -49,6 +49,9 @@ export function pingCommand(o: PingOptions): string[] {
   return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...ping] : ping;
 }
 
+/** The Debian packages that provide the commands we run. */
+const PROVIDERS: Record<string, string> = { ping: 'iputils-ping', nsenter: 'util-linux' };
+
 export interface PingRun {
   child: ChildProcess;
   /** ping's exit status (0: a reply came, 1: none) and what it said on stderr. */
@@ -61,7 +64,12 @@ export function startPing(o: PingOptions): PingRun {
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const done = new Promise<{ status: number; stderr: string }>((resolve) => {
-    child.on('error', (err) => resolve({ status: 127, stderr: `${cmd}: ${err.message}` }));
+    child.on('error', (err: NodeJS.ErrnoException) =>
+      resolve({
+        status: 127,
+        stderr: err.code === 'ENOENT' ? `${cmd} not found: install ${PROVIDERS[cmd] ?? cmd}` : `${cmd}: ${err.message}`,
+      }),
+    );
     child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 2), stderr: stderr.trim() }));
   });
   return { child, done };
