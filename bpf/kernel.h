@@ -36,6 +36,20 @@ struct sk_buff {
 	__u16 network_header;
 };
 
+/* The netfilter hook's view of a packet (kernel 6.4+: BPF_PROG_TYPE_NETFILTER). */
+struct nf_hook_state {
+	__u8 hook;
+	__u8 pf;
+	struct net_device *in;
+	struct net_device *out;
+	struct net *net;
+};
+
+struct bpf_nf_ctx {
+	const struct nf_hook_state *state;
+	struct sk_buff *skb;
+};
+
 #pragma clang attribute pop
 
 #endif

@@ -130,12 +130,19 @@ static __always_inline bool match_probe(unsigned char *l3, union ip_headers *ip,
 	return marker == CFG.marker;
 }
 
-static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u8 hook)
+/* Where a record was seen: filled by each hook from what it knows. */
+struct sighting {
+	struct sk_buff *skb;
+	struct net_device *dev; /* may be NULL at a netfilter hook */
+	__u32 netns;
+	__u8 kind, hook, nf_hook, nf_pf, nf_index;
+};
+
+static __always_inline void emit(unsigned char *l3, struct sighting *at)
 {
 	union ip_headers ip;
 	struct icmp_echo icmp;
 	struct probe_match m;
-	struct net_device *dev;
 	struct tp_event *e;
 
 	if (!match_probe(l3, &ip, &icmp, &m))
@@ -146,13 +153,15 @@ static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u
 		count_lost();
 		return;
 	}
-	dev = skb->dev;
 	e->time_ns = bpf_ktime_get_ns();
-	e->skb = (__u64)skb;
-	e->netns = dev->nd_net.net->ns.inum;
-	e->ifindex = dev->ifindex;
-	e->kind = TP_EVENT_HOP;
-	e->hook = hook;
+	e->skb = (__u64)at->skb;
+	e->netns = at->netns;
+	e->kind = at->kind;
+	e->hook = at->hook;
+	e->nf_hook = at->nf_hook;
+	e->nf_pf = at->nf_pf;
+	e->nf_index = at->nf_index;
+	e->reserved = 0;
 	e->family = m.family;
 	e->ttl = m.ttl;
 	e->icmp_type = icmp.type;
@@ -160,7 +169,6 @@ static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u
 	e->ip_len = m.ip_len;
 	e->icmp_id = bpf_ntohs(icmp.id);
 	e->icmp_seq = bpf_ntohs(icmp.sequence);
-	e->cpu = bpf_get_smp_processor_id();
 	if (m.family == 4) {
 		__builtin_memcpy(e->saddr, &ip.v4.saddr, 4);
 		__builtin_memcpy(e->daddr, &ip.v4.daddr, 4);
@@ -170,8 +178,28 @@ static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u
 		__builtin_memcpy(e->saddr, &ip.v6.saddr, 16);
 		__builtin_memcpy(e->daddr, &ip.v6.daddr, 16);
 	}
-	bpf_probe_read_kernel_str(e->ifname, sizeof(e->ifname), dev->name);
+	if (at->dev) {
+		e->ifindex = at->dev->ifindex;
+		bpf_probe_read_kernel_str(e->ifname, sizeof(e->ifname), at->dev->name);
+	} else {
+		e->ifindex = 0;
+		e->ifname[0] = 0;
+	}
 	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u8 hook)
+{
+	struct net_device *dev = skb->dev;
+	struct sighting at = {
+		.skb = skb,
+		.dev = dev,
+		.netns = dev->nd_net.net->ns.inum,
+		.kind = TP_EVENT_HOP,
+		.hook = hook,
+	};
+
+	emit(l3, &at);
 }
 
 /* Transmit: the IP stack has set the network header by now, while skb->data
@@ -192,3 +220,41 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 	emit_hop(skb, skb->data, TP_HOOK_NETIF_RECEIVE_SKB);
 	return 0;
 }
+
+/*
+ * Netfilter checkpoints. User space attaches copy i through a BPF netfilter
+ * link at a priority of its choice; seeing the probe at one checkpoint and
+ * not at the next says which tables in between stopped it. Always NF_ACCEPT:
+ * we watch, we never judge. Retyped to BPF_PROG_TYPE_NETFILTER before load
+ * (libbpf 1.1.2 predates the section name).
+ */
+static __always_inline int checkpoint(struct bpf_nf_ctx *ctx, __u8 index)
+{
+	const struct nf_hook_state *state = ctx->state;
+	struct sk_buff *skb = ctx->skb;
+	struct sighting at = {
+		.skb = skb,
+		.dev = state->in ? state->in : state->out,
+		.netns = state->net->ns.inum,
+		.kind = TP_EVENT_NF_CHECKPOINT,
+		.hook = TP_HOOK_NETFILTER,
+		.nf_hook = state->hook,
+		.nf_pf = state->pf,
+		.nf_index = index,
+	};
+
+	emit(skb->head + skb->network_header, &at);
+	return 1; /* NF_ACCEPT */
+}
+
+#define CHECKPOINT(i)                                        \
+	SEC("netfilter")                                     \
+	int tp_nf_checkpoint_##i(struct bpf_nf_ctx *ctx)     \
+	{                                                    \
+		return checkpoint(ctx, i);                   \
+	}
+
+CHECKPOINT(0) CHECKPOINT(1) CHECKPOINT(2) CHECKPOINT(3)
+CHECKPOINT(4) CHECKPOINT(5) CHECKPOINT(6) CHECKPOINT(7)
+CHECKPOINT(8) CHECKPOINT(9) CHECKPOINT(10) CHECKPOINT(11)
+CHECKPOINT(12) CHECKPOINT(13) CHECKPOINT(14) CHECKPOINT(15)

@@ -13,21 +13,31 @@
 
 /* What a record describes. Later kinds (netfilter, drop, route) extend it. */
 enum tp_event_kind {
-	TP_EVENT_HOP = 1, /* the packet seen on an interface */
+	TP_EVENT_HOP = 1,           /* the packet seen on an interface */
+	TP_EVENT_NF_CHECKPOINT = 2, /* the packet reached a netfilter checkpoint */
 };
 
 /* Which kernel hook saw the packet. */
 enum tp_hook {
 	TP_HOOK_NET_DEV_QUEUE = 1,     /* tp net:net_dev_queue, transmit */
 	TP_HOOK_NETIF_RECEIVE_SKB = 2, /* tp net:netif_receive_skb, receive */
+	TP_HOOK_NETFILTER = 3,         /* a BPF netfilter link (a checkpoint) */
 };
+
+/*
+ * Netfilter checkpoints: the same program body attached through BPF
+ * netfilter links at chosen priorities. A link cannot tell its program where
+ * it was attached, so there are TP_NF_CHECKPOINTS copies, each reporting its
+ * own index; user space knows which priority it gave each index.
+ */
+#define TP_NF_CHECKPOINTS 16
 
 /* One fixed-size record per event: 88 bytes, no pointers to chase. */
 struct tp_event {
 	__u64 time_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skb;       /* address of the struct sk_buff: the packet's identity in the kernel */
-	__u32 netns;     /* dev->nd_net.net->ns.inum */
-	__u32 ifindex;   /* dev->ifindex */
+	__u32 netns;     /* dev->nd_net.net->ns.inum (checkpoints: state->net) */
+	__u32 ifindex;   /* dev->ifindex (checkpoints: the input device, else the output one) */
 	__u8 kind;       /* enum tp_event_kind */
 	__u8 hook;       /* enum tp_hook */
 	__u8 family;     /* 4 or 6, from the IP header's version nibble */
@@ -37,7 +47,10 @@ struct tp_event {
 	__u16 ip_len;    /* iphdr->tot_len, or ipv6hdr->payload_len + 40; host order */
 	__u16 icmp_id;   /* echo identifier, host order */
 	__u16 icmp_seq;  /* echo sequence, host order */
-	__u32 cpu;       /* bpf_get_smp_processor_id() */
+	__u8 nf_hook;    /* checkpoints: nf_hook_state->hook (NF_INET_*) */
+	__u8 nf_pf;      /* checkpoints: nf_hook_state->pf (NFPROTO_IPV4 / _IPV6) */
+	__u8 nf_index;   /* checkpoints: which copy of the program */
+	__u8 reserved;
 	__u8 saddr[16];  /* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
 	char ifname[TP_IFNAMSIZ]; /* dev->name when the hook ran */

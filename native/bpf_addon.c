@@ -10,13 +10,19 @@
  * failed), `errno` (positive) and, for load, `log` (libbpf's and the
  * verifier's messages).
  *
- * Reading: a uv_poll_t watches ring_buffer__epoll_fd(); when it fires,
- * ring_buffer__consume() drains every record into one batch and JavaScript
- * gets a single Buffer per wake-up. No thread, no per-event call.
+ * Reading: a uv_poll_t watches ring_buffer__epoll_fd() (or a netlink
+ * socket); when it fires, everything pending is drained into one batch and
+ * JavaScript gets a single Buffer per wake-up. No thread, no per-event call.
  * Batch format: [u32 length][record][padding to 4 bytes], repeated.
  */
+#define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/netlink.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <node_api.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +33,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
-#define MAX_LINKS 64
+#define MAX_OBJECT_LINKS 1024
 
 /* ---- libbpf's messages: kept, not printed, so errors can carry them ---- */
 
@@ -104,9 +110,9 @@ static int get_string(napi_env env, napi_value v, char *buf, size_t size)
 
 struct object {
 	struct bpf_object *obj;
-	struct bpf_link *links[MAX_LINKS];
+	struct bpf_link *links[MAX_OBJECT_LINKS];
 	int nr_links;
-	int link_fds[MAX_LINKS]; /* raw links created by syscall (netfilter) */
+	int link_fds[MAX_OBJECT_LINKS]; /* raw links created by syscall (netfilter) */
 	int nr_link_fds;
 };
 
@@ -385,7 +391,7 @@ static napi_value js_attach(napi_env env, napi_callback_info info)
 
 	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
 		return NULL;
-	if (o->nr_links >= MAX_LINKS)
+	if (o->nr_links >= MAX_OBJECT_LINKS)
 		return throw_errno(env, "bpf_program__attach", E2BIG, 0);
 	log_reset();
 	link = bpf_program__attach(prog);
@@ -425,7 +431,7 @@ static napi_value js_attach_netfilter(napi_env env, napi_callback_info info)
 	    napi_get_value_int32(env, argv[4], &priority) != napi_ok ||
 	    napi_get_value_uint32(env, argv[5], &flags) != napi_ok)
 		return throw_type(env, "pf, hooknum, priority and flags must be numbers");
-	if (o->nr_link_fds >= MAX_LINKS)
+	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
 		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
 	memset(&attr, 0, sizeof(attr));
 	attr.prog_fd = bpf_program__fd(prog);
@@ -477,102 +483,177 @@ static napi_value js_map_lookup(napi_env env, napi_callback_info info)
 	return err ? throw_errno(env, "bpf_map__lookup_elem", err, 0) : result;
 }
 
-/* ---- ring buffer reader ---- */
+/* ---- batches: what JavaScript receives, one Buffer per wake-up ---- */
 
-struct ring {
-	napi_env env;
-	struct ring_buffer *rb;
-	uv_poll_t poll;
-	napi_ref callback;
-	napi_async_context async;
-	char *batch;
+struct batch {
+	char *data;
 	size_t len, cap;
-	int closed;
 };
 
-static int ring_sample(void *ctx, void *data, size_t size)
+/* Appends [u32 length][record], padded so the next length is 4-aligned. */
+static int batch_add(struct batch *b, const void *data, size_t size)
 {
-	struct ring *r = ctx;
-	/* 4-byte length + record, padded so the next length is 4-aligned */
 	size_t need = (4 + size + 3) & ~(size_t)3;
 	uint32_t len = size;
-	if (r->len + need > r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 64 * 1024;
+
+	if (b->len + need > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64 * 1024;
 		char *grown;
 
-		while (cap < r->len + need)
+		while (cap < b->len + need)
 			cap *= 2;
-		grown = realloc(r->batch, cap);
+		grown = realloc(b->data, cap);
 		if (!grown)
 			return -ENOMEM;
-		r->batch = grown;
-		r->cap = cap;
+		b->data = grown;
+		b->cap = cap;
 	}
-	memcpy(r->batch + r->len, &len, 4);
-	memcpy(r->batch + r->len + 4, data, size);
-	r->len += need;
+	memcpy(b->data + b->len, &len, 4);
+	memcpy(b->data + b->len + 4, data, size);
+	memset(b->data + b->len + 4 + size, 0, need - 4 - size);
+	b->len += need;
 	return 0;
 }
 
-/* Drains the ring and hands the batch to JavaScript; returns records read. */
-static int ring_drain(struct ring *r, napi_value *out)
+/*
+ * A source of batches watched on Node's event loop: the ring buffer's epoll
+ * fd or a netlink socket. drain() fills the batch; the callback gets it.
+ */
+struct watch {
+	napi_env env;
+	uv_poll_t poll;
+	napi_ref callback;
+	napi_async_context async;
+	struct batch batch;
+	int (*drain)(struct watch *w);
+	void (*release)(struct watch *w);
+	int closed;    /* closeWatch() or the finalizer asked to close */
+	int uv_closed; /* libuv is done with the handle */
+	int finalized; /* JavaScript dropped its handle */
+};
+
+/* Drains the source; returns records read and the batch as a Buffer. */
+static int watch_drain(struct watch *w, napi_value *out)
 {
 	int n;
 
-	r->len = 0;
-	n = ring_buffer__consume(r->rb);
+	w->batch.len = 0;
+	n = w->drain(w);
 	if (n < 0)
 		return n;
-	if (r->len == 0)
+	if (w->batch.len == 0)
 		return 0;
-	if (napi_create_buffer_copy(r->env, r->len, r->batch, NULL, out) != napi_ok)
+	if (napi_create_buffer_copy(w->env, w->batch.len, w->batch.data, NULL, out) != napi_ok)
 		return -ENOMEM;
 	return n;
 }
 
-static void ring_on_readable(uv_poll_t *poll, int status, int events)
+static void watch_on_readable(uv_poll_t *poll, int status, int events)
 {
-	struct ring *r = poll->data;
+	struct watch *w = poll->data;
 	napi_handle_scope scope;
 	napi_value batch, callback, global, result;
 	int n;
 
-	if (r->closed)
+	if (w->closed)
 		return;
-	napi_open_handle_scope(r->env, &scope);
-	n = ring_drain(r, &batch);
-	if (n > 0 && napi_get_reference_value(r->env, r->callback, &callback) == napi_ok) {
-		napi_get_global(r->env, &global);
-		napi_make_callback(r->env, r->async, global, callback, 1, &batch, &result);
+	napi_open_handle_scope(w->env, &scope);
+	n = watch_drain(w, &batch);
+	if (n > 0 && napi_get_reference_value(w->env, w->callback, &callback) == napi_ok) {
+		napi_get_global(w->env, &global);
+		napi_make_callback(w->env, w->async, global, callback, 1, &batch, &result);
 	}
-	napi_close_handle_scope(r->env, scope);
+	napi_close_handle_scope(w->env, scope);
 }
 
-static void ring_free(uv_handle_t *handle)
+/* Freed only once both libuv and JavaScript are done with it. */
+static void watch_free_if_unused(struct watch *w)
 {
-	struct ring *r = handle->data;
-
-	free(r->batch);
-	free(r);
-}
-
-static void ring_close(struct ring *r)
-{
-	if (r->closed)
+	if (!w->uv_closed || !w->finalized)
 		return;
-	r->closed = 1;
-	uv_poll_stop(&r->poll);
+	free(w->batch.data);
+	free(w);
+}
+
+static void watch_on_uv_closed(uv_handle_t *handle)
+{
+	struct watch *w = handle->data;
+
+	w->uv_closed = 1;
+	watch_free_if_unused(w);
+}
+
+static void watch_close(struct watch *w)
+{
+	if (w->closed)
+		return;
+	w->closed = 1;
+	uv_poll_stop(&w->poll);
+	w->release(w);
+	napi_delete_reference(w->env, w->callback);
+	napi_async_destroy(w->env, w->async);
+	uv_close((uv_handle_t *)&w->poll, watch_on_uv_closed);
+}
+
+static void watch_finalize(napi_env env, void *data, void *hint)
+{
+	struct watch *w = data;
+
+	watch_close(w);
+	w->finalized = 1;
+	watch_free_if_unused(w);
+}
+
+/* Starts watching fd; the caller has set drain, release and its own state. */
+static napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name)
+{
+	uv_loop_t *loop;
+	napi_value handle, resource;
+
+	w->env = env;
+	napi_get_uv_event_loop(env, &loop);
+	uv_poll_init(loop, &w->poll, fd);
+	w->poll.data = w;
+	napi_create_reference(env, callback, 1, &w->callback);
+	napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
+	napi_async_init(env, NULL, resource, &w->async);
+	uv_poll_start(&w->poll, UV_READABLE, watch_on_readable);
+	napi_create_external(env, w, watch_finalize, NULL, &handle);
+	return handle;
+}
+
+static struct watch *get_watch(napi_env env, napi_value v)
+{
+	struct watch *w = NULL;
+
+	if (napi_get_value_external(env, v, (void **)&w) != napi_ok || !w)
+		return throw_type(env, "not a watch handle"), NULL;
+	return w;
+}
+
+/* ---- ring buffer reader ---- */
+
+struct ring {
+	struct watch w; /* first: a ring is a watch */
+	struct ring_buffer *rb;
+};
+
+static int ring_sample(void *ctx, void *data, size_t size)
+{
+	return batch_add(&((struct ring *)ctx)->w.batch, data, size);
+}
+
+static int ring_drain(struct watch *w)
+{
+	return ring_buffer__consume(((struct ring *)w)->rb);
+}
+
+static void ring_release(struct watch *w)
+{
+	struct ring *r = (struct ring *)w;
+
 	ring_buffer__free(r->rb);
 	r->rb = NULL;
-	napi_delete_reference(r->env, r->callback);
-	napi_async_destroy(r->env, r->async);
-	uv_close((uv_handle_t *)&r->poll, ring_free);
-}
-
-static void ring_finalize(napi_env env, void *data, void *hint)
-{
-	/* Only reached once JavaScript dropped the handle; closing frees it. */
-	ring_close(data);
 }
 
 /* openRing(handle, map, onBatch) -> ring; onBatch(Buffer) per wake-up */
@@ -581,8 +662,6 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 	struct object *o;
 	struct bpf_map *map;
 	struct ring *r;
-	uv_loop_t *loop;
-	napi_value handle, name;
 	napi_valuetype type;
 	int err;
 	ARGS(3);
@@ -594,64 +673,253 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return throw_errno(env, "calloc", ENOMEM, 0);
-	r->env = env;
 	r->rb = ring_buffer__new(bpf_map__fd(map), ring_sample, r, NULL);
 	err = libbpf_get_error(r->rb);
 	if (err) {
 		free(r);
 		return throw_errno(env, "ring_buffer__new", err, 0);
 	}
-	napi_get_uv_event_loop(env, &loop);
-	uv_poll_init(loop, &r->poll, ring_buffer__epoll_fd(r->rb));
-	r->poll.data = r;
-	napi_create_reference(env, argv[2], 1, &r->callback);
-	napi_create_string_utf8(env, "tracepkt:ring", NAPI_AUTO_LENGTH, &name);
-	napi_async_init(env, NULL, name, &r->async);
-	uv_poll_start(&r->poll, UV_READABLE, ring_on_readable);
-	napi_create_external(env, r, ring_finalize, NULL, &handle);
-	return handle;
+	r->w.drain = ring_drain;
+	r->w.release = ring_release;
+	return watch_start(env, &r->w, ring_buffer__epoll_fd(r->rb), argv[2], "tracepkt:ring");
 }
 
-static struct ring *get_ring(napi_env env, napi_value v)
+/* drain(watch) -> Buffer or null: reads now, without waiting for a wake-up */
+static napi_value js_drain(napi_env env, napi_callback_info info)
 {
-	struct ring *r = NULL;
-
-	if (napi_get_value_external(env, v, (void **)&r) != napi_ok || !r)
-		return throw_type(env, "not a ring handle"), NULL;
-	return r;
-}
-
-/* consumeRing(ring) -> Buffer or null: drains now, without waiting for a wake-up */
-static napi_value js_consume_ring(napi_env env, napi_callback_info info)
-{
-	struct ring *r;
+	struct watch *w;
 	napi_value batch = NULL;
 	int n;
 	ARGS(1);
 
-	if (!(r = get_ring(env, argv[0])))
+	if (!(w = get_watch(env, argv[0])))
 		return NULL;
-	if (r->closed) {
+	if (w->closed) {
 		napi_get_null(env, &batch);
 		return batch;
 	}
-	n = ring_drain(r, &batch);
+	n = watch_drain(w, &batch);
 	if (n < 0)
-		return throw_errno(env, "ring_buffer__consume", n, 0);
+		return throw_errno(env, "drain", n, 0);
 	if (n == 0)
 		napi_get_null(env, &batch);
 	return batch;
 }
 
-/* closeRing(ring): stops watching; the event loop no longer waits on it */
-static napi_value js_close_ring(napi_env env, napi_callback_info info)
+/* closeWatch(watch): stops watching and frees the source (ring, socket) */
+static napi_value js_close_watch(napi_env env, napi_callback_info info)
 {
-	struct ring *r;
+	struct watch *w;
 	ARGS(1);
 
-	if ((r = get_ring(env, argv[0])))
-		ring_close(r);
+	if ((w = get_watch(env, argv[0])))
+		watch_close(w);
 	return NULL;
+}
+
+/* ---- network namespaces ---- */
+
+/*
+ * BPF netfilter links and netlink sockets belong to the network namespace of
+ * the thread that creates them, so JavaScript enters a namespace, creates
+ * them, and leaves. Only the calling (main) thread moves.
+ */
+static int home_netns = -1;
+
+/* enterNetns(path): moves the calling thread into the namespace at path */
+static napi_value js_enter_netns(napi_env env, napi_callback_info info)
+{
+	char path[4096];
+	int fd, err;
+	ARGS(1);
+
+	if (!get_string(env, argv[0], path, sizeof(path)))
+		return throw_type(env, "bad namespace path");
+	if (home_netns < 0) {
+		home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (home_netns < 0)
+			return throw_errno(env, "open /proc/thread-self/ns/net", errno, 0);
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return throw_errno(env, "open namespace", errno, 0);
+	err = setns(fd, CLONE_NEWNET) ? errno : 0;
+	close(fd);
+	return err ? throw_errno(env, "setns", err, 0) : NULL;
+}
+
+/* leaveNetns(): back to the namespace the thread was in before enterNetns */
+static napi_value js_leave_netns(napi_env env, napi_callback_info info)
+{
+	if (home_netns >= 0 && setns(home_netns, CLONE_NEWNET))
+		return throw_errno(env, "setns back", errno, 0);
+	return NULL;
+}
+
+/* ---- netlink sockets ---- */
+
+struct nl {
+	struct watch w; /* first: a socket is a watch */
+	int fd;
+	uint32_t portid;
+	char buf[256 * 1024];
+};
+
+static int nl_drain(struct watch *w)
+{
+	struct nl *s = (struct nl *)w;
+	int n = 0;
+
+	for (;;) {
+		ssize_t got = recv(s->fd, s->buf, sizeof(s->buf), MSG_DONTWAIT);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				/* The kernel dropped messages: tell JavaScript with an empty record. */
+				if (batch_add(&w->batch, s->buf, 0))
+					return -ENOMEM;
+				n++;
+				continue;
+			}
+			break; /* EAGAIN: drained */
+		}
+		if (batch_add(&w->batch, s->buf, got))
+			return -ENOMEM;
+		n++;
+	}
+	return n;
+}
+
+static void nl_release(struct watch *w)
+{
+	struct nl *s = (struct nl *)w;
+
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+/*
+ * netlinkOpen(protocol, groups[], onBatch) -> socket, in the calling
+ * thread's namespace. Each datagram is one record of the batch (a zero-length
+ * record means the kernel dropped messages: ENOBUFS).
+ */
+static napi_value js_netlink_open(napi_env env, napi_callback_info info)
+{
+	uint32_t protocol, n_groups, i;
+	struct sockaddr_nl addr = { .nl_family = AF_NETLINK };
+	socklen_t addr_len = sizeof(addr);
+	struct nl *s;
+	int rcvbuf = 8 << 20;
+	ARGS(3);
+
+	if (napi_get_value_uint32(env, argv[0], &protocol) != napi_ok ||
+	    napi_get_array_length(env, argv[1], &n_groups) != napi_ok)
+		return throw_type(env, "protocol must be a number, groups an array");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return throw_errno(env, "calloc", ENOMEM, 0);
+	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof(addr)) ||
+	    getsockname(s->fd, (struct sockaddr *)&addr, &addr_len)) {
+		int err = errno;
+
+		nl_release(&s->w);
+		free(s);
+		return throw_errno(env, "netlink socket", err, 0);
+	}
+	s->portid = addr.nl_pid;
+	/* Trace bursts must not overflow the socket: ask for a large buffer. */
+	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
+		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	for (i = 0; i < n_groups; i++) {
+		napi_value v;
+		uint32_t group;
+
+		napi_get_element(env, argv[1], i, &v);
+		if (napi_get_value_uint32(env, v, &group) != napi_ok ||
+		    setsockopt(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group))) {
+			int err = errno ? errno : EINVAL;
+
+			nl_release(&s->w);
+			free(s);
+			return throw_errno(env, "NETLINK_ADD_MEMBERSHIP", err, 0);
+		}
+	}
+	s->w.drain = nl_drain;
+	s->w.release = nl_release;
+	return watch_start(env, &s->w, s->fd, argv[2], "tracepkt:netlink");
+}
+
+/* netlinkSend(socket, buffer): one datagram to the kernel */
+static napi_value js_netlink_send(napi_env env, napi_callback_info info)
+{
+	struct nl *s;
+	void *data;
+	size_t size;
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	ARGS(2);
+
+	if (!(s = (struct nl *)get_watch(env, argv[0])))
+		return NULL;
+	if (s->w.closed)
+		return throw_errno(env, "netlink send", EBADF, 0);
+	if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok)
+		return throw_type(env, "message must be a Buffer");
+	if (sendto(s->fd, data, size, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return throw_errno(env, "netlink send", errno, 0);
+	return NULL;
+}
+
+/*
+ * netlinkReceive(socket, timeoutMs) -> Buffer or null: waits for one datagram.
+ * For request/acknowledge exchanges while setting up, before watching.
+ */
+static napi_value js_netlink_receive(napi_env env, napi_callback_info info)
+{
+	struct nl *s;
+	uint32_t timeout;
+	struct pollfd pfd;
+	napi_value result;
+	ssize_t got;
+	int ready;
+	ARGS(2);
+
+	if (!(s = (struct nl *)get_watch(env, argv[0])))
+		return NULL;
+	if (napi_get_value_uint32(env, argv[1], &timeout) != napi_ok)
+		return throw_type(env, "timeout must be a number");
+	pfd.fd = s->fd;
+	pfd.events = POLLIN;
+	do
+		ready = poll(&pfd, 1, timeout);
+	while (ready < 0 && errno == EINTR);
+	if (ready < 0)
+		return throw_errno(env, "poll", errno, 0);
+	if (ready == 0) {
+		napi_get_null(env, &result);
+		return result;
+	}
+	got = recv(s->fd, s->buf, sizeof(s->buf), 0);
+	if (got < 0)
+		return throw_errno(env, "netlink receive", errno, 0);
+	napi_create_buffer_copy(env, got, s->buf, NULL, &result);
+	return result;
+}
+
+/* netlinkPortId(socket) -> the port id the kernel gave the socket */
+static napi_value js_netlink_port_id(napi_env env, napi_callback_info info)
+{
+	struct nl *s;
+	napi_value result;
+	ARGS(1);
+
+	if (!(s = (struct nl *)get_watch(env, argv[0])))
+		return NULL;
+	napi_create_uint32(env, s->portid, &result);
+	return result;
 }
 
 /* takeLog() -> libbpf's messages since the last open/load/attach */
@@ -681,8 +949,14 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "attachNetfilter", js_attach_netfilter },
 		{ "mapLookup", js_map_lookup },
 		{ "openRing", js_open_ring },
-		{ "consumeRing", js_consume_ring },
-		{ "closeRing", js_close_ring },
+		{ "drain", js_drain },
+		{ "closeWatch", js_close_watch },
+		{ "enterNetns", js_enter_netns },
+		{ "leaveNetns", js_leave_netns },
+		{ "netlinkOpen", js_netlink_open },
+		{ "netlinkSend", js_netlink_send },
+		{ "netlinkReceive", js_netlink_receive },
+		{ "netlinkPortId", js_netlink_port_id },
 		{ "takeLog", js_take_log },
 	};
 	size_t i;

@@ -1,25 +1,35 @@
 /**
- * Decodes the addon's batches (native/bpf_addon.c: [u32 length][record]
- * padded to 4 bytes, repeated) into events. One pass, no intermediate arrays.
+ * Decodes ring-buffer batches (src/batch.ts) into events. One pass, no
+ * intermediate arrays.
  */
 import { formatAddress } from './addr';
+import { forEachRecord } from './batch';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES } from './bpf/layout';
-import type { HopEvent } from './events';
+import type { CheckpointEvent, HopEvent, KernelEvent, PacketFields } from './events';
 
 const ICMP_ECHO_REQUESTS = new Set([8, 128]);
 
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
-export function decodeBatch(batch: Buffer, onEvent: (ev: HopEvent) => void): number {
+export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): number {
   let count = 0;
-  for (let off = 0; off + 4 <= batch.length; ) {
-    const len = batch.readUInt32LE(off);
-    const rec = off + 4;
-    if (len >= EVENT_SIZE && rec + len <= batch.length && batch[rec + F.kind[0]] === EventKind.HOP) {
-      onEvent(decodeHop(batch, rec));
-      count++;
+  forEachRecord(batch, (rec, len) => {
+    if (len >= EVENT_SIZE) {
+      const kind = batch[rec + F.kind[0]];
+      if (kind === EventKind.HOP) {
+        onEvent({ kind: 'hop', ...packetFields(batch, rec), hook: HOOK_NAMES[batch[rec + F.hook[0]]] ?? `hook${batch[rec + F.hook[0]]}` } as HopEvent);
+        count++;
+      } else if (kind === EventKind.NF_CHECKPOINT) {
+        onEvent({
+          kind: 'checkpoint',
+          ...packetFields(batch, rec),
+          nf_hook: batch[rec + F.nf_hook[0]],
+          nf_pf: batch[rec + F.nf_pf[0]],
+          index: batch[rec + F.nf_index[0]],
+        } as CheckpointEvent);
+        count++;
+      }
     }
-    off = (rec + len + 3) & ~3;
-  }
+  });
   return count;
 }
 
@@ -32,10 +42,9 @@ function readCString(buf: Buffer, off: number, size: number): string {
   return buf.toString('latin1', off, end < 0 || end > off + size ? off + size : end);
 }
 
-export function decodeHop(buf: Buffer, rec: number): HopEvent {
+function packetFields(buf: Buffer, rec: number): PacketFields {
   const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
   return {
-    kind: 'hop',
     time_ns: readU64(buf, rec + F.time_ns[0]),
     skb: buf.readBigUInt64LE(rec + F.skb[0]).toString(16),
     netns: buf.readUInt32LE(rec + F.netns[0]),
@@ -50,7 +59,5 @@ export function decodeHop(buf: Buffer, rec: number): HopEvent {
     icmp_seq: buf.readUInt16LE(rec + F.icmp_seq[0]),
     ttl: buf[rec + F.ttl[0]],
     len: buf.readUInt16LE(rec + F.ip_len[0]),
-    hook: HOOK_NAMES[buf[rec + F.hook[0]]] ?? `hook${buf[rec + F.hook[0]]}`,
-    cpu: buf.readUInt32LE(rec + F.cpu[0]),
   };
 }

@@ -4,9 +4,9 @@
  * Never decided by kernel version.
  */
 import * as fs from 'node:fs';
-import { BPF_NAMES } from './bpf/layout';
 import { BpfObject } from './bpf/object';
-import { encodeConfig } from './bpf/config';
+import { NetnsResolver } from './names/netns';
+import { Tracer } from './tracer';
 import { BpfError, errnoName } from './errors';
 import { bpfObjectPath, loadNative, type Native } from './native';
 import { canTrace } from './privileges';
@@ -30,6 +30,19 @@ const NF_INET_LOCAL_IN = 1;
 function describe(err: unknown): string {
   if (err instanceof BpfError) return `${err.op} failed: ${errnoName(err.errno)}`;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Builds a tracer, asks `check` what it lacks (null: nothing), always closes it. */
+function tryTracer(make: () => Tracer, check: (t: Tracer) => string | null = () => null): string | null {
+  let tracer: Tracer | undefined;
+  try {
+    tracer = make();
+    return check(tracer);
+  } catch (err) {
+    return describe(err);
+  } finally {
+    tracer?.close();
+  }
 }
 
 /** Opens a fresh copy of an object, lets `use` load/attach it, always closes it. */
@@ -71,14 +84,22 @@ export function runChecks(native: Native = loadNative()): Check[] {
 
   if (!privileged) return checks;
 
+  const filter = { marker: Buffer.alloc(8), markerOffset: 0, family: 0 as const };
   add('tp_btf tracepoints + ring buffer', true,
-    tryObject(native, BPF_NAMES.object, (obj) => {
-      obj.setGlobal(BPF_NAMES.config, encodeConfig({ marker: Buffer.alloc(8), markerOffset: 0, family: 0 }));
-      obj.load();
-      for (const prog of BPF_NAMES.programs) obj.attach(prog);
-    }),
+    tryTracer(() => new Tracer({ filter, native })),
     'net_dev_queue and netif_receive_skb attached',
     'interface hops in every namespace, both directions', 'no hop tracing: tracepkt cannot run');
+
+  // Our own namespace only: enough to know whether the kernel lets us.
+  const own = new NetnsResolver().list().slice(0, 1);
+  add('nftables tracing', false,
+    tryTracer(() => new Tracer({ filter, native, netfilter: true, namespaces: own }), (t) => {
+      const ns = t.netfilter?.namespaces[0];
+      if (!ns?.socket) return ns?.notes.join('; ') || 'not set up';
+      return ns.ownedTable ? null : 'the kernel refused the owner flag: tables are removed on exit, and by `tracepkt cleanup` after a kill';
+    }),
+    'a table of ours with the owner flag, trace group joined',
+    'nftables (and iptables-nft) rules that decided are named', 'rules are not named; verdicts come from BPF netfilter links only');
 
   const tracefs = '/sys/kernel/tracing/events';
   add('tracefs', false, fs.existsSync(tracefs) ? null : 'not mounted at /sys/kernel/tracing', tracefs,
@@ -95,7 +116,7 @@ export function runChecks(native: Native = loadNative()): Check[] {
       (obj) => obj.setProgramType('probe_netfilter', BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER),
       (obj) => obj.attachNetfilter('probe_netfilter', NFPROTO_IPV4, NF_INET_LOCAL_IN, 0)),
     'attached at IPv4 LOCAL_IN',
-    'per-table netfilter verdicts without kprobes (kernel 6.4+)', 'no per-table netfilter verdicts from BPF links');
+    'per-table verdicts, iptables-legacy included, without kprobes (kernel 6.4+)', 'iptables-legacy tables are not seen; nftables verdicts come from tracing alone');
 
   return checks;
 }

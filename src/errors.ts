@@ -51,3 +51,8 @@ export function wrapNative(err: unknown, context: string): Error {
   }
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/** An error's message, whatever was thrown. */
+export function describeError(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

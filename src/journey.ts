@@ -3,7 +3,7 @@
  * the request go, which way did the reply come back, which namespaces were
  * crossed, and where was the packet last seen.
  */
-import type { Direction, HopEvent, TraceEvent } from './events';
+import type { Direction, HopEvent, NetfilterEvent, TraceEvent } from './events';
 
 export interface PathStep {
   netns: number;
@@ -21,6 +21,8 @@ export interface JourneySummary {
   repliesSeen: number;
   /** The last hop seen: where a probe without reply was last. */
   last: HopEvent | null;
+  /** The first netfilter verdict that did not let the probe through. */
+  stoppedBy: NetfilterEvent | null;
 }
 
 function hops(events: readonly TraceEvent[]): HopEvent[] {
@@ -54,5 +56,9 @@ export function summarize(events: readonly TraceEvent[]): JourneySummary {
     requestsSeen: distinct('request'),
     repliesSeen: distinct('reply'),
     last: all.length ? all[all.length - 1] : null,
+    stoppedBy:
+      events
+        .filter((e): e is NetfilterEvent => e.kind === 'netfilter' && e.verdict !== 'ACCEPT')
+        .sort((a, b) => a.time_ns - b.time_ns)[0] ?? null,
   };
 }

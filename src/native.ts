@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { TracepktError } from './errors';
 
 export type ObjectHandle = { readonly __brand: 'bpf_object' };
-export type RingHandle = { readonly __brand: 'ring' };
+/** A ring buffer or netlink socket watched on the event loop: one Buffer per wake-up. */
+export type WatchHandle = { readonly __brand: 'watch' };
 
 export interface Native {
   open(path: string): ObjectHandle;
@@ -21,9 +22,19 @@ export interface Native {
   attach(obj: ObjectHandle, prog: string): void;
   attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
   mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;
-  openRing(obj: ObjectHandle, map: string, onBatch: (batch: Buffer) => void): RingHandle;
-  consumeRing(ring: RingHandle): Buffer | null;
-  closeRing(ring: RingHandle): void;
+  openRing(obj: ObjectHandle, map: string, onBatch: (batch: Buffer) => void): WatchHandle;
+  /** Reads what is pending now, without waiting for a wake-up. */
+  drain(watch: WatchHandle): Buffer | null;
+  closeWatch(watch: WatchHandle): void;
+  /** Moves the calling (main) thread into a network namespace, and back. */
+  enterNetns(path: string): void;
+  leaveNetns(): void;
+  /** A netlink socket in the calling thread's namespace; each datagram is one batch record. */
+  netlinkOpen(protocol: number, groups: number[], onBatch: (batch: Buffer) => void): WatchHandle;
+  netlinkSend(socket: WatchHandle, message: Buffer): void;
+  /** Waits up to timeoutMs for one datagram: for request/acknowledge exchanges. */
+  netlinkReceive(socket: WatchHandle, timeoutMs: number): Buffer | null;
+  netlinkPortId(socket: WatchHandle): number;
   takeLog(): string;
 }
 

@@ -1,53 +1,112 @@
 /**
- * The library's core: load and attach the programs, then yield the events
- * the kernel emits, as an async iterable, until close().
+ * The library's core: load and attach the programs (and, if asked, set up
+ * netfilter tracing in every namespace), then yield the kernel's events as
+ * an async iterable until close().
  *
  *   const tracer = await createTracer({ filter });
  *   for await (const ev of tracer) { ... }   // ends after tracer.close()
  */
-import { BPF_NAMES } from './bpf/layout';
+import { randomBytes } from 'node:crypto';
+import { BPF_NAMES, NF_CHECKPOINTS } from './bpf/layout';
 import { encodeConfig, type KernelFilter } from './bpf/config';
 import { BpfObject } from './bpf/object';
 import { decodeBatch } from './decode';
-import type { TraceEvent } from './events';
-import { NetnsResolver } from './names/netns';
-import { bpfObjectPath, loadNative, type Native, type RingHandle } from './native';
+import { describeError } from './errors';
+import type { KernelEvent } from './events';
+import { NetnsResolver, type KnownNetns } from './names/netns';
+import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './native';
+import { NetfilterWatcher } from './netfilter/watch';
+
+/** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers libbpf 1.1.2 does not know. */
+const BPF_PROG_TYPE_NETFILTER = 32;
+const BPF_NETFILTER = 45;
 
 export interface TracerOptions {
   filter: KernelFilter;
+  /** Also trace netfilter: tables, chains, rules and verdicts, in every namespace. */
+  netfilter?: boolean;
+  /** Where to trace netfilter (default: every namespace on the system). */
+  namespaces?: KnownNetns[];
   /** Ring buffer size in bytes, a power of two (default 4 MiB). */
   ringBytes?: number;
   native?: Native;
   resolver?: NetnsResolver;
 }
 
-export class Tracer implements AsyncIterable<TraceEvent> {
+export class Tracer implements AsyncIterable<KernelEvent> {
+  private readonly native: Native;
   private readonly obj: BpfObject;
-  private readonly ring: RingHandle;
+  private readonly ring: WatchHandle;
   private readonly resolver: NetnsResolver;
-  private queue: TraceEvent[] = [];
+  /** Netfilter tracing, when asked for. */
+  readonly netfilter: NetfilterWatcher | undefined;
+  /** What does not work on this kernel or in some namespace, in words. */
+  readonly notes: string[] = [];
+  private queue: KernelEvent[] = [];
   private head = 0;
   private lostAtClose = 0;
   private wake: (() => void) | undefined;
   private closed = false;
-  /** Milliseconds from open to every program attached. */
+  /** Milliseconds from open to everything attached. */
   readonly startupMs: number;
 
   constructor(options: TracerOptions) {
     const started = performance.now();
+    this.native = options.native ?? loadNative();
     this.resolver = options.resolver ?? new NetnsResolver();
-    this.obj = new BpfObject(options.native ?? loadNative(), bpfObjectPath(BPF_NAMES.object));
+    let checkpoints = false;
+    if (options.netfilter) {
+      try {
+        this.obj = this.openObject(options, true);
+        checkpoints = true;
+      } catch (err) {
+        this.notes.push(`no BPF netfilter links on this kernel (${describeError(err)}): iptables-legacy tables are not seen, nftables ones through tracing only`);
+        this.obj = this.openObject(options, false);
+      }
+    } else {
+      this.obj = this.openObject(options, false);
+    }
     try {
-      this.obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
-      this.obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
-      this.obj.load();
       for (const prog of BPF_NAMES.programs) this.obj.attach(prog);
       this.ring = this.obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
+      if (options.netfilter) {
+        this.netfilter = new NetfilterWatcher(
+          this.native,
+          this.obj,
+          {
+            marker: options.filter.marker,
+            markerOffset: options.filter.markerOffset,
+            checkpoints,
+            table: `tracepkt_${randomBytes(4).toString('hex')}`,
+          },
+          options.namespaces ?? this.resolver.list(),
+        );
+        for (const ns of this.netfilter.namespaces) {
+          for (const note of ns.notes) this.notes.push(`${ns.netns.name ?? ns.netns.inode}: ${note}`);
+        }
+      }
     } catch (err) {
       this.obj.close();
       throw err;
     }
     this.startupMs = performance.now() - started;
+  }
+
+  /** Opens and loads the object, with the netfilter checkpoint programs or without. */
+  private openObject(options: TracerOptions, withCheckpoints: boolean): BpfObject {
+    const obj = new BpfObject(this.native, bpfObjectPath(BPF_NAMES.object));
+    try {
+      obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
+      obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
+      const checkpoints = Array.from({ length: NF_CHECKPOINTS }, (_, i) => BPF_NAMES.checkpoint(i));
+      obj.selectPrograms(withCheckpoints ? [...BPF_NAMES.programs, ...checkpoints] : BPF_NAMES.programs);
+      if (withCheckpoints) for (const prog of checkpoints) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
+      obj.load();
+      return obj;
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
   }
 
   private accept(batch: Buffer): void {
@@ -79,17 +138,19 @@ export class Tracer implements AsyncIterable<TraceEvent> {
   close(): void {
     if (this.closed) return;
     try {
-      const rest = this.obj.consumeRing(this.ring);
+      const rest = this.obj.drainRing(this.ring);
       if (rest) this.accept(rest);
+      this.netfilter?.drain();
       this.lostAtClose = this.lost();
     } finally {
       this.closed = true;
+      this.netfilter?.close();
       this.obj.close();
       this.wake?.();
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<TraceEvent> {
+  async *[Symbol.asyncIterator](): AsyncIterator<KernelEvent> {
     for (;;) {
       while (this.head < this.queue.length) yield this.queue[this.head++];
       this.queue = [];

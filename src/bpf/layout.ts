@@ -23,7 +23,10 @@ export const EVENT_FIELDS = {
   ip_len: [30, 2],
   icmp_id: [32, 2],
   icmp_seq: [34, 2],
-  cpu: [36, 4],
+  nf_hook: [36, 1],
+  nf_pf: [37, 1],
+  nf_index: [38, 1],
+  reserved: [39, 1],
   saddr: [40, 16],
   daddr: [56, 16],
   ifname: [72, 16],
@@ -38,12 +41,16 @@ export const CONFIG_FIELDS = {
 } as const satisfies Record<string, Field>;
 
 /** enum tp_event_kind */
-export const EventKind = { HOP: 1 } as const;
+export const EventKind = { HOP: 1, NF_CHECKPOINT: 2 } as const;
+
+/** TP_NF_CHECKPOINTS: copies of the checkpoint program, tp_nf_checkpoint_0 … _15. */
+export const NF_CHECKPOINTS = 16;
 
 /** enum tp_hook, by value: the name shown to users is the tracepoint's. */
 export const HOOK_NAMES: Record<number, string> = {
   1: 'net_dev_queue',
   2: 'netif_receive_skb',
+  3: 'netfilter',
 };
 
 /** Names of the objects in the BPF object file that TypeScript refers to. */
@@ -53,4 +60,5 @@ export const BPF_NAMES = {
   events: 'tp_events',
   stats: 'tp_stats',
   programs: ['tp_net_dev_queue', 'tp_netif_receive_skb'],
+  checkpoint: (i: number) => `tp_nf_checkpoint_${i}`,
 } as const;

@@ -4,11 +4,11 @@
  * every exit path can call it.
  */
 import { wrapNative } from '../errors';
-import type { Native, ObjectHandle, RingHandle } from '../native';
+import type { Native, ObjectHandle, WatchHandle } from '../native';
 
 export class BpfObject {
   private handle: ObjectHandle | undefined;
-  private rings: RingHandle[] = [];
+  private rings: WatchHandle[] = [];
 
   constructor(private readonly native: Native, readonly file: string) {
     try {
@@ -64,19 +64,19 @@ export class BpfObject {
     return this.call(`cannot read map ${map}`, () => this.native.mapLookup(this.h, map, key));
   }
 
-  openRing(map: string, onBatch: (batch: Buffer) => void): RingHandle {
+  openRing(map: string, onBatch: (batch: Buffer) => void): WatchHandle {
     const ring = this.call(`cannot read ring buffer ${map}`, () => this.native.openRing(this.h, map, onBatch));
     this.rings.push(ring);
     return ring;
   }
 
-  consumeRing(ring: RingHandle): Buffer | null {
-    return this.call('cannot read the ring buffer', () => this.native.consumeRing(ring));
+  drainRing(ring: WatchHandle): Buffer | null {
+    return this.call('cannot read the ring buffer', () => this.native.drain(ring));
   }
 
   /** Detaches every link and frees the programs and maps. Safe to call twice. */
   close(): void {
-    for (const ring of this.rings) this.native.closeRing(ring);
+    for (const ring of this.rings) this.native.closeWatch(ring);
     this.rings = [];
     if (this.handle) this.native.close(this.handle);
     this.handle = undefined;

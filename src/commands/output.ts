@@ -4,7 +4,25 @@ export interface Output {
   err(line: string): void;
 }
 
+/**
+ * A reader that goes away (`tracepkt ... | head`) must not stop us halfway:
+ * we still have to detach and clean up. Writes after EPIPE are dropped.
+ */
+function writer(stream: NodeJS.WriteStream): (line: string) => void {
+  let broken = false;
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    broken = true;
+  });
+  return (line) => {
+    if (!broken) stream.write(line + '\n');
+  };
+}
+
+let stdout: ((line: string) => void) | undefined;
+let stderr: ((line: string) => void) | undefined;
+
 export const processOutput: Output = {
-  out: (line) => process.stdout.write(line + '\n'),
-  err: (line) => process.stderr.write(line + '\n'),
+  out: (line) => (stdout ??= writer(process.stdout))(line),
+  err: (line) => (stderr ??= writer(process.stderr))(line),
 };

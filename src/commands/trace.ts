@@ -1,5 +1,4 @@
 /** `tracepkt TARGET`: send the probe, print its journey, exit with ping's status. */
-import type { TraceEvent } from '../events';
 import { summarize, type JourneySummary } from '../journey';
 import { netnsPath } from '../names/netns-path';
 import { requireTracingPrivileges } from '../privileges';
@@ -7,7 +6,8 @@ import { runProbe, type ProbeResult } from '../probe/run';
 import { resolveTarget } from '../probe/target';
 import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
 import { renderPath } from '../render/path';
-import { netnsLabel, TableRenderer } from '../render/table';
+import { chainLabel, decidedBy, netnsLabel, TableRenderer } from '../render/table';
+import type { Tracer } from '../tracer';
 import type { Output } from './output';
 
 export interface TraceCommandOptions {
@@ -26,20 +26,26 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   const fromPath = o.from === undefined ? undefined : netnsPath(o.from);
   const target = await resolveTarget(o.target, o.family);
 
-  const table = new TableRenderer();
-  let printedHeader = false;
-  const onEvent = (ev: TraceEvent) => {
-    if (o.json) return io.out(jsonLine(ev));
-    if (!printedHeader) io.out(table.header());
-    printedHeader = true;
-    io.out(table.line(ev));
+  const onReady = (tracer: Tracer) => {
+    const namespaces = tracer.netfilter?.namespaces.length ?? 0;
+    if (o.json) {
+      io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, probes: o.count, netfilter_namespaces: namespaces, notes: tracer.notes }));
+    } else {
+      io.err(`tracing ICMP echo to ${target.address}${o.from ? ` from ${o.from}` : ''}, ${o.count} probe(s); netfilter in ${namespaces} namespace(s)`);
+      for (const note of tracer.notes) io.err(`note: ${note}`);
+    }
   };
-  if (!o.json) io.err(`tracing ICMP echo to ${target.address}${o.from ? ` from ${o.from}` : ''}, ${o.count} probe(s)`);
-
-  const result = await runProbe({ target, count: o.count, timeout: o.timeout, fromPath, signal }, onEvent);
+  const result = await runProbe({ target, count: o.count, timeout: o.timeout, fromPath, signal, onReady });
   const summary = summarize(result.events);
-  if (o.json) io.out(jsonLine(summaryRecord(o, target.address, result, summary)));
-  else for (const line of summaryLines(o.count, result, summary)) io.out(line);
+  if (o.json) {
+    for (const ev of result.events) io.out(jsonLine(ev));
+    io.out(jsonLine(summaryRecord(o, target.address, result, summary)));
+  } else {
+    const table = new TableRenderer();
+    if (result.events.length > 0) io.out(table.header());
+    for (const ev of result.events) io.out(table.line(ev));
+    for (const line of summaryLines(o.count, result, summary)) io.out(line);
+  }
   return result.aborted ? 130 : result.status;
 }
 
@@ -53,6 +59,19 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     replies_seen: s.repliesSeen,
     replied: r.status === 0,
     namespaces: s.namespaces.map((n) => ({ netns: n.netns, netns_name: n.name })),
+    stopped_by: s.stoppedBy && {
+      netns: s.stoppedBy.netns,
+      netns_name: s.stoppedBy.netns_name,
+      hook: s.stoppedBy.hook,
+      table_family: s.stoppedBy.table_family,
+      table: s.stoppedBy.table,
+      chain: s.stoppedBy.chain,
+      verdict: s.stoppedBy.verdict,
+      rule: s.stoppedBy.rule,
+      handle: s.stoppedBy.handle,
+      decided_by: s.stoppedBy.decided_by,
+    },
+    notes: r.notes,
     lost_events: r.lost,
     exit_status: r.aborted ? 130 : r.status,
   };
@@ -71,7 +90,12 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary): 
     if (picture.length === 0) continue;
     lines.push(`${title}:`, ...picture.map((l) => `    ${l}`));
   }
-  if (r.status !== 0 && s.last) {
+  if (s.stoppedBy) {
+    const by = s.stoppedBy;
+    const verb = by.verdict === 'DROP' ? 'Dropped' : `Stopped (${by.verdict})`;
+    const backend = by.backend === 'iptables-legacy' ? ' (iptables-legacy)' : '';
+    lines.push(`${verb} by ${chainLabel(by)}${backend} in namespace ${by.netns_name ?? by.netns}: ${decidedBy(by)}.`);
+  } else if (r.status !== 0 && s.last) {
     const name = s.last.netns_name ?? String(s.last.netns);
     lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name} (${s.last.hook}).`);
   }

@@ -21,8 +21,16 @@ export function parseNsLink(target: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** A namespace tracepkt can enter: `path` is null for the one it runs in. */
+export interface KnownNetns {
+  inode: number;
+  name: string | null;
+  path: string | null;
+}
+
 export class NetnsResolver {
   private names = new Map<number, string>();
+  private paths = new Map<number, string>();
   private lastScan = -Infinity;
 
   constructor(
@@ -59,23 +67,41 @@ export class NetnsResolver {
     }
   }
 
+  /** Every network namespace on the system, once each, ours first. */
+  list(): KnownNetns[] {
+    this.scan();
+    const own = parseNsLink(readlinkOrNull(path.join(this.roots.procDir, 'self', 'ns', 'net')) ?? '');
+    const out: KnownNetns[] = [];
+    if (own !== null) out.push({ inode: own, name: this.names.get(own) ?? null, path: null });
+    for (const [inode, file] of this.paths) {
+      if (inode !== own) out.push({ inode, name: this.names.get(inode) ?? null, path: file });
+    }
+    return out;
+  }
+
   scan(): void {
     this.lastScan = performance.now();
     const names = new Map<number, string>();
+    const paths = new Map<number, string>();
     // Lowest priority first: later entries overwrite earlier ones.
     for (const [inode, pid] of this.processes()) {
       names.set(inode, `${this.comm(pid)}[${pid}]`);
+      paths.set(inode, path.join(this.roots.procDir, String(pid), 'ns', 'net'));
     }
     const host = this.hostInode();
     if (host !== null) names.set(host, 'host');
     for (const entry of readdirOrEmpty(this.roots.netnsDir)) {
+      const file = path.join(this.roots.netnsDir, entry);
       try {
-        names.set(fs.statSync(path.join(this.roots.netnsDir, entry)).ino, entry);
+        const inode = fs.statSync(file).ino;
+        names.set(inode, entry);
+        paths.set(inode, file);
       } catch {
         // removed while we looked
       }
     }
     this.names = names;
+    this.paths = paths;
   }
 
   /**

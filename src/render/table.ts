@@ -1,5 +1,5 @@
 /** The hop-by-hop table, printed a line per event as events arrive. */
-import type { TraceEvent } from '../events';
+import type { NetfilterEvent, TraceEvent } from '../events';
 
 const COLUMNS = [
   ['TIME', 11],
@@ -40,11 +40,30 @@ export class TableRenderer {
     return row([
       formatDelta(ev.time_ns - this.t0),
       netnsLabel(ev.netns, ev.netns_name),
-      ev.ifname,
+      ev.kind === 'hop' ? ev.ifname : '',
       ev.dir,
       `${ev.src} -> ${ev.dst}`,
       `id ${ev.icmp_id} seq ${ev.icmp_seq}`,
-      ev.hook,
+      ev.kind === 'hop' ? ev.hook : describeVerdict(ev),
     ]);
   }
+}
+
+/** "ip filter FORWARD", with the hook when the deciding chain is not the hook's own. */
+export function chainLabel(ev: NetfilterEvent): string {
+  const chain = `${ev.table_family} ${ev.table} ${ev.chain}`;
+  return ev.chain === ev.hook ? chain : `${chain} (hook ${ev.hook})`;
+}
+
+/** What decided, in words: the rule, the policy, or what the checkpoints saw. */
+export function decidedBy(ev: NetfilterEvent): string {
+  if (ev.decided_by === 'policy') return `chain policy ${ev.verdict.toLowerCase()}`;
+  if (ev.decided_by === 'rule') return ev.rule !== null ? `rule \`${ev.rule}\`` : `rule handle ${ev.handle}`;
+  const passed = ev.verdict === 'ACCEPT';
+  if (ev.backend === 'iptables-legacy') return `it ${passed ? 'went through' : 'did not come out'}; iptables-legacy does not name its rules`;
+  return passed ? 'it went through; the chain did not run for it' : 'it did not come out; no trace named the rule';
+}
+
+function describeVerdict(ev: NetfilterEvent): string {
+  return `${ev.hook} ${chainLabel(ev)}: ${ev.verdict} (${decidedBy(ev)})`;
 }

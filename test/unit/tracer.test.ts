@@ -1,7 +1,7 @@
 /** The tracer's life cycle against a fake addon: what it loads, drains and frees. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import type { Native, ObjectHandle, RingHandle } from '../../src/native';
+import type { Native, ObjectHandle, WatchHandle } from '../../src/native';
 import { createTracer } from '../../src/tracer';
 import { BpfError } from '../../src/errors';
 import { NetnsResolver } from '../../src/names/netns';
@@ -14,7 +14,7 @@ class FakeNative {
   failLoad = false;
   lostPerCpu = [3n, 4n];
   private readonly h = {} as ObjectHandle;
-  private readonly r = {} as RingHandle;
+  private readonly r = {} as WatchHandle;
 
   asNative(): Native {
     const self = this;
@@ -45,13 +45,19 @@ class FakeNative {
         this.onBatch = cb;
         return this.r;
       },
-      consumeRing: () => {
-        self.calls.push('consumeRing');
+      drain: () => {
+        self.calls.push('drain');
         const p = this.pending;
         this.pending = null;
         return p;
       },
-      closeRing: log('closeRing'),
+      closeWatch: log('closeWatch'),
+      enterNetns: log('enterNetns'),
+      leaveNetns: log('leaveNetns'),
+      netlinkOpen: () => assert.fail('no netlink in this test'),
+      netlinkSend: log('netlinkSend'),
+      netlinkReceive: () => null,
+      netlinkPortId: () => 0,
       takeLog: () => '',
     };
   }
@@ -67,6 +73,8 @@ test('loads, attaches both hops, yields batches in kernel-time order, drains on 
     'open',
     'setGlobal CFG',
     'setMaxEntries tp_events',
+    'setAutoload tp_net_dev_queue',
+    'setAutoload tp_netif_receive_skb',
     'load',
     'attach tp_net_dev_queue',
     'attach tp_netif_receive_skb',
@@ -88,7 +96,7 @@ test('loads, attaches both hops, yields batches in kernel-time order, drains on 
   tracer.close();
   await reading;
   assert.deepEqual(seen, ['docker0/request', 'veth689f/request', 'eth0/request', 'eth0/reply', 'veth689f/reply', 'docker0/reply']);
-  assert.deepEqual(fake.calls.slice(-3), ['consumeRing', 'closeRing', 'close']);
+  assert.deepEqual(fake.calls.slice(-3), ['drain', 'closeWatch', 'close']);
   tracer.close();
   assert.equal(fake.calls.filter((c) => c === 'close').length, 1, 'close is idempotent');
   assert.equal(tracer.lost(), 7, 'the count survives close');

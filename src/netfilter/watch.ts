@@ -1,0 +1,278 @@
+/**
+ * Netfilter tracing in every network namespace, set up from inside each
+ * (BPF netfilter links and netlink sockets belong to the namespace of the
+ * thread that creates them):
+ *
+ * - an nftables table of our own, created with the `owner` flag through our
+ *   own netlink socket, so the kernel deletes it when the socket closes, even
+ *   if we are killed. Its chains set `nftrace` on the probe's packets, and
+ *   the same socket receives the trace events that name every chain and rule
+ *   that judged them;
+ * - BPF netfilter links (checkpoints) bracketing each priority at which a
+ *   table judges packets, which catch iptables-legacy tables too.
+ *
+ * Nothing of the user's ruleset is read for more than its chains, or changed.
+ */
+import * as fs from 'node:fs';
+import { forEachRecord } from '../batch';
+import { BPF_NAMES, NF_CHECKPOINTS } from '../bpf/layout';
+import type { BpfObject } from '../bpf/object';
+import { BpfError, describeError as describe, errnoName } from '../errors';
+import type { KnownNetns } from '../names/netns';
+import type { Native, WatchHandle } from '../native';
+import { FAMILY_NAMES, hookName, NFPROTO_IPV4, NFPROTO_IPV6, PRIORITY_MAX, PRIORITY_MIN } from './hooks';
+import { judgesFromChains, judgesFromLegacy, planCheckpoints, type HookPlan, type Judge } from './judges';
+import { errorCode, NLMSG, parseMessages, type NlMessage } from './netlink';
+import {
+  batch,
+  decodeChain,
+  decodeTrace,
+  getChainsDump,
+  msgType,
+  newBaseChain,
+  newRule,
+  newTable,
+  NETLINK_NETFILTER,
+  NFPROTO,
+  NFNLGRP_NFTRACE,
+  NFT_MSG,
+  NFT_TABLE_F_OWNER,
+  traceMarkerExpressions,
+  type ChainInfo,
+  type TraceMessage,
+} from './nftables';
+
+/**
+ * Our chains run before every other (conntrack's defrag sits at -400, raw at
+ * -300), and before the entry checkpoint (PRIORITY_MIN + 1 and up).
+ */
+const TRACE_CHAIN_PRIORITY = PRIORITY_MIN;
+const NF_INET_PRE_ROUTING = 0;
+const NF_INET_LOCAL_OUT = 3;
+const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
+const REPLY_TIMEOUT_MS = 2000;
+
+export interface NetfilterOptions {
+  marker: Buffer;
+  markerOffset: number;
+  /** Attach BPF checkpoints (needs BPF netfilter links and the checkpoint programs loaded). */
+  checkpoints: boolean;
+  /** Name of our table, the same in every namespace. */
+  table: string;
+}
+
+/** What tracing found and set up in one namespace. */
+export class NamespaceWatch {
+  judges: Judge[] = [];
+  plans: HookPlan[] = [];
+  traces: TraceMessage[] = [];
+  /** Trace messages the kernel could not deliver (socket buffer full). */
+  lostTraces = 0;
+  /** What could not be set up here, in words. */
+  notes: string[] = [];
+  /** False when the kernel refused the owner flag: the table must be deleted by hand. */
+  ownedTable = true;
+  socket: WatchHandle | undefined;
+  private seq = 1;
+
+  constructor(readonly netns: KnownNetns) {}
+
+  /** Routes the datagrams of a batch: traces are kept, the rest belongs to set-up. */
+  accept(batchBuf: Buffer): void {
+    forEachRecord(batchBuf, (off, len) => {
+      if (len === 0) this.lostTraces++;
+      else this.acceptDatagram(batchBuf.subarray(off, off + len));
+    });
+  }
+
+  acceptDatagram(datagram: Buffer): NlMessage[] {
+    const others: NlMessage[] = [];
+    for (const m of parseMessages(datagram)) {
+      if (m.type === msgType(NFT_MSG.TRACE)) this.traces.push(decodeTrace(m));
+      else others.push(m);
+    }
+    return others;
+  }
+
+  nextSeq(count = 1): number {
+    const seq = this.seq;
+    this.seq += count;
+    return seq;
+  }
+}
+
+export class NetfilterWatcher {
+  readonly namespaces: NamespaceWatch[] = [];
+
+  constructor(
+    private readonly native: Native,
+    private readonly obj: BpfObject,
+    private readonly options: NetfilterOptions,
+    namespaces: readonly KnownNetns[],
+  ) {
+    try {
+      for (const netns of namespaces) this.setUp(netns);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  private setUp(netns: KnownNetns): NamespaceWatch {
+    const ns = new NamespaceWatch(netns);
+    this.namespaces.push(ns); // listed at once, so close() finds its socket whatever happens
+    if (netns.path !== null) {
+      try {
+        this.native.enterNetns(netns.path);
+      } catch {
+        ns.notes.push('namespace vanished before it could be entered');
+        return ns;
+      }
+    }
+    try {
+      this.setUpInside(ns);
+    } finally {
+      if (netns.path !== null) this.native.leaveNetns();
+    }
+    return ns;
+  }
+
+  private setUpInside(ns: NamespaceWatch): void {
+    try {
+      ns.socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
+    } catch (err) {
+      ns.notes.push(`no nftables tracing: ${describe(err)}`);
+    }
+    const chains = ns.socket ? this.dumpChains(ns) : [];
+    ns.judges = [
+      ...judgesFromChains(chains, this.options.table),
+      ...judgesFromLegacy(NFPROTO_IPV4, readLegacyTables('ip_tables_names')),
+      ...judgesFromLegacy(NFPROTO_IPV6, readLegacyTables('ip6_tables_names')),
+    ];
+    if (ns.socket) this.createTraceTable(ns);
+    if (this.options.checkpoints && ns.judges.length > 0) {
+      ns.plans = planCheckpoints(ns.judges, NF_CHECKPOINTS).filter((plan) => this.attachCheckpoints(ns, plan));
+    }
+  }
+
+  /**
+   * Attaches a plan's checkpoints. The kernel refuses a BPF netfilter hook
+   * at a priority another hook already holds (EBUSY): conntrack, NAT, our
+   * own trace chain... so each checkpoint steps up to the next free priority
+   * before the next band. A plan that cannot be attached whole is dropped.
+   */
+  private attachCheckpoints(ns: NamespaceWatch, plan: HookPlan): boolean {
+    for (let index = 0; index < plan.checkpointPriorities.length; index++) {
+      const limit = index < plan.priorities.length ? plan.priorities[index] : PRIORITY_MAX;
+      let priority = plan.checkpointPriorities[index];
+      for (;;) {
+        try {
+          this.obj.attachNetfilter(BPF_NAMES.checkpoint(index), plan.pf, plan.hooknum, priority);
+          plan.checkpointPriorities[index] = priority;
+          break;
+        } catch (err) {
+          if (err instanceof BpfError && err.errno === 16 /* EBUSY */ && priority + 1 < limit) {
+            priority++;
+            continue;
+          }
+          ns.notes.push(`no netfilter checkpoints at ${FAMILY_NAMES[plan.pf]} ${hookName(plan.hooknum)}: ${describe(err)}`);
+          return false;
+        }
+      }
+    }
+    return true;
+  }
+
+  /** Sends one request and collects the replies that answer it. */
+  private exchange(ns: NamespaceWatch, request: Buffer, firstSeq: number, lastSeq: number, untilDone: boolean): NlMessage[] {
+    this.native.netlinkSend(ns.socket!, request);
+    const replies: NlMessage[] = [];
+    const acked = new Set<number>();
+    for (;;) {
+      const datagram = this.native.netlinkReceive(ns.socket!, REPLY_TIMEOUT_MS);
+      if (!datagram) throw new Error('nftables did not answer');
+      for (const m of ns.acceptDatagram(datagram)) {
+        if (m.seq < firstSeq || m.seq > lastSeq) continue;
+        replies.push(m);
+        if (m.type === NLMSG.DONE) return replies;
+        if (m.type === NLMSG.ERROR) {
+          acked.add(m.seq);
+          if (errorCode(m) !== 0 || (!untilDone && acked.size === lastSeq - firstSeq + 1)) return replies;
+        }
+      }
+    }
+  }
+
+  private dumpChains(ns: NamespaceWatch): ChainInfo[] {
+    const seq = ns.nextSeq();
+    try {
+      const replies = this.exchange(ns, getChainsDump(seq), seq, seq, true);
+      const failed = replies.find((m) => m.type === NLMSG.ERROR && errorCode(m) !== 0);
+      if (failed) throw new Error(errnoName(-errorCode(failed)));
+      return replies.filter((m) => m.type === msgType(NFT_MSG.NEWCHAIN)).map(decodeChain);
+    } catch (err) {
+      ns.notes.push(`cannot list nftables chains: ${describe(err)}`);
+      return [];
+    }
+  }
+
+  /** Our table: chains at prerouting and output that set nftrace on the probe's packets. */
+  private createTraceTable(ns: NamespaceWatch): void {
+    const { table, marker, markerOffset } = this.options;
+    const requests = (flags: number) => [
+      newTable(NFPROTO.INET, table, flags),
+      newBaseChain(NFPROTO.INET, table, 'pre', NF_INET_PRE_ROUTING, TRACE_CHAIN_PRIORITY),
+      newBaseChain(NFPROTO.INET, table, 'out', NF_INET_LOCAL_OUT, TRACE_CHAIN_PRIORITY),
+      ...['pre', 'out'].flatMap((chain) =>
+        [IPPROTO_ICMP, IPPROTO_ICMPV6].map((l4) => newRule(NFPROTO.INET, table, chain, traceMarkerExpressions(l4, markerOffset, marker))),
+      ),
+    ];
+    const attempt = (flags: number): number => {
+      const reqs = requests(flags);
+      const first = ns.nextSeq(reqs.length + 2);
+      const replies = this.exchange(ns, batch(first, reqs), first + 1, first + reqs.length, false);
+      const failed = replies.find((m) => m.type === NLMSG.ERROR && errorCode(m) !== 0);
+      return failed ? -errorCode(failed) : 0;
+    };
+    try {
+      let err = attempt(NFT_TABLE_F_OWNER);
+      if (err === 95 /* EOPNOTSUPP */ || err === 22 /* EINVAL: kernels before 5.12 */) {
+        ns.ownedTable = false;
+        err = attempt(0);
+      }
+      if (err) throw new Error(errnoName(err));
+    } catch (err) {
+      ns.notes.push(`no nftables tracing: cannot create table inet ${table}: ${describe(err)}`);
+      this.native.closeWatch(ns.socket!);
+      ns.socket = undefined;
+    }
+  }
+
+  /** Reads the trace messages that are already waiting. */
+  drain(): void {
+    for (const ns of this.namespaces) {
+      if (!ns.socket) continue;
+      const pending = this.native.drain(ns.socket);
+      if (pending) ns.accept(pending);
+    }
+  }
+
+  /** Closing a socket deletes its owned table; the links go with the BPF object. */
+  close(): void {
+    for (const ns of this.namespaces) {
+      if (!ns.socket) continue;
+      this.native.closeWatch(ns.socket);
+      ns.socket = undefined;
+    }
+  }
+}
+
+/** The iptables-legacy tables in use in the namespace the thread is in. */
+function readLegacyTables(file: string): string[] {
+  try {
+    return fs.readFileSync(`/proc/thread-self/net/${file}`, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return []; // no legacy x_tables in this kernel or namespace
+  }
+}
