@@ -7,9 +7,10 @@ cd "$(dirname "$0")"
 
 # clang builds the CO-RE object; libbpf/libelf/zlib link the addon; the rest
 # are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
-# enter namespaces, bpftool lets the tests see what the kernel holds.
+# enter namespaces, nft prints the rules that decided, bpftool, iptables and
+# nft let the tests build rulesets and see what the kernel holds.
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
-  bpftool iproute2 iputils-ping util-linux procps)
+  bpftool iproute2 iputils-ping util-linux procps nftables iptables)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2

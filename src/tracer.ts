@@ -15,7 +15,7 @@ import { describeError } from './errors';
 import type { KernelEvent } from './events';
 import { NetnsResolver, type KnownNetns } from './names/netns';
 import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './native';
-import { NetfilterWatcher } from './netfilter/watch';
+import { NetfilterWatcher, TABLE_PREFIX } from './netfilter/watch';
 
 /** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers libbpf 1.1.2 does not know. */
 const BPF_PROG_TYPE_NETFILTER = 32;
@@ -54,53 +54,62 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     const started = performance.now();
     this.native = options.native ?? loadNative();
     this.resolver = options.resolver ?? new NetnsResolver();
-    let checkpoints = false;
+    // Netfilter first: what judges packets where decides how many checkpoint programs to load.
     if (options.netfilter) {
-      try {
-        this.obj = this.openObject(options, true);
-        checkpoints = true;
-      } catch (err) {
-        this.notes.push(`no BPF netfilter links on this kernel (${describeError(err)}): iptables-legacy tables are not seen, nftables ones through tracing only`);
-        this.obj = this.openObject(options, false);
-      }
-    } else {
-      this.obj = this.openObject(options, false);
+      this.netfilter = new NetfilterWatcher(
+        this.native,
+        {
+          marker: options.filter.marker,
+          markerOffset: options.filter.markerOffset,
+          table: `${TABLE_PREFIX}${randomBytes(4).toString('hex')}`,
+        },
+        options.namespaces ?? this.resolver.list(),
+      );
     }
     try {
-      for (const prog of BPF_NAMES.programs) this.obj.attach(prog);
-      this.ring = this.obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
-      if (options.netfilter) {
-        this.netfilter = new NetfilterWatcher(
-          this.native,
-          this.obj,
-          {
-            marker: options.filter.marker,
-            markerOffset: options.filter.markerOffset,
-            checkpoints,
-            table: `tracepkt_${randomBytes(4).toString('hex')}`,
-          },
-          options.namespaces ?? this.resolver.list(),
-        );
-        for (const ns of this.netfilter.namespaces) {
-          for (const note of ns.notes) this.notes.push(`${ns.netns.name ?? ns.netns.inode}: ${note}`);
-        }
+      let checkpoints = this.netfilter?.checkpointsNeeded() ?? 0;
+      let obj: BpfObject;
+      try {
+        obj = this.openObject(options, checkpoints);
+      } catch (err) {
+        if (checkpoints === 0) throw err;
+        checkpoints = 0;
+        this.notes.push(`no BPF netfilter links on this kernel (${describeError(err)}): iptables-legacy tables are not seen, nftables ones through tracing only`);
+        obj = this.openObject(options, 0);
+        this.netfilter!.forgetCheckpoints();
+      }
+      this.obj = obj;
+      try {
+        for (const prog of BPF_NAMES.programs) obj.attach(prog);
+        this.ring = obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
+        if (checkpoints > 0) this.netfilter?.attachCheckpoints(obj);
+      } catch (err) {
+        obj.close();
+        throw err;
       }
     } catch (err) {
-      this.obj.close();
+      this.netfilter?.close();
       throw err;
+    }
+    for (const ns of this.netfilter?.namespaces ?? []) {
+      for (const note of ns.notes) this.notes.push(`${ns.netns.name ?? ns.netns.inode}: ${note}`);
     }
     this.startupMs = performance.now() - started;
   }
 
-  /** Opens and loads the object, with the netfilter checkpoint programs or without. */
-  private openObject(options: TracerOptions, withCheckpoints: boolean): BpfObject {
+  /**
+   * Opens and loads the object with the hop programs and the first
+   * `checkpoints` copies of the checkpoint program (the kernel takes ~7 ms to
+   * load each: only what the plans use).
+   */
+  private openObject(options: TracerOptions, checkpoints: number): BpfObject {
     const obj = new BpfObject(this.native, bpfObjectPath(BPF_NAMES.object));
     try {
       obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
       obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
-      const checkpoints = Array.from({ length: NF_CHECKPOINTS }, (_, i) => BPF_NAMES.checkpoint(i));
-      obj.selectPrograms(withCheckpoints ? [...BPF_NAMES.programs, ...checkpoints] : BPF_NAMES.programs);
-      if (withCheckpoints) for (const prog of checkpoints) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
+      const copies = Array.from({ length: Math.min(checkpoints, NF_CHECKPOINTS) }, (_, i) => BPF_NAMES.checkpoint(i));
+      obj.selectPrograms([...BPF_NAMES.programs, ...copies]);
+      for (const prog of copies) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
       obj.load();
       return obj;
     } catch (err) {

@@ -1,19 +1,49 @@
 /**
  * `tracepkt cleanup`: removes what a killed run could leave behind. BPF
  * programs and links die with the process (they are owned by its file
- * descriptors); demo labs' namespaces are bind mounts and outlive it.
+ * descriptors), and so do our nftables tables where the kernel takes the
+ * owner flag (5.12+). Left behind can be: the namespaces of a demo lab
+ * (bind mounts outlive us) and, on older kernels, our nftables tables.
  */
+import { execFileSync } from 'node:child_process';
 import { leftoverLabNamespaces, removeNamespace } from '../lab/lab';
+import { NetnsResolver } from '../names/netns';
+import { TABLE_PREFIX } from '../netfilter/watch';
 import { requireTracingPrivileges } from '../privileges';
 import type { Output } from './output';
 
+function nft(netnsPath: string | null, ...args: string[]): string {
+  const [cmd, ...rest] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', 'nft', ...args] : ['nft', ...args];
+  return execFileSync(cmd, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
 export function cleanupCommand(io: Output): number {
   requireTracingPrivileges();
-  const left = leftoverLabNamespaces();
-  for (const ns of left) {
+  let removed = 0;
+  for (const ns of leftoverLabNamespaces()) {
     removeNamespace(ns);
     io.out(`removed network namespace ${ns}`);
+    removed++;
   }
-  if (left.length === 0) io.out('nothing to clean up');
+  for (const ns of new NetnsResolver().list()) {
+    let tables: string[];
+    try {
+      tables = nft(ns.path, 'list', 'tables').split('\n');
+    } catch {
+      continue; // no nftables there, or the namespace is gone
+    }
+    for (const line of tables) {
+      const m = new RegExp(`^table inet (${TABLE_PREFIX}[0-9a-f]{8})$`).exec(line.trim());
+      if (!m) continue;
+      try {
+        nft(ns.path, 'delete', 'table', 'inet', m[1]);
+      } catch {
+        continue; // owned by a tracepkt that is still running: not ours to remove
+      }
+      io.out(`removed nftables table inet ${m[1]} in namespace ${ns.name ?? ns.inode}`);
+      removed++;
+    }
+  }
+  if (removed === 0) io.out('nothing to clean up');
   return 0;
 }

@@ -11,7 +11,7 @@ const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 
-export const NFT_MSG = { NEWTABLE: 0, NEWCHAIN: 3, GETCHAIN: 4, NEWRULE: 6, TRACE: 17 } as const;
+export const NFT_MSG = { NEWTABLE: 0, DELTABLE: 2, NEWCHAIN: 3, GETCHAIN: 4, NEWRULE: 6, TRACE: 17 } as const;
 export const NFPROTO = { INET: 1, IPV4: 2, IPV6: 10 } as const;
 export const NFT_TABLE_F_OWNER = 2;
 
@@ -64,6 +64,10 @@ export function batch(firstSeq: number, requests: Request[]): Buffer {
 
 export function newTable(family: number, name: string, flags: number): Request {
   return { msg: NFT_MSG.NEWTABLE, family, flags: NLM_F.CREATE | NLM_F.EXCL, attrs: [str(TABLE.NAME, name), u32be(TABLE.FLAGS, flags)] };
+}
+
+export function delTable(family: number, name: string): Request {
+  return { msg: NFT_MSG.DELTABLE, family, flags: 0, attrs: [str(TABLE.NAME, name)] };
 }
 
 export function newBaseChain(family: number, table: string, name: string, hooknum: number, priority: number): Request {

@@ -78,8 +78,12 @@ export function chainDecisions(ns: NamespaceVerdicts): ChainDecision[] {
   const familyName = (f: number) => ({ 1: 'inet', 2: 'ip', 10: 'ip6' })[f] ?? String(f);
   const decisions: ChainDecision[] = [];
   const open = new Map<number, { judge: Judge; packet: PacketId; decided: boolean }>();
+  // The kernel dumps the headers once per chain it evaluates: remember them per packet.
+  const packets = new Map<number, PacketId>();
   for (const t of ns.traces) {
-    const packet = tracedPacket(t);
+    const dumped = tracedPacket(t);
+    if (dumped) packets.set(t.id, dumped);
+    const packet = packets.get(t.id);
     const judge = baseChains.get(judgeKey(familyName(t.family), t.table, t.chain));
     let segment = open.get(t.id);
     if (judge && (!segment || segment.judge !== judge || segment.decided)) {

@@ -26,6 +26,7 @@ import { errorCode, NLMSG, parseMessages, type NlMessage } from './netlink';
 import {
   batch,
   decodeChain,
+  delTable,
   decodeTrace,
   getChainsDump,
   msgType,
@@ -42,6 +43,9 @@ import {
   type TraceMessage,
 } from './nftables';
 
+/** Every table tracepkt creates is named so; `tracepkt cleanup` looks for the prefix. */
+export const TABLE_PREFIX = 'tracepkt_';
+
 /**
  * Our chains run before every other (conntrack's defrag sits at -400, raw at
  * -300), and before the entry checkpoint (PRIORITY_MIN + 1 and up).
@@ -56,8 +60,6 @@ const REPLY_TIMEOUT_MS = 2000;
 export interface NetfilterOptions {
   marker: Buffer;
   markerOffset: number;
-  /** Attach BPF checkpoints (needs BPF netfilter links and the checkpoint programs loaded). */
-  checkpoints: boolean;
   /** Name of our table, the same in every namespace. */
   table: string;
 }
@@ -105,40 +107,66 @@ export class NamespaceWatch {
 export class NetfilterWatcher {
   readonly namespaces: NamespaceWatch[] = [];
 
+  /**
+   * Finds what judges packets in each namespace and starts nftables tracing
+   * there. Checkpoints come later (attachCheckpoints): the BPF object is
+   * loaded with only as many checkpoint programs as the plans need.
+   */
   constructor(
     private readonly native: Native,
-    private readonly obj: BpfObject,
     private readonly options: NetfilterOptions,
     namespaces: readonly KnownNetns[],
   ) {
     try {
-      for (const netns of namespaces) this.setUp(netns);
+      for (const netns of namespaces) {
+        const ns = new NamespaceWatch(netns);
+        this.namespaces.push(ns); // listed at once, so close() finds its socket whatever happens
+        this.inside(ns, () => this.discover(ns));
+      }
     } catch (err) {
       this.close();
       throw err;
     }
   }
 
-  private setUp(netns: KnownNetns): NamespaceWatch {
-    const ns = new NamespaceWatch(netns);
-    this.namespaces.push(ns); // listed at once, so close() finds its socket whatever happens
-    if (netns.path !== null) {
+  /** Runs fn with the thread in the namespace; false if the namespace is gone. */
+  private inside(ns: NamespaceWatch, fn: () => void): boolean {
+    if (ns.netns.path !== null) {
       try {
-        this.native.enterNetns(netns.path);
+        this.native.enterNetns(ns.netns.path);
       } catch {
         ns.notes.push('namespace vanished before it could be entered');
-        return ns;
+        return false;
       }
     }
     try {
-      this.setUpInside(ns);
+      fn();
     } finally {
-      if (netns.path !== null) this.native.leaveNetns();
+      if (ns.netns.path !== null) this.native.leaveNetns();
     }
-    return ns;
+    return true;
   }
 
-  private setUpInside(ns: NamespaceWatch): void {
+  /** Checkpoint programs the plans need: the most checkpoints any (namespace, family, hook) has. */
+  checkpointsNeeded(): number {
+    return Math.max(0, ...this.namespaces.flatMap((ns) => ns.plans.map((p) => p.checkpointPriorities.length)));
+  }
+
+  /** Attaches every plan's checkpoints, each in its namespace; `obj` has the checkpoint programs loaded. */
+  attachCheckpoints(obj: BpfObject): void {
+    for (const ns of this.namespaces) {
+      if (ns.plans.length === 0) continue;
+      const attached = this.inside(ns, () => (ns.plans = ns.plans.filter((plan) => this.attachPlan(obj, ns, plan))));
+      if (!attached) ns.plans = [];
+    }
+  }
+
+  /** Without checkpoints, verdicts come from nftables traces alone. */
+  forgetCheckpoints(): void {
+    for (const ns of this.namespaces) ns.plans = [];
+  }
+
+  private discover(ns: NamespaceWatch): void {
     try {
       ns.socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
     } catch (err) {
@@ -151,9 +179,7 @@ export class NetfilterWatcher {
       ...judgesFromLegacy(NFPROTO_IPV6, readLegacyTables('ip6_tables_names')),
     ];
     if (ns.socket) this.createTraceTable(ns);
-    if (this.options.checkpoints && ns.judges.length > 0) {
-      ns.plans = planCheckpoints(ns.judges, NF_CHECKPOINTS).filter((plan) => this.attachCheckpoints(ns, plan));
-    }
+    ns.plans = planCheckpoints(ns.judges, NF_CHECKPOINTS);
   }
 
   /**
@@ -162,13 +188,13 @@ export class NetfilterWatcher {
    * own trace chain... so each checkpoint steps up to the next free priority
    * before the next band. A plan that cannot be attached whole is dropped.
    */
-  private attachCheckpoints(ns: NamespaceWatch, plan: HookPlan): boolean {
+  private attachPlan(obj: BpfObject, ns: NamespaceWatch, plan: HookPlan): boolean {
     for (let index = 0; index < plan.checkpointPriorities.length; index++) {
       const limit = index < plan.priorities.length ? plan.priorities[index] : PRIORITY_MAX;
       let priority = plan.checkpointPriorities[index];
       for (;;) {
         try {
-          this.obj.attachNetfilter(BPF_NAMES.checkpoint(index), plan.pf, plan.hooknum, priority);
+          obj.attachNetfilter(BPF_NAMES.checkpoint(index), plan.pf, plan.hooknum, priority);
           plan.checkpointPriorities[index] = priority;
           break;
         } catch (err) {
@@ -258,12 +284,27 @@ export class NetfilterWatcher {
     }
   }
 
-  /** Closing a socket deletes its owned table; the links go with the BPF object. */
+  /**
+   * Closing a socket deletes its owned table; a table the kernel would not
+   * let us own is deleted by hand first. The links go with the BPF object.
+   */
   close(): void {
     for (const ns of this.namespaces) {
       if (!ns.socket) continue;
+      if (!ns.ownedTable) this.deleteTable(ns);
       this.native.closeWatch(ns.socket);
       ns.socket = undefined;
+    }
+  }
+
+  private deleteTable(ns: NamespaceWatch): void {
+    try {
+      this.inside(ns, () => {
+        const seq = ns.nextSeq(3);
+        this.exchange(ns, batch(seq, [delTable(NFPROTO.INET, this.options.table)]), seq + 1, seq + 1, false);
+      });
+    } catch {
+      // `tracepkt cleanup` removes it
     }
   }
 }

@@ -74,6 +74,23 @@ test('doctor: measures each feature and agrees with the kernel', async () => {
   assert.match(run.stdout, /^tracepkt can trace on this kernel\.$/m);
 });
 
+test('cleanup removes a tracepkt table a run on an old kernel left behind, and nothing else', async () => {
+  const ns = `tracepkt-keep-nft-${process.pid}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    const nft = (...args: string[]) => execFileSync('ip', ['netns', 'exec', ns, 'nft', ...args], { encoding: 'utf8' });
+    nft('add', 'table', 'inet', 'tracepkt_0badc0de'); // not owned: what a kernel before 5.12 leaves
+    nft('add', 'table', 'inet', 'tracepkt_mine'); // not our name pattern
+    nft('add', 'table', 'ip', 'filter');
+    const run = await runCli(['cleanup']);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`^removed nftables table inet tracepkt_0badc0de in namespace ${ns}$`, 'm'));
+    assert.deepEqual(nft('list', 'tables').trim().split('\n'), ['table inet tracepkt_mine', 'table ip filter']);
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns]);
+  }
+});
+
 test('cleanup removes namespaces a killed demo left behind, and nothing else', async () => {
   const leftover = 'tpk-dead-host'.replace('dead', Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0'));
   const unrelated = `tracepkt-keep-${process.pid}`;

@@ -179,6 +179,12 @@ test('SIGKILL mid-trace: our tables vanish with us, every ruleset is as it was',
     assert.equal(start.kind, 'start');
     const ours = (ns: string) => lab.exec(ns, 'nft', 'list', 'tables').split('\n').filter((l) => /tracepkt_/.test(l));
     for (const ns of namespaces) assert.equal(ours(ns).length, 1, `our table is in ${ns} while tracing`);
+    // What we encoded by hand, as nft reads it back from the kernel.
+    const table = lab.exec(topo.host, 'nft', 'list', ...ours(topo.host)[0].trim().split(' '));
+    assert.match(table, /flags owner/);
+    for (const chain of ['pre', 'out']) {
+      assert.match(table, new RegExp(`chain ${chain} \\{\\s+type filter hook ${chain === 'pre' ? 'prerouting' : 'output'} priority -2147483647; policy accept;\\s+meta l4proto icmp @th,192,64 0x[0-9a-f]{16} meta nftrace set 1\\s+meta l4proto ipv6-icmp @th,192,64 0x[0-9a-f]{16} meta nftrace set 1\\s+\\}`));
+    }
     child.kill('SIGKILL');
     assert.equal((await done).signal, 'SIGKILL');
     assert.ok(await eventually(() => namespaces.every((ns) => ours(ns).length === 0)), 'our tables are gone');
