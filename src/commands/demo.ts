@@ -1,7 +1,8 @@
 /**
  * `tracepkt demo`: a Docker-like lab in throwaway namespaces — a "host"
- * with bridge docker0 and a "container" behind a veth pair — a ping traced
- * into it, and the lab removed. Nothing on the real host is touched.
+ * with bridge docker0 and Docker-style iptables rules, a "container" behind
+ * a veth pair — a ping traced into it, and the lab removed. Nothing on the
+ * real host is touched.
  */
 import { Lab } from '../lab/lab';
 import { requireTracingPrivileges } from '../privileges';
@@ -26,6 +27,10 @@ export function buildDemoLab(lab: Lab): { host: string; container: string; veth:
     lab.addr(container, 'eth0', `${DEMO.container[v]}/${len}`);
     lab.route(container, 'default', 'via', DEMO.host[v]);
   }
+  // Rules in the style Docker writes: masquerade what leaves the bridge's
+  // subnet, let traffic from the bridge in.
+  lab.exec(host, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '172.17.0.0/16', '!', '-o', DEMO.bridge, '-j', 'MASQUERADE');
+  lab.exec(host, 'iptables', '-A', 'INPUT', '-i', DEMO.bridge, '-j', 'ACCEPT');
   return { host, container, veth };
 }
 

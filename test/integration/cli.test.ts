@@ -42,7 +42,8 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   const namespacesBefore = leftoverLabNamespaces();
   const run = await runCli(['demo']);
   assert.equal(run.status, 0, run.stderr);
-  const rows = run.stdout.split('\n').filter((l) => /^\+\d/.test(l)).map((l) => l.split(/\s+/));
+  const lines = run.stdout.split('\n').filter((l) => /^\+\d/.test(l));
+  const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
   assert.deepEqual(rows.map((r) => [r[3], r[4]]), [
     ['docker0', 'request'],
     [rows[1][3], 'request'],
@@ -55,6 +56,12 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   assert.match(rows[0][1], /^tpk-[0-9a-f]{4}-host$/);
   assert.match(rows[2][1], /^tpk-[0-9a-f]{4}-ctr$/);
   assert.match(run.stdout, /reply received\./);
+  // The lab's Docker-style rules judge the request on its way out and the reply on its way in.
+  const verdicts = lines.filter((l) => !/(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.replace(/^.*seq 1\s+/, ''));
+  assert.deepEqual(verdicts, [
+    'POSTROUTING ip nat POSTROUTING: ACCEPT (chain policy accept)',
+    'INPUT ip filter INPUT: ACCEPT (rule `iifname "docker0" counter accept`)',
+  ]);
   assert.match(run.stdout, /^Request path:\n {4}tpk-\S+-host\s+\|\s+tpk-\S+-ctr\n {4}docker0 ---> veth\S+ -+> eth0$/m);
   assert.deepEqual(leftoverLabNamespaces(), namespacesBefore, 'the lab is gone');
 });
