@@ -83,11 +83,15 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     if (!aborted && status !== 0 && status !== 1) {
       throw new TracepktError(`ping failed (exit status ${status}): ${stderr || 'no message'}`);
     }
+    const notes = [...tracer.notes];
+    for (const ns of tracer.netfilter?.namespaces ?? []) {
+      if (ns.lostTraces > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${ns.lostTraces} nftables trace message(s) lost (socket buffer full)`);
+    }
     return {
       status: aborted ? 1 : status,
       events: await journeyEvents(tracer, kernel),
       lost: tracer.lost(),
-      notes: tracer.notes,
+      notes,
       startupMs: tracer.startupMs,
       aborted,
     };
