@@ -761,7 +761,6 @@ static napi_value js_leave_netns(napi_env env, napi_callback_info info)
 struct nl {
 	struct watch w; /* first: a socket is a watch */
 	int fd;
-	uint32_t portid;
 	char buf[256 * 1024];
 };
 
@@ -810,7 +809,6 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info)
 {
 	uint32_t protocol, n_groups, i;
 	struct sockaddr_nl addr = { .nl_family = AF_NETLINK };
-	socklen_t addr_len = sizeof(addr);
 	struct nl *s;
 	int rcvbuf = 8 << 20;
 	ARGS(3);
@@ -822,15 +820,13 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info)
 	if (!s)
 		return throw_errno(env, "calloc", ENOMEM, 0);
 	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
-	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof(addr)) ||
-	    getsockname(s->fd, (struct sockaddr *)&addr, &addr_len)) {
+	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		int err = errno;
 
 		nl_release(&s->w);
 		free(s);
 		return throw_errno(env, "netlink socket", err, 0);
 	}
-	s->portid = addr.nl_pid;
 	/* Trace bursts must not overflow the socket: ask for a large buffer. */
 	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
 		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
@@ -909,28 +905,6 @@ static napi_value js_netlink_receive(napi_env env, napi_callback_info info)
 	return result;
 }
 
-/* netlinkPortId(socket) -> the port id the kernel gave the socket */
-static napi_value js_netlink_port_id(napi_env env, napi_callback_info info)
-{
-	struct nl *s;
-	napi_value result;
-	ARGS(1);
-
-	if (!(s = (struct nl *)get_watch(env, argv[0])))
-		return NULL;
-	napi_create_uint32(env, s->portid, &result);
-	return result;
-}
-
-/* takeLog() -> libbpf's messages since the last open/load/attach */
-static napi_value js_take_log(napi_env env, napi_callback_info info)
-{
-	napi_value s;
-
-	napi_create_string_utf8(env, log_buf, log_len, &s);
-	return s;
-}
-
 static napi_value init(napi_env env, napi_value exports)
 {
 	static const struct {
@@ -956,8 +930,6 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "netlinkOpen", js_netlink_open },
 		{ "netlinkSend", js_netlink_send },
 		{ "netlinkReceive", js_netlink_receive },
-		{ "netlinkPortId", js_netlink_port_id },
-		{ "takeLog", js_take_log },
 	};
 	size_t i;
 

@@ -34,8 +34,7 @@ export interface Native {
   netlinkSend(socket: WatchHandle, message: Buffer): void;
   /** Waits up to timeoutMs for one datagram: for request/acknowledge exchanges. */
   netlinkReceive(socket: WatchHandle, timeoutMs: number): Buffer | null;
-  netlinkPortId(socket: WatchHandle): number;
-  takeLog(): string;
+
 }
 
 /** The repository (or installed package) root: dist/src/native.js is two levels down. */

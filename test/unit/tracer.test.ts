@@ -57,8 +57,7 @@ class FakeNative {
       netlinkOpen: () => assert.fail('no netlink in this test'),
       netlinkSend: log('netlinkSend'),
       netlinkReceive: () => null,
-      netlinkPortId: () => 0,
-      takeLog: () => '',
+
     };
   }
 }
