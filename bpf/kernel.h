@@ -9,6 +9,8 @@
 #ifndef TRACEPKT_KERNEL_H
 #define TRACEPKT_KERNEL_H
 
+#include <linux/in6.h> /* struct in6_addr: a fixed ABI, no relocation needed */
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 struct ns_common {
@@ -34,6 +36,63 @@ struct sk_buff {
 	unsigned char *head;
 	unsigned char *data;
 	__u16 network_header;
+};
+
+/* Route lookups (tracepoints fib:fib_table_lookup, fib6:fib6_table_lookup). */
+struct flowi_common {
+	__u8 flowic_proto;
+};
+
+union flowi_uli {
+	struct {
+		__u8 type;
+		__u8 code;
+	} icmpt;
+};
+
+struct flowi4 {
+	struct flowi_common __fl_common;
+	__be32 saddr;
+	__be32 daddr;
+	union flowi_uli uli;
+};
+
+struct flowi6 {
+	struct flowi_common __fl_common;
+	struct in6_addr daddr;
+	struct in6_addr saddr;
+	union flowi_uli uli;
+};
+
+struct fib_nh_common {
+	struct net_device *nhc_dev;
+	__u8 nhc_gw_family;
+	union {
+		__be32 ipv4;
+		struct in6_addr ipv6;
+	} nhc_gw;
+};
+
+struct fib6_nh {
+	struct fib_nh_common nh_common;
+};
+
+struct fib6_result {
+	struct fib6_nh *nh;
+	__u8 fib6_type;
+};
+
+struct fib6_table {
+	__u32 tb6_id;
+};
+
+/* The namespace of the task a lookup runs for (process context). */
+struct nsproxy {
+	struct net *net_ns;
+};
+
+struct task_struct {
+	struct nsproxy *nsproxy;
 };
 
 /* The netfilter hook's view of a packet (kernel 6.4+: BPF_PROG_TYPE_NETFILTER). */

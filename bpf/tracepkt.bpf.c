@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (MIT OR GPL-2.0)
 /*
- * Kernel side of tracepkt: recognise the probe's packets at the net
- * tracepoints and emit one fixed record per sighting. No policy lives here:
- * what to match comes from CFG, written by user space before load.
+ * Kernel side of tracepkt: recognise the probe's packets wherever the kernel
+ * handles them and emit one fixed record per sighting. No policy lives
+ * here: what to match comes from CFG, written by user space before load.
  */
 #include <linux/bpf.h>
 #include <linux/ip.h>
@@ -42,8 +42,40 @@ struct {
 } tp_stats SEC(".maps");
 
 /*
- * ICMP and ICMPv6 echo messages share this header. Declared here because
- * <linux/icmp.h> drags in libc headers that do not build for -target bpf.
+ * The packet this CPU is receiving, if it is the probe. Route lookups carry
+ * no packet, but those made for a received packet (input routing, reverse
+ * path checks, the route of an echo reply or an ICMP error it causes) run on
+ * the same CPU, within its receive: this is how they are tied to the probe.
+ * Every receive overwrites it.
+ */
+struct current_packet {
+	__u64 skb; /* 0: not the probe */
+	__u32 netns;
+	__u8 family;
+	__u8 saddr[16];
+	__u8 daddr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct current_packet);
+} tp_current SEC(".maps");
+
+/* Processes that send the probe (ping, registered by user space before it
+ * runs): their route lookups towards the target are the probe's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32); /* tgid */
+	__type(value, __u8);
+} tp_senders SEC(".maps");
+
+/*
+ * ICMP and ICMPv6 echo messages share this header; errors share its first
+ * four bytes. Declared here because <linux/icmp.h> drags in libc headers
+ * that do not build for -target bpf.
  */
 struct icmp_echo {
 	__u8 type;
@@ -56,7 +88,12 @@ struct icmp_echo {
 #define IPPROTO_ICMP 1
 #define IPPROTO_ICMPV6 58
 #define ICMP_ECHOREPLY 0
+#define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
 
@@ -66,12 +103,14 @@ union ip_headers {
 	struct ipv6hdr v6;
 };
 
-/* The parts of a packet a hop record needs, once it is known to be ours. */
+/* What a record needs from a packet found to be the probe. */
 struct probe_match {
+	union ip_headers ip;   /* the outer IP header */
+	struct icmp_echo icmp; /* the outer ICMP header */
+	struct icmp_echo echo; /* the echo: the outer one, or the one an error quotes */
 	__u8 family;
 	__u8 ttl;
 	__u16 ip_len;
-	unsigned char *l4;
 };
 
 static __always_inline void count_lost(void)
@@ -83,77 +122,152 @@ static __always_inline void count_lost(void)
 		stats->lost++;
 }
 
-/*
- * Is the IP packet at l3 one of the probe's ICMP echo requests or replies?
- * Cheapest tests first: most traffic stops at the protocol check.
- */
-static __always_inline bool match_probe(unsigned char *l3, union ip_headers *ip,
-					struct icmp_echo *icmp, struct probe_match *m)
+static __always_inline bool is_echo(__u8 family, __u8 type)
+{
+	return family == 4 ? type == ICMP_ECHO || type == ICMP_ECHOREPLY
+			   : type == ICMPV6_ECHO_REQUEST || type == ICMPV6_ECHO_REPLY;
+}
+
+static __always_inline bool is_error(__u8 family, __u8 type)
+{
+	return family == 4 ? type == ICMP_DEST_UNREACH || type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB
+			   : type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+}
+
+/* Reads an IP header at l3; returns where its ICMP header starts, or NULL. */
+static __always_inline unsigned char *icmp_of(unsigned char *l3, union ip_headers *ip, __u8 *family)
+{
+	if (bpf_probe_read_kernel(ip, sizeof(*ip), l3))
+		return NULL;
+	if (ip->v4.version == 4) {
+		if (ip->v4.protocol != IPPROTO_ICMP || ip->v4.frag_off & bpf_htons(0x1fff))
+			return NULL;
+		*family = 4;
+		return l3 + ip->v4.ihl * 4;
+	}
+	/* Echo probes carry no extension headers. */
+	if (ip->v4.version == 6 && ip->v6.nexthdr == IPPROTO_ICMPV6) {
+		*family = 6;
+		return l3 + sizeof(struct ipv6hdr);
+	}
+	return NULL;
+}
+
+/* Does the echo at l4 carry the probe's marker? */
+static __always_inline bool marked(unsigned char *l4)
 {
 	__u64 marker;
 
-	if (bpf_probe_read_kernel(ip, sizeof(*ip), l3))
-		return false;
-
-	switch (ip->v4.version) {
-	case 4:
-		if (ip->v4.protocol != IPPROTO_ICMP || ip->v4.frag_off & bpf_htons(0x1fff))
-			return false;
-		m->family = 4;
-		m->ttl = ip->v4.ttl;
-		m->ip_len = bpf_ntohs(ip->v4.tot_len);
-		m->l4 = l3 + ip->v4.ihl * 4;
-		break;
-	case 6:
-		/* Echo probes carry no extension headers. */
-		if (ip->v6.nexthdr != IPPROTO_ICMPV6)
-			return false;
-		m->family = 6;
-		m->ttl = ip->v6.hop_limit;
-		m->ip_len = bpf_ntohs(ip->v6.payload_len) + sizeof(struct ipv6hdr);
-		m->l4 = l3 + sizeof(struct ipv6hdr);
-		break;
-	default:
-		return false;
-	}
-	if (CFG.family && CFG.family != m->family)
-		return false;
-
-	if (bpf_probe_read_kernel(icmp, sizeof(*icmp), m->l4))
-		return false;
-	if (m->family == 4 ? icmp->type != ICMP_ECHO && icmp->type != ICMP_ECHOREPLY
-			   : icmp->type != ICMPV6_ECHO_REQUEST && icmp->type != ICMPV6_ECHO_REPLY)
-		return false;
-
-	if (bpf_probe_read_kernel(&marker, sizeof(marker), m->l4 + CFG.marker_offset))
-		return false;
-	return marker == CFG.marker;
+	return !bpf_probe_read_kernel(&marker, sizeof(marker), l4 + CFG.marker_offset) && marker == CFG.marker;
 }
 
-/* Where a record was seen: filled by each hook from what it knows. */
-struct sighting {
-	struct sk_buff *skb;
-	struct net_device *dev; /* may be NULL at a netfilter hook */
-	__u32 netns;
-	__u8 kind, hook, nf_hook, nf_pf, nf_index;
-};
-
-static __always_inline void emit(unsigned char *l3, struct sighting *at)
+/*
+ * Is the IP packet at l3 the probe: one of its echo requests or replies, or
+ * an ICMP error quoting one (errors quote the packet, marker included)?
+ * Cheapest tests first: most traffic stops at the protocol check.
+ */
+static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m)
 {
-	union ip_headers ip;
-	struct icmp_echo icmp;
-	struct probe_match m;
-	struct tp_event *e;
+	union ip_headers inner;
+	unsigned char *l4, *inner_l4;
+	__u8 inner_family;
 
-	if (!match_probe(l3, &ip, &icmp, &m))
-		return;
+	l4 = icmp_of(l3, &m->ip, &m->family);
+	if (!l4 || (CFG.family && CFG.family != m->family))
+		return false;
+	if (bpf_probe_read_kernel(&m->icmp, sizeof(m->icmp), l4))
+		return false;
+	if (m->family == 4) {
+		m->ttl = m->ip.v4.ttl;
+		m->ip_len = bpf_ntohs(m->ip.v4.tot_len);
+	} else {
+		m->ttl = m->ip.v6.hop_limit;
+		m->ip_len = bpf_ntohs(m->ip.v6.payload_len) + sizeof(struct ipv6hdr);
+	}
+	if (is_echo(m->family, m->icmp.type)) {
+		m->echo = m->icmp;
+		return marked(l4);
+	}
+	if (!is_error(m->family, m->icmp.type))
+		return false;
+	inner_l4 = icmp_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family);
+	if (!inner_l4 || inner_family != m->family)
+		return false;
+	if (bpf_probe_read_kernel(&m->echo, sizeof(m->echo), inner_l4) || !is_echo(m->family, m->echo.type))
+		return false;
+	return marked(inner_l4);
+}
 
-	e = bpf_ringbuf_reserve(&tp_events, sizeof(*e), 0);
+static __always_inline struct tp_event *reserve(void)
+{
+	struct tp_event *e = bpf_ringbuf_reserve(&tp_events, sizeof(*e), 0);
+
 	if (!e) {
 		count_lost();
-		return;
+		return NULL;
 	}
+	__builtin_memset(e, 0, sizeof(*e));
 	e->time_ns = bpf_ktime_get_ns();
+	return e;
+}
+
+static __always_inline void set_device(struct tp_event *e, struct net_device *dev)
+{
+	if (!dev)
+		return;
+	e->ifindex = dev->ifindex;
+	bpf_probe_read_kernel_str(e->ifname, sizeof(e->ifname), dev->name);
+}
+
+static __always_inline void copy_addr(__u8 *to, const void *from, __u8 family)
+{
+	if (family == 4)
+		__builtin_memcpy(to, from, 4);
+	else
+		__builtin_memcpy(to, from, 16);
+}
+
+/* Fills what every sighting of the probe's packet records. */
+static __always_inline void fill_packet(struct tp_event *e, struct probe_match *m)
+{
+	e->family = m->family;
+	e->ttl = m->ttl;
+	e->ip_len = m->ip_len;
+	e->icmp_type = m->icmp.type;
+	e->icmp_code = m->icmp.code;
+	e->inner_type = m->echo.type;
+	e->icmp_id = bpf_ntohs(m->echo.id);
+	e->icmp_seq = bpf_ntohs(m->echo.sequence);
+	__builtin_memcpy(&e->icmp_rest, &m->icmp.id, 4);
+	if (m->family == 4) {
+		copy_addr(e->saddr, &m->ip.v4.saddr, 4);
+		copy_addr(e->daddr, &m->ip.v4.daddr, 4);
+	} else {
+		copy_addr(e->saddr, &m->ip.v6.saddr, 6);
+		copy_addr(e->daddr, &m->ip.v6.daddr, 6);
+	}
+}
+
+/* Where a packet was seen: filled by each hook from what it knows. */
+struct sighting {
+	struct sk_buff *skb;
+	struct net_device *dev; /* may be NULL */
+	__u32 netns;
+	__u8 kind, hook, nf_hook, nf_pf, nf_index;
+	__u64 location;
+	__u32 reason;
+};
+
+/* Emits a record if the packet at l3 is the probe; says whether it was. */
+static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct probe_match *m)
+{
+	struct tp_event *e;
+
+	if (!match_probe(l3, m))
+		return false;
+	e = reserve();
+	if (!e)
+		return true;
 	e->skb = (__u64)at->skb;
 	e->netns = at->netns;
 	e->kind = at->kind;
@@ -161,45 +275,17 @@ static __always_inline void emit(unsigned char *l3, struct sighting *at)
 	e->nf_hook = at->nf_hook;
 	e->nf_pf = at->nf_pf;
 	e->nf_index = at->nf_index;
-	e->reserved = 0;
-	e->family = m.family;
-	e->ttl = m.ttl;
-	e->icmp_type = icmp.type;
-	e->icmp_code = icmp.code;
-	e->ip_len = m.ip_len;
-	e->icmp_id = bpf_ntohs(icmp.id);
-	e->icmp_seq = bpf_ntohs(icmp.sequence);
-	if (m.family == 4) {
-		__builtin_memcpy(e->saddr, &ip.v4.saddr, 4);
-		__builtin_memcpy(e->daddr, &ip.v4.daddr, 4);
-		__builtin_memset(e->saddr + 4, 0, 12);
-		__builtin_memset(e->daddr + 4, 0, 12);
-	} else {
-		__builtin_memcpy(e->saddr, &ip.v6.saddr, 16);
-		__builtin_memcpy(e->daddr, &ip.v6.daddr, 16);
-	}
-	if (at->dev) {
-		e->ifindex = at->dev->ifindex;
-		bpf_probe_read_kernel_str(e->ifname, sizeof(e->ifname), at->dev->name);
-	} else {
-		e->ifindex = 0;
-		e->ifname[0] = 0;
-	}
+	e->location = at->location;
+	e->reason = at->reason;
+	fill_packet(e, m);
+	set_device(e, at->dev);
 	bpf_ringbuf_submit(e, 0);
+	return true;
 }
 
-static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u8 hook)
+static __always_inline __u32 dev_netns(struct net_device *dev)
 {
-	struct net_device *dev = skb->dev;
-	struct sighting at = {
-		.skb = skb,
-		.dev = dev,
-		.netns = dev->nd_net.net->ns.inum,
-		.kind = TP_EVENT_HOP,
-		.hook = hook,
-	};
-
-	emit(l3, &at);
+	return dev ? dev->nd_net.net->ns.inum : 0;
 }
 
 /* Transmit: the IP stack has set the network header by now, while skb->data
@@ -207,17 +293,227 @@ static __always_inline void emit_hop(struct sk_buff *skb, unsigned char *l3, __u
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
-	emit_hop(skb, skb->head + skb->network_header, TP_HOOK_NET_DEV_QUEUE);
+	struct probe_match m;
+	struct sighting at = {
+		.skb = skb,
+		.dev = skb->dev,
+		.netns = dev_netns(skb->dev),
+		.kind = TP_EVENT_HOP,
+		.hook = TP_HOOK_NET_DEV_QUEUE,
+	};
+
+	emit(skb->head + skb->network_header, &at, &m);
 	return 0;
 }
 
 /* Receive: __netif_receive_skb_core fires this before it resets the network
  * header, when skb->data points at the network header (the link-layer header
- * has been pulled). Fires once per device, bridge and its ports included. */
+ * has been pulled). Fires once per device, bridge and its ports included.
+ * Also records whether this CPU is now receiving the probe (tp_current). */
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
-	emit_hop(skb, skb->data, TP_HOOK_NETIF_RECEIVE_SKB);
+	__u32 zero = 0;
+	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
+	struct probe_match m;
+	struct sighting at = {
+		.skb = skb,
+		.dev = skb->dev,
+		.netns = dev_netns(skb->dev),
+		.kind = TP_EVENT_HOP,
+		.hook = TP_HOOK_NETIF_RECEIVE_SKB,
+	};
+
+	if (!cur)
+		return 0;
+	if (!emit(skb->data, &at, &m)) {
+		cur->skb = 0;
+		return 0;
+	}
+	cur->skb = (__u64)skb;
+	cur->netns = at.netns;
+	cur->family = m.family;
+	if (m.family == 4) {
+		copy_addr(cur->saddr, &m.ip.v4.saddr, 4);
+		copy_addr(cur->daddr, &m.ip.v4.daddr, 4);
+	} else {
+		copy_addr(cur->saddr, &m.ip.v6.saddr, 6);
+		copy_addr(cur->daddr, &m.ip.v6.daddr, 6);
+	}
+	return 0;
+}
+
+/* Drops: kfree_skb fires for packets freed as dropped (consume_skb, for
+ * those freed after use, is another tracepoint). Its fourth argument
+ * (rx_sk, 6.12+) is not needed: three arguments work on older kernels. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, int reason)
+{
+	struct probe_match m;
+	struct sighting at = {
+		.skb = skb,
+		.dev = skb->dev,
+		.netns = dev_netns(skb->dev),
+		.kind = TP_EVENT_DROP,
+		.hook = TP_HOOK_KFREE_SKB,
+		.location = (__u64)location,
+		.reason = reason,
+	};
+
+	emit(skb->head + skb->network_header, &at, &m);
+	return 0;
+}
+
+static __always_inline bool is_zero_addr(const __u8 *a, __u8 family)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i >= 4 && family == 4)
+			break;
+		if (a[i])
+			return false;
+	}
+	return true;
+}
+
+static __always_inline bool same_addr(const __u8 *a, const __u8 *b, __u8 family)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i >= 4 && family == 4)
+			break;
+		if (a[i] != b[i])
+			return false;
+	}
+	return true;
+}
+
+/* Compared byte by byte from CFG itself: a cast dropping `volatile` would
+ * let clang fold the unset-at-compile-time target to zeros. */
+static __always_inline bool is_target(const __u8 *a, __u8 family)
+{
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		if (i >= 4 && family == 4)
+			break;
+		if (a[i] != CFG.target[i])
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The namespace of the task running now (a sender's own route lookup runs in
+ * its process). Not inlined: clang would otherwise merge this load with the
+ * one from tp_current, and the verifier refuses an instruction that reads
+ * through two kinds of pointer.
+ */
+static __noinline __u32 task_netns(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct nsproxy *ns = task->nsproxy;
+
+	return ns ? ns->net_ns->ns.inum : 0;
+}
+
+/*
+ * Route lookups. A lookup is the probe's when this CPU is receiving the
+ * probe and the flow is between the same two addresses (either way), or
+ * when a registered sender looks up the target (ping's own lookups: its
+ * source-address probe and its sends). Returns the namespace to record, 0
+ * if not the probe's.
+ */
+static __always_inline __u32 route_netns(__u8 family, const __u8 *saddr, const __u8 *daddr, __u64 *skb)
+{
+	__u32 zero = 0, tgid;
+	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
+
+	if (CFG.family && CFG.family != family)
+		return 0;
+	/* Every address the flow names (the unset source aside) is one of the
+	 * packet's: the packet being received made this lookup. */
+	if (cur && cur->skb && cur->family == family &&
+	    (same_addr(daddr, cur->saddr, family) || same_addr(daddr, cur->daddr, family)) &&
+	    (is_zero_addr(saddr, family) || same_addr(saddr, cur->saddr, family) || same_addr(saddr, cur->daddr, family))) {
+		*skb = cur->skb;
+		return cur->netns;
+	}
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&tp_senders, &tgid) || !is_target(daddr, family))
+		return 0;
+	return task_netns();
+}
+
+SEC("tp_btf/fib_table_lookup")
+int BPF_PROG(tp_fib_table_lookup, __u32 tb_id, const struct flowi4 *flp, const struct fib_nh_common *nhc, int err)
+{
+	__be32 saddr = flp->saddr, daddr = flp->daddr;
+	__u8 proto = flp->__fl_common.flowic_proto;
+	__u8 icmp_type = flp->uli.icmpt.type, icmp_code = flp->uli.icmpt.code;
+	struct tp_event *e;
+	__u64 skb = 0;
+	__u32 netns = route_netns(4, (__u8 *)&saddr, (__u8 *)&daddr, &skb);
+
+	if (!netns)
+		return 0;
+	e = reserve();
+	if (!e)
+		return 0;
+	e->kind = TP_EVENT_ROUTE;
+	e->hook = TP_HOOK_FIB;
+	e->netns = netns;
+	e->skb = skb;
+	e->family = 4;
+	e->proto = proto;
+	e->icmp_type = icmp_type;
+	e->icmp_code = icmp_code;
+	e->table = tb_id;
+	e->error = err;
+	copy_addr(e->saddr, &saddr, 4);
+	copy_addr(e->daddr, &daddr, 4);
+	if (nhc && !err) {
+		set_device(e, nhc->nhc_dev);
+		e->gw_family = nhc->nhc_gw_family;
+		bpf_probe_read_kernel(e->gateway, 16, &nhc->nhc_gw);
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/fib6_table_lookup")
+int BPF_PROG(tp_fib6_table_lookup, const struct net *net, const struct fib6_result *res, struct fib6_table *table,
+	     const struct flowi6 *flp)
+{
+	struct in6_addr saddr = flp->saddr, daddr = flp->daddr;
+	__u8 proto = flp->__fl_common.flowic_proto;
+	__u8 icmp_type = flp->uli.icmpt.type, icmp_code = flp->uli.icmpt.code;
+	struct fib6_nh *nh = res->nh;
+	struct tp_event *e;
+	__u64 skb = 0;
+
+	if (!route_netns(6, saddr.in6_u.u6_addr8, daddr.in6_u.u6_addr8, &skb))
+		return 0;
+	e = reserve();
+	if (!e)
+		return 0;
+	e->kind = TP_EVENT_ROUTE;
+	e->hook = TP_HOOK_FIB6;
+	e->netns = net->ns.inum;
+	e->skb = skb;
+	e->family = 6;
+	e->proto = proto;
+	e->icmp_type = icmp_type;
+	e->icmp_code = icmp_code;
+	e->table = table ? table->tb6_id : 0;
+	e->route_type = res->fib6_type;
+	copy_addr(e->saddr, &saddr, 6);
+	copy_addr(e->daddr, &daddr, 6);
+	if (nh) {
+		set_device(e, nh->nh_common.nhc_dev);
+		e->gw_family = nh->nh_common.nhc_gw_family;
+		bpf_probe_read_kernel(e->gateway, 16, &nh->nh_common.nhc_gw);
+	}
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
 
@@ -232,6 +528,7 @@ static __always_inline int checkpoint(struct bpf_nf_ctx *ctx, __u8 index)
 {
 	const struct nf_hook_state *state = ctx->state;
 	struct sk_buff *skb = ctx->skb;
+	struct probe_match m;
 	struct sighting at = {
 		.skb = skb,
 		.dev = state->in ? state->in : state->out,
@@ -243,7 +540,7 @@ static __always_inline int checkpoint(struct bpf_nf_ctx *ctx, __u8 index)
 		.nf_index = index,
 	};
 
-	emit(skb->head + skb->network_header, &at);
+	emit(skb->head + skb->network_header, &at, &m);
 	return 1; /* NF_ACCEPT */
 }
 

@@ -15,6 +15,8 @@
 enum tp_event_kind {
 	TP_EVENT_HOP = 1,           /* the packet seen on an interface */
 	TP_EVENT_NF_CHECKPOINT = 2, /* the packet reached a netfilter checkpoint */
+	TP_EVENT_DROP = 3,          /* the kernel freed the packet as dropped */
+	TP_EVENT_ROUTE = 4,         /* a route lookup made for the packet */
 };
 
 /* Which kernel hook saw the packet. */
@@ -22,6 +24,9 @@ enum tp_hook {
 	TP_HOOK_NET_DEV_QUEUE = 1,     /* tp net:net_dev_queue, transmit */
 	TP_HOOK_NETIF_RECEIVE_SKB = 2, /* tp net:netif_receive_skb, receive */
 	TP_HOOK_NETFILTER = 3,         /* a BPF netfilter link (a checkpoint) */
+	TP_HOOK_KFREE_SKB = 4,         /* tp skb:kfree_skb */
+	TP_HOOK_FIB = 5,               /* tp fib:fib_table_lookup (IPv4) */
+	TP_HOOK_FIB6 = 6,              /* tp fib6:fib6_table_lookup */
 };
 
 /*
@@ -32,7 +37,7 @@ enum tp_hook {
  */
 #define TP_NF_CHECKPOINTS 16
 
-/* One fixed-size record per event: 88 bytes, no pointers to chase. */
+/* One fixed-size record per event: 136 bytes, no pointers to chase. */
 struct tp_event {
 	__u64 time_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skb;       /* address of the struct sk_buff: the packet's identity in the kernel */
@@ -50,10 +55,21 @@ struct tp_event {
 	__u8 nf_hook;    /* checkpoints: nf_hook_state->hook (NF_INET_*) */
 	__u8 nf_pf;      /* checkpoints: nf_hook_state->pf (NFPROTO_IPV4 / _IPV6) */
 	__u8 nf_index;   /* checkpoints: which copy of the program */
-	__u8 reserved;
-	__u8 saddr[16];  /* IPv4 in the first 4 bytes */
+	__u8 route_type; /* routes: fib6_result->fib6_type (RTN_*); 0 for IPv4 */
+	__u8 saddr[16];  /* IPv4 in the first 4 bytes; routes: the flow's */
 	__u8 daddr[16];
-	char ifname[TP_IFNAMSIZ]; /* dev->name when the hook ran */
+	char ifname[TP_IFNAMSIZ]; /* dev->name when the hook ran; routes: the output device */
+	__u64 location;  /* drops: the kernel code that freed the packet */
+	__u32 reason;    /* drops: enum skb_drop_reason, numbered by the running kernel */
+	__u32 table;     /* routes: the table looked up */
+	__s32 error;     /* routes: 0 or -errno (IPv4) */
+	__u8 gw_family;  /* routes: nhc_gw_family (AF_INET, AF_INET6, 0: no gateway) */
+	__u8 inner_type; /* ICMP errors: type of the echo they quote */
+	__u8 proto;      /* routes: the flow's protocol */
+	__u8 pad;
+	__u8 gateway[16]; /* routes: nhc_gw */
+	__u32 icmp_rest;  /* ICMP errors: bytes 4-7 of the ICMP header, network order (the MTU, for "too big") */
+	__u32 pad2;
 };
 
 /*
@@ -65,6 +81,7 @@ struct tp_config {
 	__u16 marker_offset; /* where, counted from the ICMP header */
 	__u8 family;         /* 0: both, 4 or 6 */
 	__u8 pad[5];
+	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
 };
 
 #endif

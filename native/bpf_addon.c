@@ -483,6 +483,25 @@ static napi_value js_map_lookup(napi_env env, napi_callback_info info)
 	return err ? throw_errno(env, "bpf_map__lookup_elem", err, 0) : result;
 }
 
+/* mapUpdate(handle, map, key, value): one element, created or replaced */
+static napi_value js_map_update(napi_env env, napi_callback_info info)
+{
+	struct object *o;
+	struct bpf_map *map;
+	void *key, *value;
+	size_t key_size, value_size;
+	int err;
+	ARGS(4);
+
+	if (!(o = get_object(env, argv[0])) || !(map = get_map(env, o, argv[1])))
+		return NULL;
+	if (napi_get_buffer_info(env, argv[2], &key, &key_size) != napi_ok ||
+	    napi_get_buffer_info(env, argv[3], &value, &value_size) != napi_ok)
+		return throw_type(env, "key and value must be Buffers");
+	err = bpf_map__update_elem(map, key, key_size, value, value_size, BPF_ANY);
+	return err ? throw_errno(env, "bpf_map__update_elem", err, 0) : NULL;
+}
+
 /* ---- batches: what JavaScript receives, one Buffer per wake-up ---- */
 
 struct batch {
@@ -922,6 +941,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "attach", js_attach },
 		{ "attachNetfilter", js_attach_netfilter },
 		{ "mapLookup", js_map_lookup },
+		{ "mapUpdate", js_map_update },
 		{ "openRing", js_open_ring },
 		{ "drain", js_drain },
 		{ "closeWatch", js_close_watch },

@@ -18,18 +18,23 @@ Options:
       --from NETNS       send from network namespace NETNS (ip netns name, or a path
                          such as /proc/PID/ns/net)
       --timeout SECONDS  time to wait for each reply (default 2)
+      --ttl N            TTL / hop limit of the probes (1-255)
+      --size BYTES       ICMP payload size (32-65000, default 56)
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -h, --help             this help
       --version          the version
 
 Exit status: 0 a reply came back, 1 none did, 2 or more tracepkt could not run.`;
 
-function positiveInt(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
-    throw new TracepktError(`${name} must be a whole number from 1 to 65535, not "${value}"`);
+function intInRange(name: string, value: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new TracepktError(`${name} must be a whole number from ${min} to ${max}, not "${value}"`);
   }
   return Number(value);
+}
+
+function positiveInt(name: string, value: string | undefined, fallback: number): number {
+  return value === undefined ? fallback : intInRange(name, value, 1, 65535);
 }
 
 function positiveSeconds(name: string, value: string | undefined, fallback: number): number {
@@ -48,7 +53,7 @@ function positiveSeconds(name: string, value: string | undefined, fallback: numb
 function joinNegativeValues(argv: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    if (['-c', '--count', '--timeout'].includes(argv[i]) && /^-\d/.test(argv[i + 1] ?? '')) {
+    if (['-c', '--count', '--timeout', '--ttl', '--size'].includes(argv[i]) && /^-\d/.test(argv[i + 1] ?? '')) {
       out.push(`${argv[i] === '-c' ? '--count' : argv[i]}=${argv[++i]}`);
     } else out.push(argv[i]);
   }
@@ -65,6 +70,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         count: { type: 'string', short: 'c' },
         timeout: { type: 'string' },
         from: { type: 'string' },
+        ttl: { type: 'string' },
+        size: { type: 'string' },
         json: { type: 'boolean' },
         '4': { type: 'boolean', short: '4' },
         '6': { type: 'boolean', short: '6' },
@@ -103,6 +110,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     count: positiveInt('--count', values.count, 1),
     timeout: positiveSeconds('--timeout', values.timeout, 2),
     from: values.from,
+    ttl: values.ttl === undefined ? undefined : intInRange('--ttl', values.ttl, 1, 255),
+    size: values.size === undefined ? undefined : intInRange('--size', values.size, 32, 65000),
     json: values.json ?? false,
   };
   return (await import('./commands/trace')).traceCommand(options, io, signal);

@@ -1,36 +1,57 @@
 /**
  * Decodes ring-buffer batches (src/batch.ts) into events. One pass, no
- * intermediate arrays.
+ * intermediate arrays. Numbers the kernel reports (drop reasons, code
+ * addresses, table ids) are named later, where names are needed.
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES } from './bpf/layout';
-import type { CheckpointEvent, HopEvent, KernelEvent, PacketFields } from './events';
+import type { Direction, KernelEvent, PacketFields, RouteEvent } from './events';
 
-const ICMP_ECHO_REQUESTS = new Set([8, 128]);
+const ECHO_REQUEST = new Set([8, 128]);
+const ECHO_REPLY = new Set([0, 129]);
+/** ICMP "fragmentation needed" (3/4) and ICMPv6 "packet too big" (2) announce an MTU. */
+const announcesMtu = (family: number, type: number, code: number) => (family === 4 ? type === 3 && code === 4 : type === 2);
 
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
 export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): number {
   let count = 0;
   forEachRecord(batch, (rec, len) => {
-    if (len >= EVENT_SIZE) {
-      const kind = batch[rec + F.kind[0]];
-      if (kind === EventKind.HOP) {
-        onEvent({ kind: 'hop', ...packetFields(batch, rec), hook: HOOK_NAMES[batch[rec + F.hook[0]]] ?? `hook${batch[rec + F.hook[0]]}` } as HopEvent);
-        count++;
-      } else if (kind === EventKind.NF_CHECKPOINT) {
-        onEvent({
-          kind: 'checkpoint',
-          ...packetFields(batch, rec),
-          nf_hook: batch[rec + F.nf_hook[0]],
-          nf_pf: batch[rec + F.nf_pf[0]],
-          index: batch[rec + F.nf_index[0]],
-        } as CheckpointEvent);
-        count++;
-      }
+    if (len < EVENT_SIZE) return;
+    const ev = decodeRecord(batch, rec);
+    if (ev) {
+      onEvent(ev);
+      count++;
     }
   });
   return count;
+}
+
+function decodeRecord(buf: Buffer, rec: number): KernelEvent | null {
+  switch (buf[rec + F.kind[0]]) {
+    case EventKind.HOP:
+      return { kind: 'hop', ...packetFields(buf, rec), hook: HOOK_NAMES[buf[rec + F.hook[0]]] ?? `hook${buf[rec + F.hook[0]]}` };
+    case EventKind.NF_CHECKPOINT:
+      return {
+        kind: 'checkpoint',
+        ...packetFields(buf, rec),
+        nf_hook: buf[rec + F.nf_hook[0]],
+        nf_pf: buf[rec + F.nf_pf[0]],
+        index: buf[rec + F.nf_index[0]],
+      };
+    case EventKind.DROP:
+      return {
+        kind: 'drop',
+        ...packetFields(buf, rec),
+        reason: '',
+        reason_code: buf.readUInt32LE(rec + F.reason[0]),
+        location: `0x${buf.readBigUInt64LE(rec + F.location[0]).toString(16)}`,
+      };
+    case EventKind.ROUTE:
+      return decodeRoute(buf, rec);
+    default:
+      return null;
+  }
 }
 
 function readU64(buf: Buffer, off: number): number {
@@ -42,8 +63,18 @@ function readCString(buf: Buffer, off: number, size: number): string {
   return buf.toString('latin1', off, end < 0 || end > off + size ? off + size : end);
 }
 
+function direction(type: number): Direction {
+  if (ECHO_REQUEST.has(type)) return 'request';
+  if (ECHO_REPLY.has(type)) return 'reply';
+  return 'error'; // the programs emit nothing else
+}
+
 function packetFields(buf: Buffer, rec: number): PacketFields {
   const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
+  const type = buf[rec + F.icmp_type[0]];
+  const code = buf[rec + F.icmp_code[0]];
+  const dir = direction(type);
+  const rest = buf.readUInt32BE(rec + F.icmp_rest[0]);
   return {
     time_ns: readU64(buf, rec + F.time_ns[0]),
     skb: buf.readBigUInt64LE(rec + F.skb[0]).toString(16),
@@ -51,13 +82,69 @@ function packetFields(buf: Buffer, rec: number): PacketFields {
     netns_name: null,
     ifindex: buf.readUInt32LE(rec + F.ifindex[0]),
     ifname: readCString(buf, rec + F.ifname[0], F.ifname[1]),
-    dir: ICMP_ECHO_REQUESTS.has(buf[rec + F.icmp_type[0]]) ? 'request' : 'reply',
+    dir,
     family,
     src: formatAddress(family, buf, rec + F.saddr[0]),
     dst: formatAddress(family, buf, rec + F.daddr[0]),
     icmp_id: buf.readUInt16LE(rec + F.icmp_id[0]),
     icmp_seq: buf.readUInt16LE(rec + F.icmp_seq[0]),
+    icmp_type: type,
+    icmp_code: code,
+    quotes: dir === 'error' ? (ECHO_REQUEST.has(buf[rec + F.inner_type[0]]) ? 'request' : 'reply') : null,
+    mtu: dir === 'error' && announcesMtu(family, type, code) ? (family === 4 ? rest & 0xffff : rest) : null,
     ttl: buf[rec + F.ttl[0]],
     len: buf.readUInt16LE(rec + F.ip_len[0]),
+  };
+}
+
+/** IPv4 lookups report -errno (fib_props in net/ipv4/fib_semantics.c). */
+const IPV4_ERRORS: Record<number, string> = {
+  [-11]: 'no route', // -EAGAIN: no match in this table
+  [-101]: 'no route', // -ENETUNREACH
+  [-113]: 'unreachable', // -EHOSTUNREACH: an unreachable route
+  [-13]: 'prohibit', // -EACCES: a prohibit route
+  [-22]: 'blackhole', // -EINVAL: a blackhole route
+};
+
+/** IPv6 lookups report the route's type (RTN_*). The "no route" entry is an unreachable one. */
+const IPV6_TYPES: Record<number, string | null> = { 1: null, 2: null, 3: null, 4: null, 5: null, 6: 'blackhole', 7: 'unreachable', 8: 'prohibit', 9: 'throw' };
+
+/**
+ * The sender's own lookup (no packet yet) and the lookups for answers sent
+ * from a receiving CPU (their flow is ICMP: an echo reply or an error) are
+ * output routing; the rest is input routing, or a reverse-path check that
+ * src/kernel/names.ts tells apart once the packet is known.
+ */
+function routePurpose(buf: Buffer, rec: number): RouteEvent['purpose'] {
+  if (buf.readBigUInt64LE(rec + F.skb[0]) === 0n) return 'output';
+  const proto = buf[rec + F.proto[0]];
+  const type = buf[rec + F.icmp_type[0]];
+  if ((proto === 1 || proto === 58) && !ECHO_REQUEST.has(type)) return 'output';
+  return 'input';
+}
+
+function decodeRoute(buf: Buffer, rec: number): RouteEvent {
+  const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
+  const err = buf.readInt32LE(rec + F.error[0]);
+  const error = family === 4 ? (err === 0 ? null : (IPV4_ERRORS[err] ?? `error ${err}`)) : (IPV6_TYPES[buf[rec + F.route_type[0]]] ?? null);
+  const gwFamily = buf[rec + F.gw_family[0]];
+  const gateway = gwFamily === 2 ? formatAddress(4, buf, rec + F.gateway[0]) : gwFamily === 10 ? formatAddress(6, buf, rec + F.gateway[0]) : null;
+  const oif = readCString(buf, rec + F.ifname[0], F.ifname[1]);
+  const tableId = buf.readUInt32LE(rec + F.table[0]);
+  return {
+    kind: 'route',
+    time_ns: readU64(buf, rec + F.time_ns[0]),
+    skb: buf.readBigUInt64LE(rec + F.skb[0]).toString(16),
+    netns: buf.readUInt32LE(rec + F.netns[0]),
+    netns_name: null,
+    family,
+    src: formatAddress(family, buf, rec + F.saddr[0]),
+    dst: formatAddress(family, buf, rec + F.daddr[0]),
+    table: String(tableId),
+    table_id: tableId,
+    oif: error === null && oif !== '' ? oif : null,
+    gateway: error === null ? gateway : null,
+    error,
+    purpose: routePurpose(buf, rec),
   };
 }

@@ -3,7 +3,8 @@
  * prints them (docs/json.md documents every field).
  */
 
-export type Direction = 'request' | 'reply';
+/** An echo request, its reply, or an ICMP error the kernel sent about one of them. */
+export type Direction = 'request' | 'reply' | 'error';
 
 /** What the kernel programs report about a packet wherever they see it. */
 export interface PacketFields {
@@ -21,8 +22,16 @@ export interface PacketFields {
   family: 4 | 6;
   src: string;
   dst: string;
+  /** Of the echo; for an ICMP error, of the echo it quotes. */
   icmp_id: number;
   icmp_seq: number;
+  /** ICMP type and code of the packet itself (for an error: its type, e.g. 11 time exceeded). */
+  icmp_type: number;
+  icmp_code: number;
+  /** For an ICMP error, what it is about: "request" or "reply"; else null. */
+  quotes: 'request' | 'reply' | null;
+  /** For "fragmentation needed" / "packet too big": the MTU the error announces; else null. */
+  mtu: number | null;
   /** TTL (IPv4) or hop limit (IPv6) as the hook saw it. */
   ttl: number;
   /** IP packet length in bytes. */
@@ -47,11 +56,46 @@ export interface CheckpointEvent extends PacketFields {
   index: number;
 }
 
-/** Kernel records, as the tracer yields them. */
-export type KernelEvent = HopEvent | CheckpointEvent;
+/** The kernel freed the probe's packet as dropped (tracepoint skb:kfree_skb). */
+export interface DropEvent extends PacketFields {
+  kind: 'drop';
+  /** The drop reason's name in the running kernel (enum skb_drop_reason), without SKB_DROP_REASON_. */
+  reason: string;
+  reason_code: number;
+  /** Where: the kernel function and offset that freed it, e.g. "ip_forward+0x2b1". */
+  location: string;
+}
+
+/** A route lookup made for the probe (tracepoints fib:fib_table_lookup, fib6:fib6_table_lookup). */
+export interface RouteEvent {
+  kind: 'route';
+  time_ns: number;
+  /** The packet the lookup was made for ("0" for the sender's own lookup, before any packet exists). */
+  skb: string;
+  netns: number;
+  netns_name: string | null;
+  family: 4 | 6;
+  /** The flow looked up. */
+  src: string;
+  dst: string;
+  /** The table's name (main, local, default, or from /etc/iproute2/rt_tables) or number. */
+  table: string;
+  table_id: number;
+  /** Output interface, null when the lookup failed. */
+  oif: string | null;
+  /** Next hop when it is a gateway, null when on-link. */
+  gateway: string | null;
+  /** null on success; else "no route", "unreachable", "prohibit", "blackhole", ... */
+  error: string | null;
+  /** What the lookup was for: "input" (a received packet), "output" (one sent from here), "reverse-path" (rp_filter's check). */
+  purpose: 'input' | 'output' | 'reverse-path';
+}
+
+/** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
+export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;
@@ -77,4 +121,4 @@ export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | '
   decided_by: 'rule' | 'policy' | 'passage';
 }
 
-export type TraceEvent = HopEvent | NetfilterEvent;
+export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent;

@@ -22,6 +22,7 @@ export interface Native {
   attach(obj: ObjectHandle, prog: string): void;
   attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
   mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;
+  mapUpdate(obj: ObjectHandle, map: string, key: Buffer, value: Buffer): void;
   openRing(obj: ObjectHandle, map: string, onBatch: (batch: Buffer) => void): WatchHandle;
   /** Reads what is pending now, without waiting for a wake-up. */
   drain(watch: WatchHandle): Buffer | null;

@@ -13,6 +13,7 @@ import { BpfObject } from './bpf/object';
 import { decodeBatch } from './decode';
 import { describeError } from './errors';
 import type { KernelEvent } from './events';
+import { nameDrop, nameRoute } from './kernel/names';
 import { NetnsResolver, type KnownNetns } from './names/netns';
 import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './native';
 import { NetfilterWatcher, TABLE_PREFIX } from './netfilter/watch';
@@ -122,6 +123,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
       ev.netns_name = this.resolver.name(ev.netns);
+      if (ev.kind === 'drop') nameDrop(ev);
+      else if (ev.kind === 'route') nameRoute(ev);
       this.queue.push(ev);
     });
     // The ring is shared by all CPUs: order each batch by kernel time.
@@ -130,6 +133,13 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       this.queue.push(...tail);
     }
     this.wake?.();
+  }
+
+  /** Ties the route lookups of process `pid` (the probe's sender) to the probe. */
+  addSender(pid: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(pid);
+    this.obj.update(BPF_NAMES.senders, key, Buffer.from([1]));
   }
 
   /** Records the kernel could not deliver because the ring buffer was full. */

@@ -1,4 +1,5 @@
 /** Encodes struct tp_config (bpf/tracepkt.h) for the programs' .rodata. */
+import * as net from 'node:net';
 import { CONFIG_FIELDS, CONFIG_SIZE } from './layout';
 
 export interface KernelFilter {
@@ -8,6 +9,21 @@ export interface KernelFilter {
   markerOffset: number;
   /** 4 or 6 to trace one family only, 0 for both. */
   family: 0 | 4 | 6;
+  /** Where the probe goes: ties the sender's own route lookup to it. */
+  target?: string;
+}
+
+/** An IP address as the kernel holds it: 4 or 16 bytes, network order. */
+export function addressBytes(address: string): Buffer {
+  const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
+  if (sa.family === 'ipv4') return Buffer.from(sa.address.split('.').map(Number));
+  const [head, tail = ''] = sa.address.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = sa.address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const buf = Buffer.alloc(16);
+  groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
+  return buf;
 }
 
 export function encodeConfig(filter: KernelFilter): Buffer {
@@ -18,5 +34,6 @@ export function encodeConfig(filter: KernelFilter): Buffer {
   filter.marker.copy(buf, CONFIG_FIELDS.marker[0]);
   buf.writeUInt16LE(filter.markerOffset, CONFIG_FIELDS.marker_offset[0]);
   buf.writeUInt8(filter.family, CONFIG_FIELDS.family[0]);
+  if (filter.target) addressBytes(filter.target).copy(buf, CONFIG_FIELDS.target[0]);
   return buf;
 }

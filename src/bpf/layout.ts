@@ -8,7 +8,7 @@
 /** [offset, size] in bytes, as in the C struct. */
 export type Field = readonly [offset: number, size: number];
 
-export const EVENT_SIZE = 88;
+export const EVENT_SIZE = 136;
 export const EVENT_FIELDS = {
   time_ns: [0, 8],
   skb: [8, 8],
@@ -26,22 +26,34 @@ export const EVENT_FIELDS = {
   nf_hook: [36, 1],
   nf_pf: [37, 1],
   nf_index: [38, 1],
-  reserved: [39, 1],
+  route_type: [39, 1],
   saddr: [40, 16],
   daddr: [56, 16],
   ifname: [72, 16],
+  location: [88, 8],
+  reason: [96, 4],
+  table: [100, 4],
+  error: [104, 4],
+  gw_family: [108, 1],
+  inner_type: [109, 1],
+  proto: [110, 1],
+  pad: [111, 1],
+  gateway: [112, 16],
+  icmp_rest: [128, 4],
+  pad2: [132, 4],
 } as const satisfies Record<string, Field>;
 
-export const CONFIG_SIZE = 16;
+export const CONFIG_SIZE = 32;
 export const CONFIG_FIELDS = {
   marker: [0, 8],
   marker_offset: [8, 2],
   family: [10, 1],
   pad: [11, 5],
+  target: [16, 16],
 } as const satisfies Record<string, Field>;
 
 /** enum tp_event_kind */
-export const EventKind = { HOP: 1, NF_CHECKPOINT: 2 } as const;
+export const EventKind = { HOP: 1, NF_CHECKPOINT: 2, DROP: 3, ROUTE: 4 } as const;
 
 /** TP_NF_CHECKPOINTS: copies of the checkpoint program, tp_nf_checkpoint_0 … _15. */
 export const NF_CHECKPOINTS = 16;
@@ -51,6 +63,9 @@ export const HOOK_NAMES: Record<number, string> = {
   1: 'net_dev_queue',
   2: 'netif_receive_skb',
   3: 'netfilter',
+  4: 'kfree_skb',
+  5: 'fib_table_lookup',
+  6: 'fib6_table_lookup',
 };
 
 /** Names of the objects in the BPF object file that TypeScript refers to. */
@@ -59,6 +74,7 @@ export const BPF_NAMES = {
   config: 'CFG',
   events: 'tp_events',
   stats: 'tp_stats',
-  programs: ['tp_net_dev_queue', 'tp_netif_receive_skb'],
+  senders: 'tp_senders',
+  programs: ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
   checkpoint: (i: number) => `tp_nf_checkpoint_${i}`,
 } as const;

@@ -64,6 +64,10 @@ export class BpfObject {
     return this.call(`cannot read map ${map}`, () => this.native.mapLookup(this.h, map, key));
   }
 
+  update(map: string, key: Buffer, value: Buffer): void {
+    this.call(`cannot update map ${map}`, () => this.native.mapUpdate(this.h, map, key, value));
+  }
+
   openRing(map: string, onBatch: (batch: Buffer) => void): WatchHandle {
     const ring = this.call(`cannot read ring buffer ${map}`, () => this.native.openRing(this.h, map, onBatch));
     this.rings.push(ring);

@@ -1,5 +1,6 @@
 /** `tracepkt TARGET`: send the probe, print its journey, exit with ping's status. */
 import { summarize, type JourneySummary } from '../journey';
+import { verdictLine } from '../verdict';
 import { netnsPath } from '../names/netns-path';
 import { requireTracingPrivileges } from '../privileges';
 import { runProbe, type ProbeResult } from '../probe/run';
@@ -18,6 +19,10 @@ export interface TraceCommandOptions {
   timeout: number;
   /** `ip netns` name or path of the namespace to send from. */
   from?: string;
+  /** TTL / hop limit of the probe. */
+  ttl?: number;
+  /** ICMP payload bytes. */
+  size?: number;
   json: boolean;
 }
 
@@ -35,7 +40,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       for (const note of tracer.notes) io.err(`note: ${note}`);
     }
   };
-  const result = await runProbe({ target, count: o.count, timeout: o.timeout, fromPath, signal, onReady });
+  const result = await runProbe({ target, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, signal, onReady });
   const summary = summarize(result.events);
   if (o.json) {
     for (const ev of result.events) io.out(jsonLine(ev));
@@ -73,6 +78,7 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     },
     notes: r.notes,
     lost_events: r.lost,
+    verdict: verdictLine(r.events, r.status === 0, r.down),
     exit_status: r.aborted ? 130 : r.status,
   };
 }
@@ -95,11 +101,13 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary): 
     const verb = by.verdict === 'DROP' ? 'Dropped' : `Stopped (${by.verdict})`;
     const backend = by.backend === 'iptables-legacy' ? ' (iptables-legacy)' : '';
     lines.push(`${verb} by ${chainLabel(by)}${backend} in namespace ${by.netns_name ?? by.netns}: ${decidedBy(by)}.`);
-  } else if (r.status !== 0 && s.last) {
+  }
+  if (r.status !== 0 && s.last) {
     const name = s.last.netns_name ?? String(s.last.netns);
     lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name} (${s.last.hook}).`);
   }
   if (r.lost > 0) lines.push(`Warning: ${r.lost} event(s) lost because the ring buffer was full: the journey may have gaps.`);
   if (r.aborted) lines.push('Interrupted.');
+  lines.push(`Verdict: ${verdictLine(r.events, r.status === 0, r.down)}.`);
   return lines;
 }

@@ -30,6 +30,8 @@ export interface PingOptions {
   /** A path to a network namespace to send from (bind mount or /proc/PID/ns/net). */
   netnsPath?: string;
   ttl?: number;
+  /** ICMP payload bytes (default 56). At least 24 + 8, so the marker fits. */
+  size?: number;
 }
 
 /** The command line that sends the probe. */
@@ -45,8 +47,20 @@ export function pingCommand(o: PingOptions): string[] {
     '-p', o.marker.toString('hex').repeat(2),
   ];
   if (o.ttl !== undefined) ping.push('-t', String(o.ttl));
+  if (o.size !== undefined) ping.push('-s', String(o.size));
   ping.push(o.address);
   return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...ping] : ping;
+}
+
+/**
+ * ping started under a shell that waits for a line on its stdin before it
+ * execs ping, keeping its pid: the tracer registers the pid in between, so
+ * not even ping's first route lookup escapes.
+ */
+export function launchCommand(o: PingOptions): string[] {
+  const ping = pingCommand({ ...o, netnsPath: undefined });
+  const gated = ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-ping', ...ping];
+  return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...gated] : gated;
 }
 
 /** The Debian packages that provide the commands we run. */
@@ -58,9 +72,13 @@ export interface PingRun {
   done: Promise<{ status: number; stderr: string }>;
 }
 
-export function startPing(o: PingOptions): PingRun {
-  const [cmd, ...args] = pingCommand(o);
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Starts ping; `register(pid)` runs before ping does. */
+export function startPing(o: PingOptions, register: (pid: number) => void = () => undefined): PingRun {
+  const [cmd, ...args] = launchCommand(o);
+  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  if (child.pid !== undefined) register(child.pid);
+  child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
+  child.stdin?.end('\n');
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const done = new Promise<{ status: number; stderr: string }>((resolve) => {

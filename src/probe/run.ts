@@ -1,6 +1,9 @@
 /** Sends the probe and traces it: the job behind `tracepkt TARGET`. */
+import { execFileSync } from 'node:child_process';
 import { TracepktError } from '../errors';
-import type { CheckpointEvent, HopEvent, KernelEvent, TraceEvent } from '../events';
+import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../events';
+import { classifyRoutes } from '../kernel/names';
+import { tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
 import type { Native } from '../native';
 import { fillRuleTexts } from '../netfilter/rule-text';
@@ -17,6 +20,8 @@ export interface ProbeOptions {
   /** Network namespace to send from: a path (bind mount or /proc/PID/ns/net). */
   fromPath?: string;
   ttl?: number;
+  /** ICMP payload bytes (ping -s). */
+  size?: number;
   /** Trace netfilter verdicts too (default true). */
   netfilter?: boolean;
   signal?: AbortSignal;
@@ -26,11 +31,44 @@ export interface ProbeOptions {
   onReady?: (tracer: Tracer) => void;
 }
 
+/** A namespace's path for tools to enter: our own one needs none. */
+function netnsPathOf(tracer: Tracer, netns: number, fromPath: string | undefined): string | null | undefined {
+  const known = tracer.netfilter?.namespaces.find((ns) => ns.netns.inode === netns);
+  if (known) return known.netns.path;
+  return fromPath; // without netfilter tracing, the sender's namespace is the one we know
+}
+
+/**
+ * Interfaces that are down in each namespace where a route lookup failed:
+ * a down link takes its routes with it, and "no route" alone would hide why.
+ */
+function interfacesDownWhereRoutingFailed(events: readonly TraceEvent[], pathOf: (netns: number) => string | null | undefined): Map<number, string[]> {
+  const down = new Map<number, string[]>();
+  for (const e of events) {
+    if (e.kind !== 'route' || e.error === null || down.has(e.netns)) continue;
+    const path = pathOf(e.netns);
+    if (path === undefined) continue;
+    const cmd = path ? ['nsenter', `--net=${path}`, '--', 'ip', '-o', 'link', 'show'] : ['ip', '-o', 'link', 'show'];
+    try {
+      const out = execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      down.set(e.netns, out.split('\n').flatMap((l) => {
+        const m = /^\d+: ([^:@]+)[^<]*<([^>]*)>/.exec(l);
+        return m && !m[2].split(',').includes('UP') && m[1] !== 'lo' ? [m[1]] : [];
+      }));
+    } catch {
+      // the namespace is gone
+    }
+  }
+  return down;
+}
+
 export interface ProbeResult {
   /** ping's exit status: 0 a reply came, 1 none did. */
   status: number;
-  /** Hops and netfilter verdicts, in kernel time order. */
+  /** Hops, route lookups, drops and netfilter verdicts, in kernel time order. */
   events: TraceEvent[];
+  /** Interfaces that are down, in the namespaces where a route lookup failed. */
+  down: Map<number, string[]>;
   /** Records the kernel dropped because the ring buffer was full. */
   lost: number;
   /** What could not be traced, in words. */
@@ -42,7 +80,7 @@ export interface ProbeResult {
 export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   const marker = newMarker();
   const tracer = await createTracer({
-    filter: { marker, markerOffset: MARKER_OFFSET, family: o.target.family },
+    filter: { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address },
     netfilter: o.netfilter ?? true,
     native: o.native,
     resolver: o.resolver,
@@ -64,7 +102,8 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
       marker,
       netnsPath: o.fromPath,
       ttl: o.ttl,
-    });
+      size: o.size,
+    }, (pid) => tracer.addSender(pid));
     const child = ping.child;
     const stop = () => {
       aborted = true;
@@ -80,16 +119,22 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     o.signal?.removeEventListener('abort', stop);
     tracer.close();
     await reading;
-    if (!aborted && status !== 0 && status !== 1) {
+    // ping gives up (exit 2) when the kernel refuses to send: no route from here. That is the
+    // journey's answer, not tracepkt's failure; the route lookup event says where and why.
+    const refused = status === 2 && /unreachable|no route/i.test(stderr);
+    if (!aborted && status !== 0 && status !== 1 && !refused) {
       throw new TracepktError(`ping failed (exit status ${status}): ${stderr || 'no message'}`);
     }
     const notes = [...tracer.notes];
+    if (refused) notes.push(`ping: ${stderr.split('\n')[0]}`);
     for (const ns of tracer.netfilter?.namespaces ?? []) {
       if (ns.lostTraces > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${ns.lostTraces} nftables trace message(s) lost (socket buffer full)`);
     }
+    const events = await journeyEvents(tracer, kernel);
     return {
-      status: aborted ? 1 : status,
-      events: await journeyEvents(tracer, kernel),
+      status: aborted || refused ? 1 : status,
+      events,
+      down: interfacesDownWhereRoutingFailed(events, (netns) => netnsPathOf(tracer, netns, o.fromPath)),
       lost: tracer.lost(),
       notes,
       startupMs: tracer.startupMs,
@@ -101,10 +146,16 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   }
 }
 
-/** Hops as the kernel saw them, and netfilter's verdicts made from checkpoints and nftables traces. */
+/**
+ * Hops, drops and route lookups as the kernel saw them, and netfilter's
+ * verdicts made from checkpoints and nftables traces, in kernel time order.
+ */
 async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Promise<TraceEvent[]> {
   const hops = kernel.filter((e): e is HopEvent => e.kind === 'hop');
-  if (!tracer.netfilter) return hops;
+  const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
+  classifyRoutes(routes, hops);
+  const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent => e.kind === 'drop')]);
+  if (!tracer.netfilter) return direct.sort((a, b) => a.time_ns - b.time_ns);
   const checkpoints = kernel.filter((e): e is CheckpointEvent => e.kind === 'checkpoint');
   const namespaces = tracer.netfilter.namespaces.map((ns) => ({
     netns: ns.netns.inode,
@@ -116,5 +167,5 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
   const verdicts = netfilterEvents(namespaces, checkpoints, hops);
   const paths = new Map(tracer.netfilter.namespaces.map((ns) => [ns.netns.inode, ns.netns.path]));
   await fillRuleTexts(verdicts, (netns) => paths.get(netns) ?? null);
-  return [...hops, ...verdicts].sort((a, b) => a.time_ns - b.time_ns);
+  return [...direct, ...verdicts].sort((a, b) => a.time_ns - b.time_ns);
 }

@@ -1,5 +1,6 @@
 /** The hop-by-hop table, printed a line per event as events arrive. */
-import type { NetfilterEvent, TraceEvent } from '../events';
+import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from '../events';
+import { describeIcmpError } from '../icmp';
 
 const COLUMNS = [
   ['TIME', 11],
@@ -37,15 +38,14 @@ export class TableRenderer {
 
   line(ev: TraceEvent): string {
     this.t0 ??= ev.time_ns;
-    return row([
-      formatDelta(ev.time_ns - this.t0),
-      netnsLabel(ev.netns, ev.netns_name),
-      ev.kind === 'hop' ? ev.ifname : '',
-      ev.dir,
-      `${ev.src} -> ${ev.dst}`,
-      `id ${ev.icmp_id} seq ${ev.icmp_seq}`,
-      ev.kind === 'hop' ? ev.hook : describeVerdict(ev),
-    ]);
+    const when = formatDelta(ev.time_ns - this.t0);
+    const where = netnsLabel(ev.netns, ev.netns_name);
+    const flow = `${ev.src} -> ${ev.dst}`;
+    if (ev.kind === 'route') return row([when, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
+    const icmp = `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
+    if (ev.kind === 'netfilter') return row([when, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
+    if (ev.kind === 'drop') return row([when, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
+    return row([when, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
   }
 }
 
@@ -66,4 +66,19 @@ export function decidedBy(ev: NetfilterEvent): string {
 
 function describeVerdict(ev: NetfilterEvent): string {
   return `${ev.hook} ${chainLabel(ev)}: ${ev.verdict} (${decidedBy(ev)})`;
+}
+
+function describeHop(ev: HopEvent): string {
+  if (ev.dir !== 'error') return ev.hook;
+  return `${ev.hook}: ${ev.family === 6 ? 'ICMPv6' : 'ICMP'} ${describeIcmpError(ev.family, ev.icmp_type, ev.icmp_code, ev.mtu)} about the ${ev.quotes}`;
+}
+
+function describeRoute(ev: RouteEvent): string {
+  const what = { input: 'route', output: 'route out', 'reverse-path': 'reverse-path check' }[ev.purpose];
+  if (ev.error !== null) return `${what} table ${ev.table}: ${ev.error}`;
+  return `${what} table ${ev.table}: ${ev.gateway ? `via ${ev.gateway} ` : ''}dev ${ev.oif ?? '?'}`;
+}
+
+function describeDrop(ev: DropEvent): string {
+  return `DROPPED at ${ev.location}: ${ev.reason}`;
 }

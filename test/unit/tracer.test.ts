@@ -5,7 +5,7 @@ import type { Native, ObjectHandle, WatchHandle } from '../../src/native';
 import { createTracer } from '../../src/tracer';
 import { BpfError } from '../../src/errors';
 import { NetnsResolver } from '../../src/names/netns';
-import { fixture } from '../fixtures';
+import { DEMO_FIXTURE, fixture } from '../fixtures';
 
 class FakeNative {
   calls: string[] = [];
@@ -28,13 +28,14 @@ class FakeNative {
       setMaxEntries: log('setMaxEntries'),
       setAutoload: log('setAutoload'),
       setProgramType: log('setProgramType'),
-      programs: () => ['tp_net_dev_queue', 'tp_netif_receive_skb'],
+      programs: () => ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
       load: (...a) => {
         log('load')(...a);
         if (this.failLoad) throw Object.assign(new Error('bpf_object__load: Permission denied'), { op: 'bpf_object__load', errno: 1, log: 'verifier says no' });
       },
       attach: log('attach'),
       attachNetfilter: log('attachNetfilter'),
+      mapUpdate: log('mapUpdate'),
       mapLookup: () => {
         const b = Buffer.alloc(8 * this.lostPerCpu.length);
         this.lostPerCpu.forEach((v, i) => b.writeBigUInt64LE(v, i * 8));
@@ -65,7 +66,7 @@ class FakeNative {
 const filter = { marker: Buffer.alloc(8, 1), markerOffset: 24, family: 4 as const };
 const resolver = new NetnsResolver({ procDir: '/nonexistent', netnsDir: '/nonexistent' });
 
-test('loads, attaches both hops, yields batches in kernel-time order, drains on close, frees everything', async () => {
+test('loads, attaches every hook, yields batches in kernel-time order, drains on close, frees everything', async () => {
   const fake = new FakeNative();
   const tracer = await createTracer({ filter, native: fake.asNative(), resolver });
   assert.deepEqual(fake.calls, [
@@ -74,13 +75,19 @@ test('loads, attaches both hops, yields batches in kernel-time order, drains on 
     'setMaxEntries tp_events',
     'setAutoload tp_net_dev_queue',
     'setAutoload tp_netif_receive_skb',
+    'setAutoload tp_kfree_skb',
+    'setAutoload tp_fib_table_lookup',
+    'setAutoload tp_fib6_table_lookup',
     'load',
     'attach tp_net_dev_queue',
     'attach tp_netif_receive_skb',
+    'attach tp_kfree_skb',
+    'attach tp_fib_table_lookup',
+    'attach tp_fib6_table_lookup',
     'openRing tp_events',
   ]);
   const batch = fixture('demo-ipv4.batch');
-  const record = 4 + 88;
+  const record = 4 + 136;
   // Deliver the first three records out of order, keep the rest for the final drain.
   const firstThree = [2, 0, 1].map((i) => batch.subarray(i * record, (i + 1) * record));
   fake.onBatch!(Buffer.concat(firstThree));
@@ -88,13 +95,14 @@ test('loads, attaches both hops, yields batches in kernel-time order, drains on 
 
   const seen: string[] = [];
   const reading = (async () => {
-    for await (const ev of tracer) seen.push(`${ev.ifname}/${ev.dir}`);
+    for await (const ev of tracer) if (ev.kind === 'hop') seen.push(`${ev.ifname}/${ev.dir}`);
   })();
   await new Promise((r) => setImmediate(r));
   assert.equal(tracer.lost(), 7, 'lost records summed over CPUs');
   tracer.close();
   await reading;
-  assert.deepEqual(seen, ['docker0/request', 'veth689f/request', 'eth0/request', 'eth0/reply', 'veth689f/reply', 'docker0/reply']);
+  const v = DEMO_FIXTURE.veth;
+  assert.deepEqual(seen, ['docker0/request', `${v}/request`, 'eth0/request', 'eth0/reply', `${v}/reply`, 'docker0/reply']);
   assert.deepEqual(fake.calls.slice(-3), ['drain', 'closeWatch', 'close']);
   tracer.close();
   assert.equal(fake.calls.filter((c) => c === 'close').length, 1, 'close is idempotent');

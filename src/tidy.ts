@@ -1,0 +1,27 @@
+/**
+ * What the kernel reports, made into a journey a person reads: repeated
+ * identical route lookups shown once, address-type checks not shown as
+ * routing decisions, and packets freed after they arrived (a socket purged
+ * its queue on close) not shown as drops on the path.
+ */
+import type { TraceEvent } from './events';
+
+/** Drop reasons that mean "delivered, then discarded with its socket". */
+const AFTER_DELIVERY = new Set(['QUEUE_PURGE', 'SOCKET_CLOSE']);
+
+export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
+  const seenRoutes = new Set<string>();
+  return events.filter((e) => {
+    if (e.kind === 'drop') return !AFTER_DELIVERY.has(e.reason);
+    if (e.kind !== 'route') return true;
+    // Lookups in table local with no source, made while handling a packet, are
+    // the kernel asking what kind of address something is (icmp_send does).
+    if (e.table_id === 255 && e.skb !== '0' && /^(0\.0\.0\.0|::)$/.test(e.src)) return false;
+    // ping looks its route up several times (source probe, connect, send), the
+    // kernel sometimes twice per packet: one line per distinct decision.
+    const key = [e.netns, e.skb, e.purpose, e.dst, e.table_id, e.oif, e.gateway, e.error].join(' ');
+    if (seenRoutes.has(key)) return false;
+    seenRoutes.add(key);
+    return true;
+  });
+}
