@@ -40,6 +40,7 @@ struct sk_buff {
 
 /* Route lookups (tracepoints fib:fib_table_lookup, fib6:fib6_table_lookup). */
 struct flowi_common {
+	int flowic_iif; /* LOOPBACK_IFINDEX for output routing, the receiving device for input */
 	__u8 flowic_proto;
 };
 

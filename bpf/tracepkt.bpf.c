@@ -416,16 +416,22 @@ static __noinline __u32 task_netns(void)
 	return ns ? ns->net_ns->ns.inum : 0;
 }
 
+#define LOOPBACK_IFINDEX 1
+
 /*
  * Route lookups. A lookup is the probe's when this CPU is receiving the
  * probe and the flow is between the same two addresses (either way), or
- * when a registered sender looks up the target (ping's own lookups: its
- * source-address probe and its sends). Returns the namespace to record, 0
- * if not the probe's.
+ * when a registered sender routes towards the target (ping's own lookups:
+ * its source-address probe and its sends). The sender must be doing output
+ * routing in its own namespace: packets the kernel handles on the back of
+ * ping's system calls (softirqs) run with ping as the current task too.
+ * `lookup_netns` is the lookup's namespace where known, else 0.
+ * Returns the namespace to record, 0 if not the probe's.
  */
-static __always_inline __u32 route_netns(__u8 family, const __u8 *saddr, const __u8 *daddr, __u64 *skb)
+static __always_inline __u32 route_netns(__u8 family, const __u8 *saddr, const __u8 *daddr, int iif, __u32 lookup_netns,
+					 __u64 *skb)
 {
-	__u32 zero = 0, tgid;
+	__u32 zero = 0, tgid, netns;
 	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
 
 	if (CFG.family && CFG.family != family)
@@ -439,9 +445,10 @@ static __always_inline __u32 route_netns(__u8 family, const __u8 *saddr, const _
 		return cur->netns;
 	}
 	tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!bpf_map_lookup_elem(&tp_senders, &tgid) || !is_target(daddr, family))
+	if (iif != LOOPBACK_IFINDEX || !bpf_map_lookup_elem(&tp_senders, &tgid) || !is_target(daddr, family))
 		return 0;
-	return task_netns();
+	netns = task_netns();
+	return lookup_netns && lookup_netns != netns ? 0 : netns;
 }
 
 SEC("tp_btf/fib_table_lookup")
@@ -450,9 +457,11 @@ int BPF_PROG(tp_fib_table_lookup, __u32 tb_id, const struct flowi4 *flp, const s
 	__be32 saddr = flp->saddr, daddr = flp->daddr;
 	__u8 proto = flp->__fl_common.flowic_proto;
 	__u8 icmp_type = flp->uli.icmpt.type, icmp_code = flp->uli.icmpt.code;
+	int iif = flp->__fl_common.flowic_iif;
 	struct tp_event *e;
 	__u64 skb = 0;
-	__u32 netns = route_netns(4, (__u8 *)&saddr, (__u8 *)&daddr, &skb);
+	/* IPv4 lookups do not say their namespace; the chosen device does. */
+	__u32 netns = route_netns(4, (__u8 *)&saddr, (__u8 *)&daddr, iif, nhc && !err ? dev_netns(nhc->nhc_dev) : 0, &skb);
 
 	if (!netns)
 		return 0;
@@ -469,6 +478,7 @@ int BPF_PROG(tp_fib_table_lookup, __u32 tb_id, const struct flowi4 *flp, const s
 	e->icmp_code = icmp_code;
 	e->table = tb_id;
 	e->error = err;
+	e->iif = iif;
 	copy_addr(e->saddr, &saddr, 4);
 	copy_addr(e->daddr, &daddr, 4);
 	if (nhc && !err) {
@@ -487,11 +497,12 @@ int BPF_PROG(tp_fib6_table_lookup, const struct net *net, const struct fib6_resu
 	struct in6_addr saddr = flp->saddr, daddr = flp->daddr;
 	__u8 proto = flp->__fl_common.flowic_proto;
 	__u8 icmp_type = flp->uli.icmpt.type, icmp_code = flp->uli.icmpt.code;
+	int iif = flp->__fl_common.flowic_iif;
 	struct fib6_nh *nh = res->nh;
 	struct tp_event *e;
 	__u64 skb = 0;
 
-	if (!route_netns(6, saddr.in6_u.u6_addr8, daddr.in6_u.u6_addr8, &skb))
+	if (!route_netns(6, saddr.in6_u.u6_addr8, daddr.in6_u.u6_addr8, iif, net->ns.inum, &skb))
 		return 0;
 	e = reserve();
 	if (!e)
@@ -506,6 +517,7 @@ int BPF_PROG(tp_fib6_table_lookup, const struct net *net, const struct fib6_resu
 	e->icmp_code = icmp_code;
 	e->table = table ? table->tb6_id : 0;
 	e->route_type = res->fib6_type;
+	e->iif = iif;
 	copy_addr(e->saddr, &saddr, 6);
 	copy_addr(e->daddr, &daddr, 6);
 	if (nh) {

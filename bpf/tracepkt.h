@@ -69,7 +69,7 @@ struct tp_event {
 	__u8 pad;
 	__u8 gateway[16]; /* routes: nhc_gw */
 	__u32 icmp_rest;  /* ICMP errors: bytes 4-7 of the ICMP header, network order (the MTU, for "too big") */
-	__u32 pad2;
+	__u32 iif;        /* routes: the flow's input interface (1, loopback: output routing) */
 };
 
 /*

@@ -110,17 +110,14 @@ const IPV4_ERRORS: Record<number, string> = {
 const IPV6_TYPES: Record<number, string | null> = { 1: null, 2: null, 3: null, 4: null, 5: null, 6: 'blackhole', 7: 'unreachable', 8: 'prohibit', 9: 'throw' };
 
 /**
- * The sender's own lookup (no packet yet) and the lookups for answers sent
- * from a receiving CPU (their flow is ICMP: an echo reply or an error) are
- * output routing; the rest is input routing, or a reverse-path check that
- * src/kernel/names.ts tells apart once the packet is known.
+ * Input routing names the receiving device as the flow's input interface;
+ * output routing names loopback. Among output lookups made while receiving
+ * the probe, rp_filter's reverse-path check (not ICMP: no answer is being
+ * sent) is told apart once the packet is known (src/kernel/names.ts).
  */
 function routePurpose(buf: Buffer, rec: number): RouteEvent['purpose'] {
-  if (buf.readBigUInt64LE(rec + F.skb[0]) === 0n) return 'output';
-  const proto = buf[rec + F.proto[0]];
-  const type = buf[rec + F.icmp_type[0]];
-  if ((proto === 1 || proto === 58) && !ECHO_REQUEST.has(type)) return 'output';
-  return 'input';
+  const iif = buf.readUInt32LE(rec + F.iif[0]);
+  return iif > 1 ? 'input' : 'output';
 }
 
 function decodeRoute(buf: Buffer, rec: number): RouteEvent {
@@ -146,5 +143,6 @@ function decodeRoute(buf: Buffer, rec: number): RouteEvent {
     gateway: error === null ? gateway : null,
     error,
     purpose: routePurpose(buf, rec),
+    proto: buf[rec + F.proto[0]],
   };
 }

@@ -89,6 +89,8 @@ export interface RouteEvent {
   error: string | null;
   /** What the lookup was for: "input" (a received packet), "output" (one sent from here), "reverse-path" (rp_filter's check). */
   purpose: 'input' | 'output' | 'reverse-path';
+  /** The flow's IP protocol (1 ICMP, 58 ICMPv6, 17 UDP for ping's source-address probe, 0 unset). */
+  proto: number;
 }
 
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */

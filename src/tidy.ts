@@ -4,15 +4,32 @@
  * routing decisions, and packets freed after they arrived (a socket purged
  * its queue on close) not shown as drops on the path.
  */
-import type { TraceEvent } from './events';
+import type { RouteEvent, TraceEvent } from './events';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
 const AFTER_DELIVERY = new Set(['QUEUE_PURGE', 'SOCKET_CLOSE']);
 
+/**
+ * ping as root reads replies on a raw socket, which gets a copy; the original
+ * goes on to ping_rcv, which finds no ICMP datagram socket and frees it.
+ */
+const rawPingLeftover = (e: TraceEvent) => e.kind === 'drop' && e.reason === 'NO_SOCKET' && e.location.startsWith('ping_rcv') && e.dir === 'reply';
+
 export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
   const seenRoutes = new Set<string>();
+  // Policy routing tries tables in turn (IPv6 tries local before main): a failure
+  // followed by another lookup for the same packet and purpose only found nothing
+  // in one table. The decision is a success if there is one, else the last failure.
+  const group = (e: RouteEvent) => `${e.netns} ${e.skb} ${e.purpose} ${e.dst}`;
+  const decisive = new Map<string, RouteEvent>();
+  for (const e of events) {
+    if (e.kind !== 'route') continue;
+    const seen = decisive.get(group(e));
+    if (!seen || seen.error !== null) decisive.set(group(e), e);
+  }
   return events.filter((e) => {
-    if (e.kind === 'drop') return !AFTER_DELIVERY.has(e.reason);
+    if (e.kind === 'drop') return !AFTER_DELIVERY.has(e.reason) && !rawPingLeftover(e);
+    if (e.kind === 'route' && e.error !== null && decisive.get(group(e)) !== e) return false;
     if (e.kind !== 'route') return true;
     // Lookups in table local with no source, made while handling a packet, are
     // the kernel asking what kind of address something is (icmp_send does).

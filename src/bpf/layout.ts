@@ -40,7 +40,7 @@ export const EVENT_FIELDS = {
   pad: [111, 1],
   gateway: [112, 16],
   icmp_rest: [128, 4],
-  pad2: [132, 4],
+  iif: [132, 4],
 } as const satisfies Record<string, Field>;
 
 export const CONFIG_SIZE = 32;

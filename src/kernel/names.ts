@@ -47,15 +47,15 @@ export function nameRoute(ev: RouteEvent): void {
 }
 
 /**
- * A lookup made while receiving the probe is input routing when the flow
- * runs the packet's way, and rp_filter's reverse-path check when it runs
- * back to the source (answers sent from here are told apart when decoded:
- * their flow is ICMP).
+ * A lookup made while receiving the probe, back towards its source, is
+ * either the route of an answer sent from here (output routing of an ICMP
+ * flow: an echo reply or an error) or rp_filter's reverse-path check.
  */
 export function classifyRoutes(routes: RouteEvent[], hops: readonly HopEvent[]): void {
   for (const r of routes) {
-    if (r.purpose !== 'input') continue;
+    if (r.skb === '0') continue;
+    const answer = r.purpose === 'output' && (r.proto === 1 || r.proto === 58);
     const packet = hops.find((h) => h.skb === r.skb);
-    if (packet && r.src === packet.dst && r.dst === packet.src) r.purpose = 'reverse-path';
+    if (!answer && packet && r.src === packet.dst && r.dst === packet.src) r.purpose = 'reverse-path';
   }
 }

@@ -56,8 +56,9 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   assert.match(rows[0][1], /^tpk-[0-9a-f]{4}-host$/);
   assert.match(rows[2][1], /^tpk-[0-9a-f]{4}-ctr$/);
   assert.match(run.stdout, /reply received\./);
+  assert.match(run.stdout, /^Verdict: delivered and answered\.$/m);
   // The lab's Docker-style rules judge the request on its way out and the reply on its way in.
-  const verdicts = lines.filter((l) => !/(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.replace(/^.*seq 1\s+/, ''));
+  const verdicts = lines.filter((l) => / (PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) (ip|ip6|inet) /.test(l)).map((l) => l.replace(/^.*seq 1\s+/, ''));
   assert.deepEqual(verdicts, [
     'POSTROUTING ip nat POSTROUTING: ACCEPT (chain policy accept)',
     'INPUT ip filter INPUT: ACCEPT (rule `iifname "docker0" counter accept`)',

@@ -13,8 +13,11 @@ export interface CliRun {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** Hop events only. */
   events: HopEvent[];
-  summary: Record<string, unknown> | undefined;
+  /** Every JSON line. */
+  lines: Record<string, any>[];
+  summary: Record<string, any> | undefined;
 }
 
 export function startCli(args: string[], prefix: string[] = []): ChildProcess {
@@ -36,6 +39,7 @@ export function finished(child: ChildProcess): Promise<CliRun> {
         stdout,
         stderr,
         events: lines.filter((l) => l.kind === 'hop'),
+        lines,
         summary: lines.find((l) => l.kind === 'summary'),
       });
     }),

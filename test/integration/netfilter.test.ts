@@ -63,8 +63,10 @@ routerTest('iptables (nft backend) DROP in the router’s FORWARD chain: the jou
     [topo.r, 'ra', 'request', 'netif_receive_skb'],
   ]);
   assert.deepEqual(judged(verdicts(run)), [[topo.r, 'FORWARD', 'ip filter FORWARD', 'DROP', 'rule', rule]]);
-  const last = JSON.parse(run.stdout.trim().split('\n').slice(-2)[0]);
-  assert.equal(last.kind, 'netfilter', 'nothing after the drop');
+  // After the verdict, only the kernel freeing the packet, as netfilter's drop.
+  const [verdict, freed] = run.stdout.trim().split('\n').slice(-3, -1).map((l) => JSON.parse(l));
+  assert.equal(verdict.kind, 'netfilter');
+  assert.deepEqual([freed.kind, freed.netns_name, freed.reason, freed.location.replace(/\+0x[0-9a-f]+$/, '')], ['drop', topo.r, 'NETFILTER_DROP', 'nft_do_chain']);
   assert.equal(verdicts(run)[0].backend, 'nftables');
   assert.equal(typeof verdicts(run)[0].handle, 'number');
   assert.deepEqual(run.summary?.stopped_by, {

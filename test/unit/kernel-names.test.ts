@@ -1,0 +1,77 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { readEnum } from '../../src/kernel/btf';
+import { Kallsyms } from '../../src/kernel/kallsyms';
+import { parseRtTables } from '../../src/kernel/names';
+
+/** A BTF blob built by hand (Documentation/bpf/btf.rst): header, types, strings. */
+function btf(types: Buffer[], strings: string[]): Buffer {
+  const str = Buffer.from(`\0${strings.join('\0')}\0`);
+  const typeSec = Buffer.concat(types);
+  const hdr = Buffer.alloc(24);
+  hdr.writeUInt16LE(0xeb9f, 0);
+  hdr[2] = 1; // version
+  hdr.writeUInt32LE(24, 4); // hdr_len
+  hdr.writeUInt32LE(0, 8); // type_off
+  hdr.writeUInt32LE(typeSec.length, 12);
+  hdr.writeUInt32LE(typeSec.length, 16); // str_off
+  hdr.writeUInt32LE(str.length, 20);
+  return Buffer.concat([hdr, typeSec, str]);
+}
+
+/** Offset of a string in the blob's string section. */
+function off(strings: string[], s: string): number {
+  return 1 + strings.slice(0, strings.indexOf(s)).reduce((n, x) => n + x.length + 1, 0);
+}
+
+function type(nameOff: number, kind: number, vlen: number, sizeOrType: number, kflag = 0, trailer: number[] = []): Buffer {
+  const b = Buffer.alloc(12 + trailer.length * 4);
+  b.writeUInt32LE(nameOff, 0);
+  b.writeUInt32LE(((kflag << 31) | (kind << 24) | vlen) >>> 0, 4);
+  b.writeUInt32LE(sizeOrType, 8);
+  trailer.forEach((v, i) => b.writeInt32LE(v | 0, 12 + i * 4));
+  return b;
+}
+
+test('BTF: finds an enum by name past other kinds, values to names', () => {
+  const s = ['int', 'sk_buff', 'len', 'other', 'A', 'skb_drop_reason', 'SKB_NOT_DROPPED_YET', 'SKB_CONSUMED', 'SKB_DROP_REASON_NO_SOCKET', 'f'];
+  const o = (x: string) => off(s, x);
+  const blob = btf(
+    [
+      type(o('int'), 1, 0, 4, 0, [32]), // INT, 4 trailing bytes
+      type(o('sk_buff'), 4, 1, 8, 0, [o('len'), 1, 0]), // STRUCT with one member
+      type(o('other'), 6, 1, 4, 0, [o('A'), 7]), // an enum of another name
+      type(o('f'), 13, 2, 1, 0, [0, 1, 0, 1]), // FUNC_PROTO with two params
+      type(o('skb_drop_reason'), 6, 3, 4, 0, [o('SKB_NOT_DROPPED_YET'), 0, o('SKB_CONSUMED'), 1, o('SKB_DROP_REASON_NO_SOCKET'), 3]),
+    ],
+    s,
+  );
+  assert.deepEqual([...readEnum(blob, 'skb_drop_reason')], [
+    [0, 'SKB_NOT_DROPPED_YET'],
+    [1, 'SKB_CONSUMED'],
+    [3, 'SKB_DROP_REASON_NO_SOCKET'],
+  ]);
+  assert.deepEqual([...readEnum(blob, 'other')], [[7, 'A']]);
+  assert.equal(readEnum(blob, 'missing').size, 0);
+  assert.throws(() => readEnum(Buffer.alloc(24), 'x'), /not BTF/);
+});
+
+test('BTF: signed enums (kflag) keep their sign', () => {
+  const s = ['e', 'NEG'];
+  const blob = btf([type(off(s, 'e'), 6, 1, 4, 1, [off(s, 'NEG'), -5])], s);
+  assert.deepEqual([...readEnum(blob, 'e')], [[-5, 'NEG']]);
+});
+
+test('kallsyms: the function covering an address, with its offset; data symbols ignored', () => {
+  const k = new Kallsyms(['ffffffff81000000 T _stext', 'ffffffff81234500 t ip_forward', 'ffffffff81234900 D some_data', 'ffffffff81235000 T ip_error', '0000000000000000 T hidden', ''].join('\n'));
+  assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
+  assert.equal(k.symbolize(0xffffffff81234a00n), 'ip_forward+0x500', 'the data symbol between does not count');
+  assert.equal(k.symbolize(0xffffffff81235000n), 'ip_error');
+  assert.equal(k.symbolize(0x1000n), '0x1000', 'below every symbol: the address itself');
+  assert.equal(new Kallsyms('').symbolize(0xffffffff81000010n), '0xffffffff81000010');
+});
+
+test('rt_tables: numbers to names, comments ignored', () => {
+  const t = parseRtTables('#\n# reserved values\n255\tlocal\n254 main\n100 vpn # office\n');
+  assert.deepEqual([...t], [[255, 'local'], [254, 'main'], [100, 'vpn']]);
+});

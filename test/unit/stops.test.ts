@@ -1,0 +1,104 @@
+/** Route, drop and ICMP-error records of a recorded run, and the sentences made of them. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { decodeBatch } from '../../src/decode';
+import type { DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../../src/events';
+import { describeIcmpError } from '../../src/icmp';
+import { classifyRoutes } from '../../src/kernel/names';
+import { tidy } from '../../src/tidy';
+import { verdictLine } from '../../src/verdict';
+
+const TTL: { netns: { a: number; r: number; b: number }; ring: string[] } = require('../../../test/fixtures/router-ttl.json');
+
+function recorded(): KernelEvent[] {
+  const out: KernelEvent[] = [];
+  for (const b of TTL.ring) decodeBatch(Buffer.from(b, 'base64'), (e) => out.push(e));
+  return out;
+}
+
+test('decodes the recorded TTL-exceeded run: hops, the error and what it quotes, the drop, the routes', () => {
+  const events = recorded();
+  const { a, r } = TTL.netns;
+  const hops = events.filter((e): e is HopEvent => e.kind === 'hop');
+  assert.deepEqual(hops.map((h) => [h.netns, h.ifname, h.dir, h.icmp_type, h.icmp_code, h.quotes, h.ttl]), [
+    [a, 'eth0', 'request', 8, 0, null, 1],
+    [r, 'ra', 'request', 8, 0, null, 1],
+    [r, 'ra', 'error', 11, 0, 'request', 64],
+    [a, 'eth0', 'error', 11, 0, 'request', 64],
+  ]);
+  // The error quotes the request: same echo id and sequence, addressed back to the sender.
+  assert.deepEqual([hops[2].icmp_id, hops[2].icmp_seq, hops[2].src, hops[2].dst], [hops[0].icmp_id, 1, '10.0.1.1', '10.0.1.2']);
+  const [drop] = events.filter((e): e is DropEvent => e.kind === 'drop');
+  assert.deepEqual([drop.netns, drop.ifname, drop.dir, drop.skb], [r, 'ra', 'request', hops[1].skb]);
+  assert.match(drop.location, /^0xffff[0-9a-f]{12}$/, 'an address, named later from kallsyms');
+  assert.equal(drop.reason, '', 'named later from BTF');
+  const routes = events.filter((e): e is RouteEvent => e.kind === 'route');
+  classifyRoutes(routes, hops);
+  const shown = tidy(routes) as RouteEvent[];
+  assert.deepEqual(shown.map((x) => [x.netns, x.purpose, x.src, x.dst, x.table_id, x.oif, x.gateway, x.error]), [
+    [a, 'output', '0.0.0.0', '10.0.2.2', 254, 'eth0', '10.0.1.1', null],
+    [r, 'input', '10.0.1.2', '10.0.2.2', 254, 'rb', null, null],
+    [r, 'output', '0.0.0.0', '10.0.1.2', 254, 'ra', null, null],
+    [r, 'output', '10.0.1.2', '10.0.2.2', 254, 'rb', null, null],
+    [r, 'reverse-path', '10.0.2.2', '10.0.1.2', 254, 'ra', null, null],
+    [a, 'input', '10.0.1.1', '10.0.1.2', 254, 'eth0', null, null],
+  ]);
+  // ping's source probe (UDP) and its send share one decision: shown once.
+  assert.equal(routes.filter((x) => x.netns === a && x.purpose === 'output').length, 3);
+});
+
+test('ICMP errors in words, MTU included', () => {
+  const cases: [number, number, number, number | null, string][] = [
+    [4, 3, 1, null, 'destination unreachable (host unreachable)'],
+    [4, 3, 4, 1280, 'destination unreachable (fragmentation needed, MTU 1280)'],
+    [4, 11, 0, null, 'time exceeded (TTL exceeded in transit)'],
+    [4, 12, 0, null, 'parameter problem'],
+    [6, 1, 0, null, 'destination unreachable (no route to destination)'],
+    [6, 2, 0, 1280, 'packet too big (MTU 1280)'],
+    [6, 3, 0, null, 'time exceeded (hop limit exceeded in transit)'],
+    [4, 5, 1, null, 'ICMP type 5 code 1'],
+  ];
+  for (const [family, type, code, mtu, text] of cases) assert.equal(describeIcmpError(family, type, code, mtu), text);
+});
+
+// Hand-made journeys for each way a verdict is reached.
+const base = { time_ns: 0, skb: 'a1', netns: 7, netns_name: 'r', ifindex: 2, ifname: 'ra', family: 4 as const, src: '10.0.1.2', dst: '10.0.2.2', icmp_id: 1, icmp_seq: 1, icmp_type: 8, icmp_code: 0, quotes: null, mtu: null, ttl: 64, len: 84 };
+const hop = (x: Partial<HopEvent>): HopEvent => ({ kind: 'hop', hook: 'netif_receive_skb', dir: 'request', ...base, ...x });
+const drop = (x: Partial<DropEvent>): DropEvent => ({ kind: 'drop', dir: 'request', reason: 'NOT_SPECIFIED', reason_code: 2, location: 'ip_error+0x94', ...base, ...x });
+const route = (x: Partial<RouteEvent>): RouteEvent => ({ kind: 'route', time_ns: 0, skb: 'a1', netns: 7, netns_name: 'r', family: 4, src: '10.0.1.2', dst: '10.0.2.2', table: 'main', table_id: 254, oif: 'rb', gateway: null, error: null, purpose: 'input', proto: 0, ...x });
+const error = hop({ dir: 'error', ifname: 'ra', hook: 'net_dev_queue', icmp_type: 11, icmp_code: 0, quotes: 'request', src: '10.0.1.1', dst: '10.0.1.2' });
+
+const verdicts: [string, TraceEvent[], boolean, string][] = [
+  ['a reply', [hop({}), hop({ dir: 'reply' })], true, 'delivered and answered'],
+  ['a route error explains the drop', [hop({}), route({ error: 'blackhole', oif: null }), drop({})], false, 'dropped in namespace r at ip_error: blackhole route to 10.0.2.2 (table main)'],
+  ['a failed neighbour', [route({ purpose: 'output', skb: '0', gateway: '10.0.1.9', oif: 'eth0' }), drop({ reason: 'NEIGH_FAILED', location: 'neigh_invalidate+0x7e' })], false, 'dropped in namespace r at neigh_invalidate: next hop 10.0.1.9 did not answer ARP on eth0 (NEIGH_FAILED)'],
+  ['rp_filter', [hop({}), route({ purpose: 'reverse-path', src: '10.0.2.2', dst: '10.0.1.2', oif: 'rb' }), drop({ reason: 'IP_RPFILTER', location: 'ip_rcv_finish_core+0x25b' })], false, 'dropped in namespace r at ip_rcv_finish_core: reverse path filter: replies to 10.0.1.2 would leave by rb, but it came in on ra'],
+  ['the ICMP error says why', [hop({}), error, drop({ reason: 'IP_INHDR', location: 'ip_forward+0x2c0' })], false, 'dropped in namespace r at ip_forward: time exceeded (TTL exceeded in transit); ICMP error sent back by 10.0.1.1'],
+  ['only the reason', [hop({}), drop({ reason: 'QDISC_DROP', location: 'dev_queue_xmit+0x10' })], false, 'dropped in namespace r at dev_queue_xmit: qdisc drop'],
+  ['an error and no drop seen', [hop({}), error], false, 'time exceeded (TTL exceeded in transit) from 10.0.1.1 (namespace r)'],
+  ['not sent', [route({ purpose: 'output', skb: '0', error: 'no route', oif: null, netns_name: 'a' })], false, 'not sent: no route to 10.0.2.2 (table main) in namespace a'],
+  ['nothing', [], false, 'not seen on any interface'],
+  ['lost on the way', [hop({}), hop({ ifname: 'rb', hook: 'net_dev_queue' })], false, 'no reply: last seen as request on rb in namespace r (net_dev_queue)'],
+];
+
+for (const [what, events, replied, sentence] of verdicts) {
+  test(`verdict: ${what}`, () => assert.equal(verdictLine(events, replied), sentence));
+}
+
+test('verdict: a failed route names the interfaces that are down there', () => {
+  const events = [route({ purpose: 'output', skb: '0', error: 'no route', oif: null })];
+  assert.equal(verdictLine(events, false, new Map([[7, ['eth0', 'eth1']]])), 'not sent: no route to 10.0.2.2 (table main; down there: eth0, eth1) in namespace r');
+});
+
+test('tidy: socket-queue purges and raw-ping leftovers are not drops on the path; repeats shown once', () => {
+  const events: TraceEvent[] = [
+    route({}),
+    route({}),
+    route({ table: 'local', table_id: 255, src: '0.0.0.0', error: null }),
+    route({ table_id: 100, table: '100', error: 'no route' }),
+    drop({ reason: 'QUEUE_PURGE', location: 'inet_sock_destruct+0x57', dir: 'error' }),
+    drop({ reason: 'NO_SOCKET', location: 'ping_rcv+0xb3', dir: 'reply' }),
+    drop({ reason: 'NO_SOCKET', location: 'udp_rcv+0x10', dir: 'reply' }),
+  ];
+  assert.deepEqual(tidy(events).map((e) => (e.kind === 'route' ? `route ${e.table}` : e.kind === 'drop' ? `drop ${e.location}` : e.kind)), ['route main', 'drop udp_rcv+0x10']);
+});
