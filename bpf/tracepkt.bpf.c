@@ -50,6 +50,7 @@ struct {
  */
 struct current_packet {
 	__u64 skb; /* 0: not the probe */
+	__u64 since; /* bpf_ktime_get_ns() at its receive: a slot older than CFG.current_ns is stale */
 	__u32 netns;
 	__u8 family;
 	__u8 saddr[16];
@@ -331,6 +332,7 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 		return 0;
 	}
 	cur->skb = (__u64)skb;
+	cur->since = bpf_ktime_get_ns();
 	cur->netns = at.netns;
 	cur->family = m.family;
 	if (m.family == 4) {
@@ -438,7 +440,7 @@ static __always_inline __u32 route_netns(__u8 family, const __u8 *saddr, const _
 		return 0;
 	/* Every address the flow names (the unset source aside) is one of the
 	 * packet's: the packet being received made this lookup. */
-	if (cur && cur->skb && cur->family == family &&
+	if (cur && cur->skb && cur->family == family && bpf_ktime_get_ns() - cur->since < CFG.current_ns &&
 	    (same_addr(daddr, cur->saddr, family) || same_addr(daddr, cur->daddr, family)) &&
 	    (is_zero_addr(saddr, family) || same_addr(saddr, cur->saddr, family) || same_addr(saddr, cur->daddr, family))) {
 		*skb = cur->skb;

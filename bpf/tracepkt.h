@@ -80,7 +80,8 @@ struct tp_config {
 	__u64 marker;        /* 8 bytes the probe carries in its ICMP payload, in packet order */
 	__u16 marker_offset; /* where, counted from the ICMP header */
 	__u8 family;         /* 0: both, 4 or 6 */
-	__u8 pad[5];
+	__u8 pad[1];
+	__u32 current_ns;    /* how long after its receive a lookup can still be the probe's */
 	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
 };
 

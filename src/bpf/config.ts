@@ -13,6 +13,14 @@ export interface KernelFilter {
   target?: string;
 }
 
+/**
+ * How long after the probe is received a route lookup on that CPU may still
+ * be made for it. A packet's receive processing takes microseconds; a
+ * millisecond leaves room on a loaded machine and keeps later, unrelated
+ * lookups out.
+ */
+export const CURRENT_PACKET_NS = 1_000_000;
+
 /** An IP address as the kernel holds it: 4 or 16 bytes, network order. */
 export function addressBytes(address: string): Buffer {
   const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
@@ -34,6 +42,7 @@ export function encodeConfig(filter: KernelFilter): Buffer {
   filter.marker.copy(buf, CONFIG_FIELDS.marker[0]);
   buf.writeUInt16LE(filter.markerOffset, CONFIG_FIELDS.marker_offset[0]);
   buf.writeUInt8(filter.family, CONFIG_FIELDS.family[0]);
+  buf.writeUInt32LE(CURRENT_PACKET_NS, CONFIG_FIELDS.current_ns[0]);
   if (filter.target) addressBytes(filter.target).copy(buf, CONFIG_FIELDS.target[0]);
   return buf;
 }

@@ -48,7 +48,8 @@ export const CONFIG_FIELDS = {
   marker: [0, 8],
   marker_offset: [8, 2],
   family: [10, 1],
-  pad: [11, 5],
+  pad: [11, 1],
+  current_ns: [12, 4],
   target: [16, 16],
 } as const satisfies Record<string, Field>;
 

@@ -22,6 +22,10 @@ const bad: [string[], RegExp][] = [
   [['--timeout', '0', '10.0.0.1'], /--timeout must be a number of seconds above 0/],
   [['--timeout', 'soon', '10.0.0.1'], /--timeout must be/],
   [['-4', '-6', '10.0.0.1'], /-4 and -6 exclude each other/],
+  [['--ttl', '0', '10.0.0.1'], /--ttl must be a whole number from 1 to 255, not "0"/],
+  [['--ttl', '256', '10.0.0.1'], /--ttl must be a whole number from 1 to 255, not "256"/],
+  [['--ttl', '-1', '10.0.0.1'], /--ttl must be a whole number from 1 to 255, not "-1"/],
+  [['--size', '8', '10.0.0.1'], /--size must be a whole number from 32 to 65000, not "8"/],
   [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
 ];
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { encodeConfig } from '../../src/bpf/config';
 import { CONFIG_FIELDS, CONFIG_SIZE } from '../../src/bpf/layout';
-import { MARKER_OFFSET, newMarker, pingCommand } from '../../src/probe/ping';
+import { launchCommand, MARKER_OFFSET, newMarker, pingCommand } from '../../src/probe/ping';
 import { resolveTarget } from '../../src/probe/target';
 import { TracepktError } from '../../src/errors';
 
@@ -19,6 +19,14 @@ test('ping from another namespace runs under nsenter; -t sets the TTL', () => {
   assert.deepEqual(args.slice(3, 5), ['ping', '-6']);
   assert.deepEqual(args.slice(-3), ['-t', '3', 'fd00::2']);
   assert.ok(args.includes('1.5'));
+});
+
+test('ping starts under a shell that waits for the go, keeping its pid; nsenter wraps the whole', () => {
+  const o = { address: '10.0.0.2', family: 4 as const, count: 1, timeout: 2, marker };
+  assert.deepEqual(launchCommand(o), ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-ping', ...pingCommand(o)]);
+  const inNs = launchCommand({ ...o, netnsPath: '/run/netns/x', size: 1400 });
+  assert.deepEqual(inNs.slice(0, 4), ['nsenter', '--net=/run/netns/x', '--', 'sh']);
+  assert.deepEqual(inNs.slice(-3), ['-s', '1400', '10.0.0.2']);
 });
 
 test('the marker sits after the ICMP echo header and ping’s 16-byte timestamp', () => {
