@@ -87,6 +87,8 @@ struct icmp_echo {
 };
 
 #define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
 #define IPPROTO_ICMPV6 58
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
@@ -104,6 +106,14 @@ union ip_headers {
 	struct ipv6hdr v6;
 };
 
+/* The first 14 bytes of TCP (ports, and the flags at byte 13) or UDP (ports). */
+struct l4_start {
+	__be16 sport;
+	__be16 dport;
+	__u8 skip[9];
+	__u8 tcp_flags;
+};
+
 /* What a record needs from a packet found to be the probe. */
 struct probe_match {
 	union ip_headers ip;   /* the outer IP header */
@@ -111,8 +121,23 @@ struct probe_match {
 	struct icmp_echo echo; /* the echo: the outer one, or the one an error quotes */
 	__u8 family;
 	__u8 ttl;
+	__u8 l4proto;     /* of the packet */
+	__u8 inner_proto; /* of the packet an ICMP error quotes */
+	__u8 tcp_flags;
 	__u16 ip_len;
+	__u16 sport;    /* of the packet, or of the one an ICMP error quotes */
+	__u16 dport;
 };
+
+/* The probe's packets, by sk_buff address, once recognised: NAT and header
+ * rewrites do not lose them. Forgotten when the kernel frees the packet,
+ * because it reuses the address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, __u8);
+} tp_skbs SEC(".maps");
 
 static __always_inline void count_lost(void)
 {
@@ -135,23 +160,40 @@ static __always_inline bool is_error(__u8 family, __u8 type)
 			   : type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
 }
 
-/* Reads an IP header at l3; returns where its ICMP header starts, or NULL. */
-static __always_inline unsigned char *icmp_of(unsigned char *l3, union ip_headers *ip, __u8 *family)
+static __always_inline bool is_icmp(__u8 family, __u8 proto)
+{
+	return proto == (family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+}
+
+/* Reads an IP header at l3; returns where its payload starts and its protocol, or NULL. */
+static __always_inline unsigned char *l4_of(unsigned char *l3, union ip_headers *ip, __u8 *family, __u8 *proto)
 {
 	if (bpf_probe_read_kernel(ip, sizeof(*ip), l3))
 		return NULL;
 	if (ip->v4.version == 4) {
-		if (ip->v4.protocol != IPPROTO_ICMP || ip->v4.frag_off & bpf_htons(0x1fff))
+		if (ip->v4.frag_off & bpf_htons(0x1fff))
 			return NULL;
 		*family = 4;
+		*proto = ip->v4.protocol;
 		return l3 + ip->v4.ihl * 4;
 	}
-	/* Echo probes carry no extension headers. */
-	if (ip->v4.version == 6 && ip->v6.nexthdr == IPPROTO_ICMPV6) {
+	/* Probes carry no extension headers. */
+	if (ip->v4.version == 6) {
 		*family = 6;
+		*proto = ip->v6.nexthdr;
 		return l3 + sizeof(struct ipv6hdr);
 	}
 	return NULL;
+}
+
+static __always_inline const __u8 *saddr_of(union ip_headers *ip, __u8 family)
+{
+	return family == 4 ? (const __u8 *)&ip->v4.saddr : ip->v6.saddr.in6_u.u6_addr8;
+}
+
+static __always_inline const __u8 *daddr_of(union ip_headers *ip, __u8 family)
+{
+	return family == 4 ? (const __u8 *)&ip->v4.daddr : ip->v6.daddr.in6_u.u6_addr8;
 }
 
 /* Does the echo at l4 carry the probe's marker? */
@@ -162,21 +204,102 @@ static __always_inline bool marked(unsigned char *l4)
 	return !bpf_probe_read_kernel(&marker, sizeof(marker), l4 + CFG.marker_offset) && marker == CFG.marker;
 }
 
+/* Is addr within net/bits? */
+static __always_inline bool in_prefix(const __u8 *addr, const volatile __u8 *net, __u8 bits)
+{
+	for (int i = 0; i < 16; i++) {
+		__u8 mask;
+
+		if (bits == 0)
+			return true;
+		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
+		if ((addr[i] ^ net[i]) & mask)
+			return false;
+		bits = bits >= 8 ? bits - 8 : 0;
+	}
+	return true;
+}
+
+/* Runs CFG.filter on a packet's fields (ports are 0 for other protocols). */
+static __noinline bool filter_match(__u32 family_proto, __u32 ports, const __u8 *saddr, const __u8 *daddr)
+{
+	__u8 family = family_proto >> 8, proto = family_proto & 0xff;
+	__u16 sport = ports >> 16, dport = ports & 0xffff;
+	bool has_ports = proto == IPPROTO_TCP || proto == IPPROTO_UDP;
+	__u32 stack = 0;
+
+	for (int i = 0; i < TP_FILTER_MAX; i++) {
+		const volatile struct tp_filter_insn *in = &CFG.filter[i];
+		__u32 bit = 0, top;
+
+		if (i >= CFG.filter_len)
+			break;
+		switch (in->op) {
+		case TP_OP_AND:
+		case TP_OP_OR:
+			top = stack & 1;
+			stack >>= 1;
+			bit = in->op == TP_OP_AND ? (stack & top) & 1 : (stack | top) & 1;
+			stack = (stack & ~1u) | bit;
+			continue;
+		case TP_OP_NOT:
+			stack ^= 1;
+			continue;
+		}
+		switch (in->field) {
+		case TP_FIELD_PROTO:
+			bit = proto == in->value;
+			break;
+		case TP_FIELD_FAMILY:
+			bit = family == in->value;
+			break;
+		case TP_FIELD_ADDR:
+			bit = family == in->family &&
+			      (((in->dir & TP_DIR_SRC) && in_prefix(saddr, in->addr, in->value)) ||
+			       ((in->dir & TP_DIR_DST) && in_prefix(daddr, in->addr, in->value)));
+			break;
+		case TP_FIELD_PORT:
+			bit = has_ports && (((in->dir & TP_DIR_SRC) && sport == in->port) || ((in->dir & TP_DIR_DST) && dport == in->port));
+			break;
+		}
+		stack = (stack << 1) | bit;
+	}
+	return stack & 1;
+}
+
+/* Reads the ports (and TCP flags) at l4; 0 for protocols without ports. */
+static __always_inline void read_ports(unsigned char *l4, __u8 proto, __u16 *sport, __u16 *dport, __u8 *flags)
+{
+	struct l4_start h = {};
+
+	*sport = *dport = 0;
+	*flags = 0;
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return;
+	if (bpf_probe_read_kernel(&h, proto == IPPROTO_TCP ? sizeof(h) : 4, l4))
+		return;
+	*sport = bpf_ntohs(h.sport);
+	*dport = bpf_ntohs(h.dport);
+	if (proto == IPPROTO_TCP)
+		*flags = h.tcp_flags;
+}
+
 /*
- * Is the IP packet at l3 the probe: one of its echo requests or replies, or
- * an ICMP error quoting one (errors quote the packet, marker included)?
- * Cheapest tests first: most traffic stops at the protocol check.
+ * Is the IP packet at l3 the probe? Ping probes: one of its echo requests or
+ * replies, or an ICMP error quoting one (errors quote the packet, marker
+ * included). Filtered tracing: a packet the filter matches, an ICMP error
+ * quoting one, or a packet recognised before (the same sk_buff, maybe
+ * rewritten by NAT since). Cheapest tests first.
  */
-static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m)
+static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m, struct sk_buff *skb)
 {
 	union ip_headers inner;
 	unsigned char *l4, *inner_l4;
-	__u8 inner_family;
+	__u8 inner_family, inner_proto;
+	__u64 key = (__u64)skb;
 
-	l4 = icmp_of(l3, &m->ip, &m->family);
+	l4 = l4_of(l3, &m->ip, &m->family, &m->l4proto);
 	if (!l4 || (CFG.family && CFG.family != m->family))
-		return false;
-	if (bpf_probe_read_kernel(&m->icmp, sizeof(m->icmp), l4))
 		return false;
 	if (m->family == 4) {
 		m->ttl = m->ip.v4.ttl;
@@ -185,18 +308,58 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 		m->ttl = m->ip.v6.hop_limit;
 		m->ip_len = bpf_ntohs(m->ip.v6.payload_len) + sizeof(struct ipv6hdr);
 	}
-	if (is_echo(m->family, m->icmp.type)) {
+	if (is_icmp(m->family, m->l4proto)) {
+		if (bpf_probe_read_kernel(&m->icmp, sizeof(m->icmp), l4))
+			return false;
 		m->echo = m->icmp;
-		return marked(l4);
 	}
-	if (!is_error(m->family, m->icmp.type))
-		return false;
-	inner_l4 = icmp_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family);
-	if (!inner_l4 || inner_family != m->family)
-		return false;
-	if (bpf_probe_read_kernel(&m->echo, sizeof(m->echo), inner_l4) || !is_echo(m->family, m->echo.type))
-		return false;
-	return marked(inner_l4);
+
+	if (CFG.match == TP_MATCH_MARKER) {
+		if (!is_icmp(m->family, m->l4proto))
+			return false;
+		if (is_echo(m->family, m->icmp.type))
+			return marked(l4);
+		if (!is_error(m->family, m->icmp.type))
+			return false;
+		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family, &inner_proto);
+		if (!inner_l4 || inner_family != m->family || !is_icmp(inner_family, inner_proto))
+			return false;
+		if (bpf_probe_read_kernel(&m->echo, sizeof(m->echo), inner_l4) || !is_echo(m->family, m->echo.type))
+			return false;
+		m->inner_proto = inner_proto;
+		return marked(inner_l4);
+	}
+
+	read_ports(l4, m->l4proto, &m->sport, &m->dport, &m->tcp_flags);
+	if (filter_match(m->family << 8 | m->l4proto, (__u32)m->sport << 16 | m->dport, saddr_of(&m->ip, m->family),
+			 daddr_of(&m->ip, m->family)))
+		goto ours;
+	if (is_icmp(m->family, m->l4proto) && is_error(m->family, m->icmp.type)) {
+		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family, &inner_proto);
+		if (inner_l4 && inner_family == m->family) {
+			__u16 sport, dport;
+			__u8 flags;
+
+			read_ports(inner_l4, inner_proto, &sport, &dport, &flags);
+			if (filter_match(inner_family << 8 | inner_proto, (__u32)sport << 16 | dport, saddr_of(&inner, inner_family),
+					 daddr_of(&inner, inner_family))) {
+				m->inner_proto = inner_proto;
+				m->sport = sport;
+				m->dport = dport;
+				if (is_icmp(inner_family, inner_proto))
+					bpf_probe_read_kernel(&m->echo, sizeof(m->echo), inner_l4);
+				return true;
+			}
+		}
+	}
+	return skb && bpf_map_lookup_elem(&tp_skbs, &key);
+ours:
+	if (skb) {
+		__u8 one = 1;
+
+		bpf_map_update_elem(&tp_skbs, &key, &one, BPF_ANY);
+	}
+	return true;
 }
 
 static __always_inline struct tp_event *reserve(void)
@@ -240,6 +403,11 @@ static __always_inline void fill_packet(struct tp_event *e, struct probe_match *
 	e->icmp_id = bpf_ntohs(m->echo.id);
 	e->icmp_seq = bpf_ntohs(m->echo.sequence);
 	__builtin_memcpy(&e->icmp_rest, &m->icmp.id, 4);
+	e->l4proto = m->l4proto;
+	e->inner_proto = m->inner_proto;
+	e->sport = m->sport;
+	e->dport = m->dport;
+	e->tcp_flags = m->tcp_flags;
 	if (m->family == 4) {
 		copy_addr(e->saddr, &m->ip.v4.saddr, 4);
 		copy_addr(e->daddr, &m->ip.v4.daddr, 4);
@@ -264,7 +432,7 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 {
 	struct tp_event *e;
 
-	if (!match_probe(l3, m))
+	if (!match_probe(l3, m, at->skb))
 		return false;
 	e = reserve();
 	if (!e)
@@ -294,7 +462,7 @@ static __always_inline __u32 dev_netns(struct net_device *dev)
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
-	struct probe_match m;
+	struct probe_match m = {};
 	struct sighting at = {
 		.skb = skb,
 		.dev = skb->dev,
@@ -316,7 +484,7 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 {
 	__u32 zero = 0;
 	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
-	struct probe_match m;
+	struct probe_match m = {};
 	struct sighting at = {
 		.skb = skb,
 		.dev = skb->dev,
@@ -351,7 +519,7 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, int reason)
 {
-	struct probe_match m;
+	struct probe_match m = {};
 	struct sighting at = {
 		.skb = skb,
 		.dev = skb->dev,
@@ -361,8 +529,21 @@ int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, int reason)
 		.location = (__u64)location,
 		.reason = reason,
 	};
+	__u64 key = (__u64)skb;
 
 	emit(skb->head + skb->network_header, &at, &m);
+	bpf_map_delete_elem(&tp_skbs, &key);
+	return 0;
+}
+
+/* A packet freed after use: its address may come back as another packet.
+ * Loaded only for filtered tracing, the one that remembers addresses. */
+SEC("tp_btf/consume_skb")
+int BPF_PROG(tp_consume_skb, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb;
+
+	bpf_map_delete_elem(&tp_skbs, &key);
 	return 0;
 }
 
@@ -542,7 +723,7 @@ static __always_inline int checkpoint(struct bpf_nf_ctx *ctx, __u8 index)
 {
 	const struct nf_hook_state *state = ctx->state;
 	struct sk_buff *skb = ctx->skb;
-	struct probe_match m;
+	struct probe_match m = {};
 	struct sighting at = {
 		.skb = skb,
 		.dev = state->in ? state->in : state->out,

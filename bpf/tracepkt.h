@@ -37,7 +37,7 @@ enum tp_hook {
  */
 #define TP_NF_CHECKPOINTS 16
 
-/* One fixed-size record per event: 136 bytes, no pointers to chase. */
+/* One fixed-size record per event: 144 bytes, no pointers to chase. */
 struct tp_event {
 	__u64 time_ns;   /* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 skb;       /* address of the struct sk_buff: the packet's identity in the kernel */
@@ -70,6 +70,39 @@ struct tp_event {
 	__u8 gateway[16]; /* routes: nhc_gw */
 	__u32 icmp_rest;  /* ICMP errors: bytes 4-7 of the ICMP header, network order (the MTU, for "too big") */
 	__u32 iif;        /* routes: the flow's input interface (1, loopback: output routing) */
+	__u16 sport;      /* TCP/UDP ports, host order; for an ICMP error, of the packet it quotes */
+	__u16 dport;
+	__u8 l4proto;     /* the packet's IP protocol */
+	__u8 tcp_flags;   /* TCP: FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 */
+	__u8 inner_proto; /* ICMP errors: IP protocol of the packet they quote */
+	__u8 pad3;
+};
+
+/*
+ * The filter language (src/filter/) compiled to postfix: TEST pushes one
+ * bit, AND/OR pop two and push one, NOT flips the top.
+ */
+enum tp_filter_op { TP_OP_TEST = 1, TP_OP_AND = 2, TP_OP_OR = 3, TP_OP_NOT = 4 };
+enum tp_filter_field { TP_FIELD_PROTO = 1, TP_FIELD_FAMILY = 2, TP_FIELD_ADDR = 3, TP_FIELD_PORT = 4 };
+#define TP_DIR_SRC 1
+#define TP_DIR_DST 2
+#define TP_FILTER_MAX 32
+
+struct tp_filter_insn {
+	__u8 op;     /* enum tp_filter_op */
+	__u8 field;  /* enum tp_filter_field */
+	__u8 dir;    /* TP_DIR_SRC | TP_DIR_DST */
+	__u8 value;  /* PROTO: IP protocol; FAMILY: 4 or 6; ADDR: prefix length */
+	__u16 port;
+	__u8 family; /* ADDR: of addr */
+	__u8 pad;
+	__u8 addr[16];
+};
+
+/* How packets are recognised. */
+enum tp_match {
+	TP_MATCH_MARKER = 0, /* ICMP echo carrying CFG.marker (ping probes) */
+	TP_MATCH_FILTER = 1, /* CFG.filter (TCP/UDP probes, passive tracing), followed through NAT */
 };
 
 /*
@@ -80,9 +113,12 @@ struct tp_config {
 	__u64 marker;        /* 8 bytes the probe carries in its ICMP payload, in packet order */
 	__u16 marker_offset; /* where, counted from the ICMP header */
 	__u8 family;         /* 0: both, 4 or 6 */
-	__u8 pad[1];
+	__u8 match;          /* enum tp_match */
 	__u32 current_ns;    /* how long after its receive a lookup can still be the probe's */
 	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
+	__u8 filter_len;
+	__u8 pad[7];
+	struct tp_filter_insn filter[TP_FILTER_MAX];
 };
 
 #endif

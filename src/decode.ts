@@ -63,17 +63,31 @@ function readCString(buf: Buffer, off: number, size: number): string {
   return buf.toString('latin1', off, end < 0 || end > off + size ? off + size : end);
 }
 
-function direction(type: number): Direction {
+/**
+ * ICMP packets by type: echo request, echo reply, or an error. Other packets
+ * start as requests, made replies by whoever knows the flow (src/probe/run.ts).
+ */
+function direction(proto: number, type: number): Direction {
+  if (proto !== 1 && proto !== 58) return 'request';
   if (ECHO_REQUEST.has(type)) return 'request';
   if (ECHO_REPLY.has(type)) return 'reply';
-  return 'error'; // the programs emit nothing else
+  return 'error'; // the programs emit no other ICMP
+}
+
+/** TCP flags in tcpdump's letters. */
+export function tcpFlags(bits: number): string {
+  return [[0x02, 'S'], [0x01, 'F'], [0x04, 'R'], [0x08, 'P'], [0x10, '.'], [0x20, 'U']]
+    .filter(([bit]) => bits & (bit as number))
+    .map(([, letter]) => letter)
+    .join('');
 }
 
 function packetFields(buf: Buffer, rec: number): PacketFields {
   const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
   const type = buf[rec + F.icmp_type[0]];
   const code = buf[rec + F.icmp_code[0]];
-  const dir = direction(type);
+  const proto = buf[rec + F.l4proto[0]];
+  const dir = direction(proto, type);
   const rest = buf.readUInt32BE(rec + F.icmp_rest[0]);
   return {
     time_ns: readU64(buf, rec + F.time_ns[0]),
@@ -90,8 +104,13 @@ function packetFields(buf: Buffer, rec: number): PacketFields {
     icmp_seq: buf.readUInt16LE(rec + F.icmp_seq[0]),
     icmp_type: type,
     icmp_code: code,
-    quotes: dir === 'error' ? (ECHO_REQUEST.has(buf[rec + F.inner_type[0]]) ? 'request' : 'reply') : null,
+    // An error about an echo says which one; about anything else, the probe itself.
+    quotes: dir === 'error' ? (ECHO_REPLY.has(buf[rec + F.inner_type[0]]) && [1, 58].includes(buf[rec + F.inner_proto[0]]) ? 'reply' : 'request') : null,
     mtu: dir === 'error' && announcesMtu(family, type, code) ? (family === 4 ? rest & 0xffff : rest) : null,
+    proto: dir === 'error' ? buf[rec + F.inner_proto[0]] : proto,
+    sport: buf.readUInt16LE(rec + F.sport[0]),
+    dport: buf.readUInt16LE(rec + F.dport[0]),
+    tcp_flags: proto === 6 ? tcpFlags(buf[rec + F.tcp_flags[0]]) : '',
     ttl: buf[rec + F.ttl[0]],
     len: buf.readUInt16LE(rec + F.ip_len[0]),
   };

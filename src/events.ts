@@ -32,6 +32,13 @@ export interface PacketFields {
   quotes: 'request' | 'reply' | null;
   /** For "fragmentation needed" / "packet too big": the MTU the error announces; else null. */
   mtu: number | null;
+  /** IP protocol (1 ICMP, 6 TCP, 17 UDP, 58 ICMPv6); for an ICMP error, of the packet it quotes. */
+  proto: number;
+  /** TCP/UDP ports, 0 otherwise; for an ICMP error, of the packet it quotes. */
+  sport: number;
+  dport: number;
+  /** TCP flags as tcpdump writes them (S, SA, R, RA, F, P, ...); "" for other protocols. */
+  tcp_flags: string;
   /** TTL (IPv4) or hop limit (IPv6) as the hook saw it. */
   ttl: number;
   /** IP packet length in bytes. */
@@ -97,7 +104,7 @@ export interface RouteEvent {
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'proto' | 'sport' | 'dport' | 'tcp_flags'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;

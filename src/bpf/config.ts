@@ -1,8 +1,13 @@
 /** Encodes struct tp_config (bpf/tracepkt.h) for the programs' .rodata. */
 import * as net from 'node:net';
-import { CONFIG_FIELDS, CONFIG_SIZE } from './layout';
+import type { FilterInsn } from '../filter/compile';
+import { CONFIG_FIELDS, CONFIG_SIZE, FILTER_INSN_FIELDS as I, FILTER_INSN_SIZE } from './layout';
 
 export interface KernelFilter {
+  /** Recognise ping probes by their marker (default), or packets by a compiled filter. */
+  match?: 'marker' | 'filter';
+  /** For match "filter": the compiled program (src/filter/compile.ts). */
+  program?: FilterInsn[];
   /** The 8 bytes the probe carries in its ICMP payload. */
   marker: Buffer;
   /** Where the marker sits, counted from the start of the ICMP header. */
@@ -44,5 +49,20 @@ export function encodeConfig(filter: KernelFilter): Buffer {
   buf.writeUInt8(filter.family, CONFIG_FIELDS.family[0]);
   buf.writeUInt32LE(CURRENT_PACKET_NS, CONFIG_FIELDS.current_ns[0]);
   if (filter.target) addressBytes(filter.target).copy(buf, CONFIG_FIELDS.target[0]);
+  if (filter.match === 'filter') {
+    const program = filter.program ?? [];
+    buf[CONFIG_FIELDS.match[0]] = 1;
+    buf[CONFIG_FIELDS.filter_len[0]] = program.length;
+    program.forEach((insn, n) => {
+      const at = CONFIG_FIELDS.filter[0] + n * FILTER_INSN_SIZE;
+      buf[at + I.op[0]] = insn.op;
+      buf[at + I.field[0]] = insn.field;
+      buf[at + I.dir[0]] = insn.dir;
+      buf[at + I.value[0]] = insn.value;
+      buf.writeUInt16LE(insn.port, at + I.port[0]);
+      buf[at + I.family[0]] = insn.family;
+      insn.addr.copy(buf, at + I.addr[0]);
+    });
+  }
   return buf;
 }

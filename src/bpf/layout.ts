@@ -8,7 +8,7 @@
 /** [offset, size] in bytes, as in the C struct. */
 export type Field = readonly [offset: number, size: number];
 
-export const EVENT_SIZE = 136;
+export const EVENT_SIZE = 144;
 export const EVENT_FIELDS = {
   time_ns: [0, 8],
   skb: [8, 8],
@@ -41,16 +41,38 @@ export const EVENT_FIELDS = {
   gateway: [112, 16],
   icmp_rest: [128, 4],
   iif: [132, 4],
+  sport: [136, 2],
+  dport: [138, 2],
+  l4proto: [140, 1],
+  tcp_flags: [141, 1],
+  inner_proto: [142, 1],
+  pad3: [143, 1],
 } as const satisfies Record<string, Field>;
 
-export const CONFIG_SIZE = 32;
+export const FILTER_INSN_SIZE = 24;
+export const CONFIG_SIZE = 808;
 export const CONFIG_FIELDS = {
   marker: [0, 8],
   marker_offset: [8, 2],
   family: [10, 1],
-  pad: [11, 1],
+  match: [11, 1],
   current_ns: [12, 4],
   target: [16, 16],
+  filter_len: [32, 1],
+  pad: [33, 7],
+  filter: [40, 32 * FILTER_INSN_SIZE],
+} as const satisfies Record<string, Field>;
+
+/** struct tp_filter_insn */
+export const FILTER_INSN_FIELDS = {
+  op: [0, 1],
+  field: [1, 1],
+  dir: [2, 1],
+  value: [3, 1],
+  port: [4, 2],
+  family: [6, 1],
+  pad: [7, 1],
+  addr: [8, 16],
 } as const satisfies Record<string, Field>;
 
 /** enum tp_event_kind */
@@ -77,5 +99,7 @@ export const BPF_NAMES = {
   stats: 'tp_stats',
   senders: 'tp_senders',
   programs: ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
+  /** Only for filtered tracing, which remembers packets by address. */
+  forgetFreed: 'tp_consume_skb',
   checkpoint: (i: number) => `tp_nf_checkpoint_${i}`,
 } as const;

@@ -6,6 +6,7 @@ import { createTracer } from '../../src/tracer';
 import { BpfError } from '../../src/errors';
 import { NetnsResolver } from '../../src/names/netns';
 import { DEMO_FIXTURE, fixture } from '../fixtures';
+import { EVENT_SIZE } from '../../src/bpf/layout';
 
 class FakeNative {
   calls: string[] = [];
@@ -87,7 +88,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'openRing tp_events',
   ]);
   const batch = fixture('demo-ipv4.batch');
-  const record = 4 + 136;
+  const record = 4 + EVENT_SIZE;
   // Deliver the first three records out of order, keep the rest for the final drain.
   const firstThree = [2, 0, 1].map((i) => batch.subarray(i * record, (i + 1) * record));
   fake.onBatch!(Buffer.concat(firstThree));
