@@ -7,13 +7,16 @@ import { TracepktError } from './errors';
 import { processOutput, type Output } from './commands/output';
 
 export const USAGE = `Usage:
-  tracepkt [options] TARGET   trace ICMP echo probes to TARGET (IP address or host name)
+  tracepkt [options] TARGET   trace probes to TARGET (IP address or host name): ICMP echo,
+                              or a TCP connection attempt / UDP datagram with --tcp / --udp
   tracepkt demo               trace a ping into a throwaway Docker-like lab
   tracepkt doctor             check what this kernel allows
   tracepkt cleanup            remove what a killed run left behind
 
 Options:
-  -c, --count N          probes to send (default 1)
+  -c, --count N          probes to send (default 1; ICMP only)
+      --tcp PORT         send one TCP connection attempt to PORT (SYN; SYN-ACK or RST back)
+      --udp PORT         send one UDP datagram to PORT
   -4, -6                 use IPv4 / IPv6 only
       --from NETNS       send from network namespace NETNS (ip netns name, or a path
                          such as /proc/PID/ns/net)
@@ -24,7 +27,8 @@ Options:
   -h, --help             this help
       --version          the version
 
-Exit status: 0 a reply came back, 1 none did, 2 or more tracepkt could not run.`;
+Exit status: 0 an answer came back (echo reply; SYN-ACK or RST; UDP datagram), 1 none did,
+2 or more tracepkt could not run.`;
 
 function intInRange(name: string, value: string, min: number, max: number): number {
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
@@ -60,6 +64,13 @@ function joinNegativeValues(argv: string[]): string[] {
   return out;
 }
 
+function service(tcp: string | undefined, udp: string | undefined): { proto: 'tcp' | 'udp'; port: number } | undefined {
+  if (tcp !== undefined && udp !== undefined) throw new TracepktError('--tcp and --udp exclude each other');
+  if (tcp !== undefined) return { proto: 'tcp', port: intInRange('--tcp', tcp, 1, 65535) };
+  if (udp !== undefined) return { proto: 'udp', port: intInRange('--udp', udp, 1, 65535) };
+  return undefined;
+}
+
 export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
   let parsed;
   try {
@@ -71,6 +82,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         timeout: { type: 'string' },
         from: { type: 'string' },
         ttl: { type: 'string' },
+        tcp: { type: 'string' },
+        udp: { type: 'string' },
         size: { type: 'string' },
         json: { type: 'boolean' },
         '4': { type: 'boolean', short: '4' },
@@ -113,7 +126,9 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     ttl: values.ttl === undefined ? undefined : intInRange('--ttl', values.ttl, 1, 255),
     size: values.size === undefined ? undefined : intInRange('--size', values.size, 32, 65000),
     json: values.json ?? false,
+    service: service(values.tcp, values.udp),
   };
+  if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');
   return (await import('./commands/trace')).traceCommand(options, io, signal);
 }
 

@@ -50,6 +50,8 @@ export interface HopEvent extends PacketFields {
   kind: 'hop';
   /** The kernel hook: a tracepoint name. */
   hook: string;
+  /** What changed since this packet's previous hop (NAT), e.g. "dst 10.0.0.1:8080 -> 172.17.0.2:80"; null if nothing. */
+  rewritten?: string | null;
 }
 
 /**
@@ -104,7 +106,7 @@ export interface RouteEvent {
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'proto' | 'sport' | 'dport' | 'tcp_flags'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;

@@ -48,11 +48,17 @@ export function summarize(events: readonly TraceEvent[]): JourneySummary {
     if (!namespaces.some((n) => n.netns === e.netns)) namespaces.push({ netns: e.netns, name: e.netns_name });
   }
   const firstSeq = all.length ? Math.min(...all.map((e) => e.icmp_seq)) : 0;
+  // The first exchange: TCP sends several packets each way (SYN, ACK, RST): the path is the first's.
+  const firstReply = all.find((e) => e.dir === 'reply' && e.icmp_seq === firstSeq);
+  const nextRequest = firstReply && all.find((e) => e.dir === 'request' && e.time_ns > firstReply.time_ns && e.icmp_seq === firstSeq);
+  const exchange = all.filter((e) =>
+    e.dir === 'request' ? !firstReply || e.time_ns < firstReply.time_ns : !nextRequest || e.time_ns < nextRequest.time_ns,
+  );
   const distinct = (dir: Direction) => new Set(all.filter((e) => e.dir === dir).map((e) => e.icmp_seq)).size;
   return {
     namespaces,
-    request: pathOf(all, 'request', firstSeq),
-    reply: pathOf(all, 'reply', firstSeq),
+    request: pathOf(exchange, 'request', firstSeq),
+    reply: pathOf(exchange, 'reply', firstSeq),
     requestsSeen: distinct('request'),
     repliesSeen: distinct('reply'),
     last: all.length ? all[all.length - 1] : null,

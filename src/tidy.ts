@@ -4,7 +4,7 @@
  * routing decisions, and packets freed after they arrived (a socket purged
  * its queue on close) not shown as drops on the path.
  */
-import type { RouteEvent, TraceEvent } from './events';
+import type { HopEvent, RouteEvent, TraceEvent } from './events';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
 const AFTER_DELIVERY = new Set(['QUEUE_PURGE', 'SOCKET_CLOSE']);
@@ -41,4 +41,24 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
     seenRoutes.add(key);
     return true;
   });
+}
+
+const endpoint = (addr: string, port: number) => (port ? (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`) : addr);
+
+/**
+ * Marks the hops where the packet's addresses or ports differ from its
+ * previous hop (the same sk_buff): where NAT rewrote it.
+ */
+export function markRewrites(events: readonly TraceEvent[]): void {
+  const last = new Map<string, HopEvent>();
+  for (const e of events) {
+    if (e.kind !== 'hop' || e.dir === 'error') continue;
+    const before = last.get(e.skb);
+    last.set(e.skb, e);
+    if (!before) continue;
+    const changes: string[] = [];
+    if (before.src !== e.src || before.sport !== e.sport) changes.push(`src ${endpoint(before.src, before.sport)} -> ${endpoint(e.src, e.sport)}`);
+    if (before.dst !== e.dst || before.dport !== e.dport) changes.push(`dst ${endpoint(before.dst, before.dport)} -> ${endpoint(e.dst, e.dport)}`);
+    e.rewritten = changes.length ? changes.join(', ') : null;
+  }
 }

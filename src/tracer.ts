@@ -16,6 +16,7 @@ import type { KernelEvent } from './events';
 import { nameDrop, nameRoute } from './kernel/names';
 import { NetnsResolver, type KnownNetns } from './names/netns';
 import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './native';
+import { traceMarkerExpressions, tracePortExpressions } from './netfilter/nftables';
 import { NetfilterWatcher, TABLE_PREFIX } from './netfilter/watch';
 
 /** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers libbpf 1.1.2 does not know. */
@@ -24,6 +25,8 @@ const BPF_NETFILTER = 45;
 
 export interface TracerOptions {
   filter: KernelFilter;
+  /** For filtered tracing of a TCP/UDP probe: its protocol and source port, to trace it in nftables too. */
+  flow?: { proto: 'tcp' | 'udp'; port: number };
   /** Also trace netfilter: tables, chains, rules and verdicts, in every namespace. */
   netfilter?: boolean;
   /** Where to trace netfilter (default: every namespace on the system). */
@@ -59,11 +62,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     if (options.netfilter) {
       this.netfilter = new NetfilterWatcher(
         this.native,
-        {
-          marker: options.filter.marker,
-          markerOffset: options.filter.markerOffset,
-          table: `${TABLE_PREFIX}${randomBytes(4).toString('hex')}`,
-        },
+        { traceRules: traceRules(options), table: `${TABLE_PREFIX}${randomBytes(4).toString('hex')}` },
         options.namespaces ?? this.resolver.list(),
       );
     }
@@ -82,6 +81,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       this.obj = obj;
       try {
         for (const prog of BPF_NAMES.programs) obj.attach(prog);
+        if (options.filter.match === 'filter') obj.attach(BPF_NAMES.forgetFreed);
         this.ring = obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
         if (checkpoints > 0) this.netfilter?.attachCheckpoints(obj);
       } catch (err) {
@@ -109,7 +109,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
       obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
       const copies = Array.from({ length: Math.min(checkpoints, NF_CHECKPOINTS) }, (_, i) => BPF_NAMES.checkpoint(i));
-      obj.selectPrograms([...BPF_NAMES.programs, ...copies]);
+      const forget = options.filter.match === 'filter' ? [BPF_NAMES.forgetFreed] : [];
+      obj.selectPrograms([...BPF_NAMES.programs, ...forget, ...copies]);
       for (const prog of copies) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
       obj.load();
       return obj;
@@ -179,6 +180,21 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       this.wake = undefined;
     }
   }
+}
+
+/**
+ * nftables rules that mark the probe's packets for tracing: by marker for
+ * pings, by source or destination port for a TCP/UDP probe. Passive filters
+ * are not translated to nftables: their verdicts come from checkpoints.
+ */
+function traceRules(options: TracerOptions): Buffer[][] {
+  const { filter, flow } = options;
+  if (filter.match !== 'filter') {
+    return [1, 58].map((l4) => traceMarkerExpressions(l4, filter.markerOffset, filter.marker));
+  }
+  if (!flow) return [];
+  const l4 = flow.proto === 'tcp' ? 6 : 17;
+  return [tracePortExpressions(l4, flow.port, 'sport'), tracePortExpressions(l4, flow.port, 'dport')];
 }
 
 /** Loads and attaches the programs; events flow from the moment it resolves. */

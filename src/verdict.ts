@@ -52,7 +52,15 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
 
 export function verdictLine(events: readonly TraceEvent[], replied: boolean, down: DownInterfaces = new Map()): string {
   const hops = events.filter((e): e is HopEvent => e.kind === 'hop');
-  if (replied && hops.some((h) => h.dir === 'reply')) return 'delivered and answered';
+  const reply = hops.find((h) => h.dir === 'reply');
+  if (replied && reply) {
+    if (reply.proto !== 6) return 'delivered and answered';
+    // The first reply hop is the server itself; the last, what the sender saw (NAT may differ).
+    const seen = [...hops].reverse().find((h) => h.dir === 'reply' && h.tcp_flags === reply.tcp_flags)!;
+    const via = seen.src !== reply.src || seen.sport !== reply.sport ? ` (reached as ${seen.src}:${seen.sport})` : '';
+    const answer = reply.tcp_flags.includes('R') ? `RST: port ${reply.sport} closed` : `SYN-ACK: port ${reply.sport} open`;
+    return `answered with ${answer} on ${reply.src}${via}`;
+  }
 
   const firstError = hops.find((h) => h.dir === 'error');
   const errorNote = firstError ? `; ${firstError.family === 6 ? 'ICMPv6' : 'ICMP'} error sent back by ${firstError.src}` : '';

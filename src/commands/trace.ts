@@ -23,6 +23,8 @@ export interface TraceCommandOptions {
   ttl?: number;
   /** ICMP payload bytes. */
   size?: number;
+  /** A TCP/UDP probe to this port instead of ICMP echo. */
+  service?: { proto: 'tcp' | 'udp'; port: number };
   json: boolean;
 }
 
@@ -36,11 +38,12 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
     if (o.json) {
       io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, probes: o.count, netfilter_namespaces: namespaces, notes: tracer.notes }));
     } else {
-      io.err(`tracing ICMP echo to ${target.address}${o.from ? ` from ${o.from}` : ''}, ${o.count} probe(s); netfilter in ${namespaces} namespace(s)`);
+      const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}, ${o.count} probe(s)`;
+      io.err(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)`);
       for (const note of tracer.notes) io.err(`note: ${note}`);
     }
   };
-  const result = await runProbe({ target, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, signal, onReady });
+  const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, signal, onReady });
   const summary = summarize(result.events);
   if (o.json) {
     for (const ev of result.events) io.out(jsonLine(ev));

@@ -110,6 +110,24 @@ function expr(name: string, data: Buffer[]): Buffer {
   return Buffer.concat([str(EXPR.NAME, name), nested(EXPR.DATA, data)]);
 }
 
+const setNftrace = () => [
+  expr('immediate', [u32be(1 /* DREG */, REG_1), nested(2 /* DATA */, [attr(DATA_VALUE, Buffer.from([1]))])]),
+  expr('meta', [u32be(2 /* KEY */, META_KEY.NFTRACE), u32be(3 /* SREG */, REG_1)]),
+];
+
+/** The rule `meta l4proto PROTO th sport|dport PORT meta nftrace set 1`. */
+export function tracePortExpressions(l4proto: number, port: number, which: 'sport' | 'dport'): Buffer[] {
+  const value = Buffer.alloc(2);
+  value.writeUInt16BE(port);
+  return [
+    expr('meta', [u32be(2, META_KEY.L4PROTO), u32be(1, REG_1)]),
+    expr('cmp', [u32be(1, REG_1), u32be(2, CMP_EQ), nested(3, [attr(DATA_VALUE, Buffer.from([l4proto]))])]),
+    expr('payload', [u32be(1, REG_1), u32be(2, PAYLOAD_TRANSPORT_HEADER), u32be(3, which === 'sport' ? 0 : 2), u32be(4, 2)]),
+    expr('cmp', [u32be(1, REG_1), u32be(2, CMP_EQ), nested(3, [attr(DATA_VALUE, value)])]),
+    ...setNftrace(),
+  ];
+}
+
 /** The rule `meta l4proto PROTO @th,OFFSET*8,64 MARKER meta nftrace set 1`. */
 export function traceMarkerExpressions(l4proto: number, markerOffset: number, marker: Buffer): Buffer[] {
   return [
@@ -117,8 +135,7 @@ export function traceMarkerExpressions(l4proto: number, markerOffset: number, ma
     expr('cmp', [u32be(1 /* SREG */, REG_1), u32be(2 /* OP */, CMP_EQ), nested(3 /* DATA */, [attr(DATA_VALUE, Buffer.from([l4proto]))])]),
     expr('payload', [u32be(1 /* DREG */, REG_1), u32be(2 /* BASE */, PAYLOAD_TRANSPORT_HEADER), u32be(3 /* OFFSET */, markerOffset), u32be(4 /* LEN */, marker.length)]),
     expr('cmp', [u32be(1, REG_1), u32be(2, CMP_EQ), nested(3, [attr(DATA_VALUE, marker)])]),
-    expr('immediate', [u32be(1 /* DREG */, REG_1), nested(2 /* DATA */, [attr(DATA_VALUE, Buffer.from([1]))])]),
-    expr('meta', [u32be(2 /* KEY */, META_KEY.NFTRACE), u32be(3 /* SREG */, REG_1)]),
+    ...setNftrace(),
   ];
 }
 

@@ -13,6 +13,7 @@
  * to the hops of the same namespace.
  */
 import { formatAddress } from '../addr';
+import { tcpFlags } from '../decode';
 import type { CheckpointEvent, Direction, HopEvent, NetfilterEvent } from '../events';
 import { hookName, verdictName } from './hooks';
 import { judgesInBand, type HookPlan, type Judge } from './judges';
@@ -34,6 +35,10 @@ interface PacketId {
   dir: Direction;
   icmp_id: number;
   icmp_seq: number;
+  proto: number;
+  sport: number;
+  dport: number;
+  tcp_flags: string;
 }
 
 /** The decision a base chain took for one packet, from its trace messages. */
@@ -54,16 +59,26 @@ export function tracedPacket(t: TraceMessage): PacketId | null {
   if (!ip || !l4 || ip.length < 20 || l4.length < 8) return null;
   const version = ip[0] >> 4;
   if (version === 4) {
-    return { family: 4, src: formatAddress(4, ip, 12), dst: formatAddress(4, ip, 16), ...icmp(l4, 8) };
+    return { family: 4, src: formatAddress(4, ip, 12), dst: formatAddress(4, ip, 16), ...transport(ip[9], l4, 8) };
   }
   if (version === 6 && ip.length >= 40) {
-    return { family: 6, src: formatAddress(6, ip, 8), dst: formatAddress(6, ip, 24), ...icmp(l4, 128) };
+    return { family: 6, src: formatAddress(6, ip, 8), dst: formatAddress(6, ip, 24), ...transport(ip[6], l4, 128) };
   }
   return null;
 }
 
-function icmp(l4: Buffer, requestType: number) {
-  return { dir: (l4[0] === requestType ? 'request' : 'reply') as Direction, icmp_id: l4.readUInt16BE(4), icmp_seq: l4.readUInt16BE(6) };
+/** ICMP: echo direction, id and sequence; TCP/UDP: ports and flags (direction: by whoever knows the flow). */
+function transport(proto: number, l4: Buffer, requestType: number) {
+  const ports = proto === 6 || proto === 17;
+  return {
+    proto,
+    dir: (ports || l4[0] === requestType ? 'request' : 'reply') as Direction,
+    icmp_id: ports ? 0 : l4.readUInt16BE(4),
+    icmp_seq: ports ? 0 : l4.readUInt16BE(6),
+    sport: ports ? l4.readUInt16BE(0) : 0,
+    dport: ports ? l4.readUInt16BE(2) : 0,
+    tcp_flags: proto === 6 && l4.length >= 14 ? tcpFlags(l4[13]) : '',
+  };
 }
 
 const judgeKey = (family: string, table: string, chain: string) => `${family} ${table} ${chain}`;
@@ -108,8 +123,13 @@ export function chainDecisions(ns: NamespaceVerdicts): ChainDecision[] {
   return decisions;
 }
 
-function samePacket(a: PacketId, e: { dir: Direction; icmp_seq: number; src: string; dst: string }): boolean {
-  return a.dir === e.dir && a.icmp_seq === e.icmp_seq && a.src === e.src && a.dst === e.dst;
+type Identity = Pick<PacketId, 'dir' | 'icmp_seq' | 'src' | 'dst' | 'proto' | 'sport' | 'dport' | 'tcp_flags'>;
+
+/** The same packet: same addresses, and the same echo (ICMP) or ports and flags (TCP/UDP). */
+function samePacket(a: Identity, e: Identity): boolean {
+  if (a.src !== e.src || a.dst !== e.dst) return false;
+  if (a.proto === 6 || a.proto === 17) return a.proto === e.proto && a.sport === e.sport && a.dport === e.dport && a.tcp_flags === e.tcp_flags;
+  return a.dir === e.dir && a.icmp_seq === e.icmp_seq;
 }
 
 function event(ns: NamespaceVerdicts, judge: Judge, p: PacketId, time_ns: number, d: Partial<ChainDecision> & { verdict: string }): NetfilterEvent {
@@ -124,6 +144,10 @@ function event(ns: NamespaceVerdicts, judge: Judge, p: PacketId, time_ns: number
     dst: p.dst,
     icmp_id: p.icmp_id,
     icmp_seq: p.icmp_seq,
+    proto: p.proto,
+    sport: p.sport,
+    dport: p.dport,
+    tcp_flags: p.tcp_flags,
     hook: hookName(judge.hooknum),
     table_family: judge.tableFamily,
     table: judge.table,
@@ -160,13 +184,24 @@ export function netfilterEvents(namespaces: readonly NamespaceVerdicts[], checkp
   const out: NetfilterEvent[] = [];
   for (const ns of namespaces) {
     const decisions = chainDecisions(ns);
-    const decisionOf = (judge: Judge, p: { dir: Direction; icmp_seq: number; src: string; dst: string }) =>
+    const decisionOf = (judge: Judge, p: Identity) =>
       decisions.find((d) => d.judge === judge && samePacket(d.packet, p));
     const placed = new Set<ChainDecision>();
 
     for (const { plan, seen } of passages(ns, checkpoints)) {
       const entry = seen.get(0) ?? [...seen.values()][0];
-      const packet: PacketId = { family: entry.family, src: entry.src, dst: entry.dst, dir: entry.dir, icmp_id: entry.icmp_id, icmp_seq: entry.icmp_seq };
+      const packet: PacketId = {
+        family: entry.family,
+        src: entry.src,
+        dst: entry.dst,
+        dir: entry.dir,
+        icmp_id: entry.icmp_id,
+        icmp_seq: entry.icmp_seq,
+        proto: entry.proto,
+        sport: entry.sport,
+        dport: entry.dport,
+        tcp_flags: entry.tcp_flags,
+      };
       for (let band = 1; band <= plan.priorities.length; band++) {
         const before = seen.get(band - 1);
         if (!before) break; // stopped earlier, or a record was lost

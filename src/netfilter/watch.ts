@@ -38,7 +38,6 @@ import {
   NFNLGRP_NFTRACE,
   NFT_MSG,
   NFT_TABLE_F_OWNER,
-  traceMarkerExpressions,
   type ChainInfo,
   type TraceMessage,
 } from './nftables';
@@ -53,13 +52,11 @@ export const TABLE_PREFIX = 'tracepkt_';
 const TRACE_CHAIN_PRIORITY = PRIORITY_MIN;
 const NF_INET_PRE_ROUTING = 0;
 const NF_INET_LOCAL_OUT = 3;
-const IPPROTO_ICMP = 1;
-const IPPROTO_ICMPV6 = 58;
 const REPLY_TIMEOUT_MS = 2000;
 
 export interface NetfilterOptions {
-  marker: Buffer;
-  markerOffset: number;
+  /** The expressions of each rule that sets nftrace on the probe's packets; none: no nftables tracing. */
+  traceRules: Buffer[][];
   /** Name of our table, the same in every namespace. */
   table: string;
 }
@@ -178,7 +175,7 @@ export class NetfilterWatcher {
       ...judgesFromLegacy(NFPROTO_IPV4, readLegacyTables('ip_tables_names')),
       ...judgesFromLegacy(NFPROTO_IPV6, readLegacyTables('ip6_tables_names')),
     ];
-    if (ns.socket) this.createTraceTable(ns);
+    if (ns.socket && this.options.traceRules.length > 0) this.createTraceTable(ns);
     ns.plans = planCheckpoints(ns.judges, NF_CHECKPOINTS);
   }
 
@@ -245,14 +242,12 @@ export class NetfilterWatcher {
 
   /** Our table: chains at prerouting and output that set nftrace on the probe's packets. */
   private createTraceTable(ns: NamespaceWatch): void {
-    const { table, marker, markerOffset } = this.options;
+    const { table, traceRules } = this.options;
     const requests = (flags: number) => [
       newTable(NFPROTO.INET, table, flags),
       newBaseChain(NFPROTO.INET, table, 'pre', NF_INET_PRE_ROUTING, TRACE_CHAIN_PRIORITY),
       newBaseChain(NFPROTO.INET, table, 'out', NF_INET_LOCAL_OUT, TRACE_CHAIN_PRIORITY),
-      ...['pre', 'out'].flatMap((chain) =>
-        [IPPROTO_ICMP, IPPROTO_ICMPV6].map((l4) => newRule(NFPROTO.INET, table, chain, traceMarkerExpressions(l4, markerOffset, marker))),
-      ),
+      ...['pre', 'out'].flatMap((chain) => traceRules.map((rule) => newRule(NFPROTO.INET, table, chain, rule))),
     ];
     const attempt = (flags: number): number => {
       const reqs = requests(flags);

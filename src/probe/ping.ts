@@ -53,42 +53,53 @@ export function pingCommand(o: PingOptions): string[] {
 }
 
 /**
- * ping started under a shell that waits for a line on its stdin before it
- * execs ping, keeping its pid: the tracer registers the pid in between, so
- * not even ping's first route lookup escapes.
+ * A probe command started under a shell that waits for a line on its stdin
+ * before it execs the command, keeping its pid: the tracer registers the pid
+ * in between, so not even the probe's first route lookup escapes.
  */
+export function gatedCommand(argv: string[], netnsPath?: string): string[] {
+  const gated = ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-probe', ...argv];
+  return netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...gated] : gated;
+}
+
 export function launchCommand(o: PingOptions): string[] {
-  const ping = pingCommand({ ...o, netnsPath: undefined });
-  const gated = ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-ping', ...ping];
-  return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...gated] : gated;
+  return gatedCommand(pingCommand({ ...o, netnsPath: undefined }), o.netnsPath);
 }
 
 /** The Debian packages that provide the commands we run. */
-const PROVIDERS: Record<string, string> = { ping: 'iputils-ping', nsenter: 'util-linux' };
+const PROVIDERS: Record<string, string> = { ping: 'iputils-ping', nsenter: 'util-linux', sh: 'dash' };
 
-export interface PingRun {
+export interface ProbeRun {
   child: ChildProcess;
-  /** ping's exit status (0: a reply came, 1: none) and what it said on stderr. */
-  done: Promise<{ status: number; stderr: string }>;
+  /** The probe's exit status (0: an answer came, 1: none), what it said on stdout and on stderr. */
+  done: Promise<{ status: number; stdout: string; stderr: string }>;
 }
 
 /** Starts ping; `register(pid)` runs before ping does. */
-export function startPing(o: PingOptions, register: (pid: number) => void = () => undefined): PingRun {
-  const [cmd, ...args] = launchCommand(o);
-  const child = spawn(cmd, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+export function startPing(o: PingOptions, register: (pid: number) => void = () => undefined): ProbeRun {
+  return startGated(launchCommand(o), register);
+}
+
+/** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
+export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
+  const [cmd, ...args] = argv;
+  const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   if (child.pid !== undefined) register(child.pid);
   child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
   child.stdin?.end('\n');
+  let stdout = '';
   let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-  const done = new Promise<{ status: number; stderr: string }>((resolve) => {
+  const done = new Promise<{ status: number; stdout: string; stderr: string }>((resolve) => {
     child.on('error', (err: NodeJS.ErrnoException) =>
       resolve({
         status: 127,
+        stdout: '',
         stderr: err.code === 'ENOENT' ? `${cmd} not found: install ${PROVIDERS[cmd] ?? cmd}` : `${cmd}: ${err.message}`,
       }),
     );
-    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 2), stderr: stderr.trim() }));
+    child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 2), stdout: stdout.trim(), stderr: stderr.trim() }));
   });
   return { child, done };
 }

@@ -3,17 +3,24 @@ import { execFileSync } from 'node:child_process';
 import { TracepktError } from '../errors';
 import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../events';
 import { classifyRoutes } from '../kernel/names';
-import { tidy } from '../tidy';
+import { markRewrites, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
 import type { Native } from '../native';
 import { fillRuleTexts } from '../netfilter/rule-text';
 import { netfilterEvents } from '../netfilter/verdicts';
 import { createTracer, type Tracer } from '../tracer';
-import { MARKER_OFFSET, newMarker, startPing } from './ping';
+import { gatedCommand, launchCommand, MARKER_OFFSET, newMarker, startGated } from './ping';
+import type { KernelFilter } from '../bpf/config';
+import { compileFilter } from '../filter/compile';
+import { parseFilter } from '../filter/parse';
+import * as path from 'node:path';
+import { randomInt } from 'node:crypto';
 import type { Target } from './target';
 
 export interface ProbeOptions {
   target: Target;
+  /** A TCP connection attempt or a UDP datagram to this port, instead of ICMP echo. */
+  service?: { proto: 'tcp' | 'udp'; port: number };
   count: number;
   /** Seconds to wait for each reply. */
   timeout: number;
@@ -29,6 +36,15 @@ export interface ProbeOptions {
   resolver?: NetnsResolver;
   /** Called once everything is attached, just before the probe is sent. */
   onReady?: (tracer: Tracer) => void;
+}
+
+/** A TCP/UDP probe's packets go from its source port; the answers come back to it. */
+function orientByPort(events: (KernelEvent | TraceEvent)[], sourcePort: number): void {
+  for (const e of events) {
+    if (e.kind !== 'route' && e.dir !== 'error') {
+      e.dir = e.dport === sourcePort && e.sport !== sourcePort ? 'reply' : 'request';
+    }
+  }
 }
 
 /** A namespace's path for tools to enter: our own one needs none. */
@@ -77,10 +93,31 @@ export interface ProbeResult {
   aborted: boolean;
 }
 
+/** Source ports for TCP/UDP probes: below Linux's ephemeral range, so not one the kernel hands out. */
+const PROBE_PORTS = [20000, 32767];
+
+/** The kernel side of a probe: how its packets are recognised. */
+function probeFilter(o: ProbeOptions, marker: Buffer, sourcePort: number): KernelFilter {
+  const base = { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address };
+  if (!o.service) return base;
+  return { ...base, match: 'filter', program: compileFilter(parseFilter(`${o.service.proto} and port ${sourcePort}`)) };
+}
+
+/** The probe's command: ping, or the TCP/UDP sender (src/probe/send.ts). */
+function probeCommand(o: ProbeOptions, marker: Buffer, sourcePort: number): string[] {
+  if (!o.service) {
+    return launchCommand({ address: o.target.address, family: o.target.family, count: o.count, timeout: o.timeout, marker, netnsPath: o.fromPath, ttl: o.ttl, size: o.size });
+  }
+  const sender = [process.execPath, path.join(__dirname, 'send.js'), o.service.proto, o.target.address, String(o.service.port), String(sourcePort), String(o.timeout)];
+  return gatedCommand(sender, o.fromPath);
+}
+
 export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   const marker = newMarker();
+  const sourcePort = PROBE_PORTS[0] + randomInt(PROBE_PORTS[1] - PROBE_PORTS[0]);
   const tracer = await createTracer({
-    filter: { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address },
+    filter: probeFilter(o, marker, sourcePort),
+    flow: o.service && { proto: o.service.proto, port: sourcePort },
     netfilter: o.netfilter ?? true,
     native: o.native,
     resolver: o.resolver,
@@ -94,16 +131,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   let ping;
   try {
     o.onReady?.(tracer);
-    ping = startPing({
-      address: o.target.address,
-      family: o.target.family,
-      count: o.count,
-      timeout: o.timeout,
-      marker,
-      netnsPath: o.fromPath,
-      ttl: o.ttl,
-      size: o.size,
-    }, (pid) => tracer.addSender(pid));
+    ping = startGated(probeCommand(o, marker, sourcePort), (pid) => tracer.addSender(pid));
     const child = ping.child;
     const stop = () => {
       aborted = true;
@@ -114,23 +142,27 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     else o.signal?.addEventListener('abort', stop, { once: true });
     // ping bounds itself with -W; this only guards against one that hangs.
     const guard = setTimeout(stop, (o.count * 0.2 + o.timeout + 5) * 1000);
-    const { status, stderr } = await ping.done;
+    const { status, stdout, stderr } = await ping.done;
     clearTimeout(guard);
     o.signal?.removeEventListener('abort', stop);
     tracer.close();
     await reading;
     // ping gives up (exit 2) when the kernel refuses to send: no route from here. That is the
     // journey's answer, not tracepkt's failure; the route lookup event says where and why.
-    const refused = status === 2 && /unreachable|no route/i.test(stderr);
+    const refused = !o.service && status === 2 && /unreachable|no route/i.test(stderr);
     if (!aborted && status !== 0 && status !== 1 && !refused) {
-      throw new TracepktError(`ping failed (exit status ${status}): ${stderr || 'no message'}`);
+      const who = o.service ? `the ${o.service.proto.toUpperCase()} probe` : 'ping';
+      throw new TracepktError(`${who} failed (exit status ${status}): ${stdout || stderr || 'no message'}`);
     }
     const notes = [...tracer.notes];
     if (refused) notes.push(`ping: ${stderr.split('\n')[0]}`);
     for (const ns of tracer.netfilter?.namespaces ?? []) {
       if (ns.lostTraces > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${ns.lostTraces} nftables trace message(s) lost (socket buffer full)`);
     }
+    if (o.service) orientByPort(kernel, sourcePort);
     const events = await journeyEvents(tracer, kernel);
+    if (o.service) orientByPort(events, sourcePort);
+    if (o.service && stdout) notes.push(`${o.service.proto.toUpperCase()} probe: ${stdout}`);
     return {
       status: aborted || refused ? 1 : status,
       events,
@@ -155,6 +187,7 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
   const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
   classifyRoutes(routes, hops);
   const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent => e.kind === 'drop')]);
+  markRewrites(direct);
   if (!tracer.netfilter) return direct.sort((a, b) => a.time_ns - b.time_ns);
   const checkpoints = kernel.filter((e): e is CheckpointEvent => e.kind === 'checkpoint');
   const namespaces = tracer.netfilter.namespaces.map((ns) => ({

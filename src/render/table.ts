@@ -8,7 +8,7 @@ const COLUMNS = [
   ['INTERFACE', 16],
   ['DIR', 8],
   ['ADDRESSES', 34],
-  ['ICMP', 16],
+  ['PACKET', 16],
   ['HOOK', 0],
 ] as const;
 
@@ -42,7 +42,7 @@ export class TableRenderer {
     const where = netnsLabel(ev.netns, ev.netns_name);
     const flow = `${ev.src} -> ${ev.dst}`;
     if (ev.kind === 'route') return row([when, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
-    const icmp = `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
+    const icmp = ev.kind !== 'netfilter' && (ev.proto === 6 || ev.proto === 17) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
     if (ev.kind === 'netfilter') return row([when, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
     if (ev.kind === 'drop') return row([when, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
     return row([when, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
@@ -68,8 +68,13 @@ function describeVerdict(ev: NetfilterEvent): string {
   return `${ev.hook} ${chainLabel(ev)}: ${ev.verdict} (${decidedBy(ev)})`;
 }
 
+/** "tcp 20345>80 S", "udp 20345>53". */
+function l4Label(ev: { proto: number; sport: number; dport: number; tcp_flags: string }): string {
+  return `${ev.proto === 6 ? 'tcp' : 'udp'} ${ev.sport}>${ev.dport}${ev.tcp_flags ? ` ${ev.tcp_flags}` : ''}`;
+}
+
 function describeHop(ev: HopEvent): string {
-  if (ev.dir !== 'error') return ev.hook;
+  if (ev.dir !== 'error') return ev.rewritten ? `${ev.hook} (NAT: ${ev.rewritten})` : ev.hook;
   return `${ev.hook}: ${ev.family === 6 ? 'ICMPv6' : 'ICMP'} ${describeIcmpError(ev.family, ev.icmp_type, ev.icmp_code, ev.mtu)} about the ${ev.quotes}`;
 }
 

@@ -93,6 +93,31 @@ export function bridgeJourney({ host, ctr, veth }: { host: string; ctr: string; 
   ];
 }
 
+/**
+ * The demo's Docker-like host with an outside network: namespace `out`
+ * (10.99.0.2) reaches the host's `ext` (10.99.0.1); the host forwards.
+ * The demo lab already masquerades the containers' traffic leaving docker0.
+ */
+export function natLab(lab: Lab) {
+  const topo = bridgeLab(lab);
+  const out = lab.netns('out');
+  lab.veth(topo.host, 'ext', out, 'eth0');
+  lab.addr(topo.host, 'ext', '10.99.0.1/24');
+  lab.addr(out, 'eth0', '10.99.0.2/24');
+  lab.forwarding(topo.host);
+  return { ...topo, out, hostExt: '10.99.0.1', outAddr: '10.99.0.2' };
+}
+
+/** A TCP server in a namespace that accepts and closes; stopped by the returned function. */
+export async function tcpServer(ns: string, port: number): Promise<() => void> {
+  const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', `require('net').createServer((s) => s.end()).listen(${port}, () => console.log('ready'))`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.once('data', () => resolve());
+    server.once('exit', () => reject(new Error(`server on port ${port} in ${ns} did not start`)));
+  });
+  return () => server.kill('SIGKILL');
+}
+
 /** a — router — b, each link its own subnet; IPv4 and IPv6 forwarding in the router. */
 export function routerLab(lab: Lab) {
   const a = lab.netns('a');

@@ -23,7 +23,7 @@ test('ping from another namespace runs under nsenter; -t sets the TTL', () => {
 
 test('ping starts under a shell that waits for the go, keeping its pid; nsenter wraps the whole', () => {
   const o = { address: '10.0.0.2', family: 4 as const, count: 1, timeout: 2, marker };
-  assert.deepEqual(launchCommand(o), ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-ping', ...pingCommand(o)]);
+  assert.deepEqual(launchCommand(o), ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-probe', ...pingCommand(o)]);
   const inNs = launchCommand({ ...o, netnsPath: '/run/netns/x', size: 1400 });
   assert.deepEqual(inNs.slice(0, 4), ['nsenter', '--net=/run/netns/x', '--', 'sh']);
   assert.deepEqual(inNs.slice(-3), ['-s', '1400', '10.0.0.2']);

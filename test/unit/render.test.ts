@@ -8,7 +8,7 @@ test('table: a header, then one line per hop timed from the first event', () => 
   const events = decodeFixture('demo-ipv4.batch');
   events.forEach((e) => (e.netns_name = e.netns === events[0].netns ? 'lab-host' : 'lab-ctr'));
   const t = new TableRenderer();
-  assert.match(t.header(), /^TIME\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+ICMP\s+HOOK$/);
+  assert.match(t.header(), /^TIME\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+PACKET\s+HOOK$/);
   const lines = events.map((e) => t.line(e));
   assert.match(lines[0], /^\+0\.000ms\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue$/);
   assert.match(lines[5], /^\+0\.\d{3}ms\s+lab-host \(\d+\)\s+docker0\s+reply\s+172\.17\.0\.2 -> 172\.17\.0\.1/);

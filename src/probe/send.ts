@@ -1,0 +1,58 @@
+/**
+ * The TCP/UDP probe, run as its own process (like ping) so that it can be
+ * started inside another namespace and tied to the trace by its pid:
+ *
+ *   node send.js tcp|udp ADDRESS PORT SOURCE_PORT TIMEOUT_SECONDS
+ *
+ * Prints one line saying what came back; exit status 0 when the target
+ * answered (TCP: SYN-ACK or RST; UDP: a datagram), 1 when nothing did or an
+ * ICMP error came instead, 3 when the probe could not be sent.
+ */
+import * as dgram from 'node:dgram';
+import * as net from 'node:net';
+
+const [proto, address, portArg, sourcePortArg, timeoutArg] = process.argv.slice(2);
+const port = Number(portArg);
+const localPort = Number(sourcePortArg);
+const timeoutMs = Number(timeoutArg) * 1000;
+const family = net.isIPv6(address) ? 6 : 4;
+
+function done(line: string, status: number): never {
+  process.stdout.write(`${line}\n`);
+  process.exit(status);
+}
+
+/** Errors the kernel reports from an ICMP error or a failed route. */
+const NO_ANSWER = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'ECONNREFUSED', 'EACCES', 'EPERM', 'EMSGSIZE']);
+
+if (proto === 'tcp') {
+  const socket = net.connect({ host: address, port, localPort, family });
+  const timer = setTimeout(() => done('no answer', 1), timeoutMs);
+  socket.on('connect', () => {
+    clearTimeout(timer);
+    // One connection attempt, no more: reset rather than a full close.
+    socket.resetAndDestroy();
+    done('SYN-ACK: port open', 0);
+  });
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    if (err.code === 'ECONNREFUSED') done('RST: port closed', 0);
+    if (err.code === 'EADDRINUSE') done(`source port ${localPort} in use`, 3);
+    done(`${err.code ?? 'error'}: ${err.message}`, NO_ANSWER.has(err.code ?? '') ? 1 : 3);
+  });
+} else if (proto === 'udp') {
+  const socket = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+  const timer = setTimeout(() => done('no answer', 1), timeoutMs);
+  socket.on('message', () => done('UDP answer', 0));
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    clearTimeout(timer);
+    if (err.code === 'ECONNREFUSED') done('ICMP port unreachable', 1);
+    if (err.code === 'EADDRINUSE') done(`source port ${localPort} in use`, 3);
+    done(`${err.code ?? 'error'}: ${err.message}`, NO_ANSWER.has(err.code ?? '') ? 1 : 3);
+  });
+  socket.bind(localPort, () =>
+    socket.connect(port, address, () => socket.send(Buffer.from('tracepkt probe\n'))),
+  );
+} else {
+  done(`unknown protocol ${proto}`, 3);
+}
