@@ -9,6 +9,7 @@ import { processOutput, type Output } from './commands/output';
 export const USAGE = `Usage:
   tracepkt [options] TARGET   trace probes to TARGET (IP address or host name): ICMP echo,
                               or a TCP connection attempt / UDP datagram with --tcp / --udp
+  tracepkt --filter EXPR      trace existing traffic matching EXPR, everywhere, until Ctrl-C
   tracepkt demo               trace a ping into a throwaway Docker-like lab
   tracepkt doctor             check what this kernel allows
   tracepkt cleanup            remove what a killed run left behind
@@ -23,6 +24,9 @@ Options:
       --timeout SECONDS  time to wait for each reply (default 2)
       --ttl N            TTL / hop limit of the probes (1-255)
       --size BYTES       ICMP payload size (32-65000, default 56)
+      --filter EXPR      with no TARGET: passive tracing. EXPR is tcpdump-like: host / src host /
+                         dst host ADDR, net CIDR, port / src port / dst port N, icmp, icmp6,
+                         tcp, udp, ip, ip6, and, or, not, ( ). With -c N: stop after N journeys
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -h, --help             this help
       --version          the version
@@ -84,6 +88,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         ttl: { type: 'string' },
         tcp: { type: 'string' },
         udp: { type: 'string' },
+        filter: { type: 'string' },
         size: { type: 'string' },
         json: { type: 'boolean' },
         '4': { type: 'boolean', short: '4' },
@@ -105,6 +110,14 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     return 0;
   }
   if (values['4'] && values['6']) throw new TracepktError('-4 and -6 exclude each other');
+  if (values.filter !== undefined) {
+    if (positionals.length > 0) throw new TracepktError('--filter traces existing traffic: give no target with it');
+    if (values.from !== undefined || values.tcp !== undefined || values.udp !== undefined) {
+      throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
+    }
+    const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
+    return (await import('./commands/passive')).passiveCommand({ filter: values.filter, count, json: values.json ?? false }, io, signal);
+  }
   if (positionals.length !== 1) {
     throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
   }

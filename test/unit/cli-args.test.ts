@@ -26,6 +26,12 @@ const bad: [string[], RegExp][] = [
   [['--ttl', '256', '10.0.0.1'], /--ttl must be a whole number from 1 to 255, not "256"/],
   [['--ttl', '-1', '10.0.0.1'], /--ttl must be a whole number from 1 to 255, not "-1"/],
   [['--size', '8', '10.0.0.1'], /--size must be a whole number from 32 to 65000, not "8"/],
+  [['--tcp', '80', '--udp', '53', '10.0.0.1'], /--tcp and --udp exclude each other/],
+  [['--tcp', '0', '10.0.0.1'], /--tcp must be a whole number from 1 to 65535, not "0"/],
+  [['--tcp', '80', '-c', '2', '10.0.0.1'], /--count goes with ICMP probes only/],
+  [['--filter', 'tcp', '10.0.0.1'], /--filter traces existing traffic: give no target with it/],
+  [['--filter', 'tcp', '--tcp', '80'], /do not go with it/],
+  [['--filter', 'tcp and'], /bad filter at column 8: expression ends too early/],
   [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
 ];
 

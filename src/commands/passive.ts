@@ -1,0 +1,86 @@
+/**
+ * `tracepkt --filter EXPR` without a target: trace the traffic that already
+ * flows, everywhere, as long as it matches EXPR (evaluated in the kernel:
+ * the rest never reaches us). Prints each packet as it comes, numbered by
+ * journey (flow); ends on Ctrl-C, or once --count journeys are complete.
+ */
+import { compileFilter } from '../filter/compile';
+import { parseFilter } from '../filter/parse';
+import { FlowJourneys } from '../flows';
+import { nameRoute } from '../kernel/names';
+import { requireTracingPrivileges } from '../privileges';
+import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
+import { netnsLabel, TableRenderer } from '../render/table';
+import { tidy } from '../tidy';
+import { createTracer } from '../tracer';
+import type { Output } from './output';
+
+export interface PassiveOptions {
+  filter: string;
+  /** Stop once this many journeys are complete; undefined: until interrupted. */
+  count?: number;
+  json: boolean;
+  /** A journey is complete after this long without packets. */
+  idleMs?: number;
+}
+
+export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
+  const program = compileFilter(parseFilter(o.filter)); // before anything is attached
+  requireTracingPrivileges();
+  const tracer = await createTracer({ filter: { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 } });
+  const journeys = new FlowJourneys(o.idleMs ?? 1000);
+  const table = new TableRenderer();
+  let completed = 0;
+  const stop = () => tracer.close();
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
+
+  if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes }));
+  else {
+    io.err(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`);
+    io.out(`JOURNEY ${table.header()}`);
+  }
+  const timer = setInterval(() => {
+    completed += journeys.completeIdle(Date.now()).length;
+    if (o.count !== undefined && completed >= o.count) stop();
+  }, 100);
+  try {
+    for await (const ev of tracer) {
+      if (ev.kind === 'checkpoint') continue;
+      if (ev.kind === 'route') {
+        nameRoute(ev);
+        continue; // lookups belong to a packet's journey only in probe mode, where the flow is known
+      }
+      if (tidy([ev]).length === 0) continue;
+      const j = journeys.add(ev, Date.now());
+      if (o.json) io.out(jsonLine({ ...ev, journey: j.id }));
+      else io.out(`#${String(j.id).padEnd(6)} ${table.line(ev)}`);
+    }
+  } finally {
+    clearInterval(timer);
+    signal?.removeEventListener('abort', stop);
+    tracer.close();
+  }
+  const all = journeys.all();
+  if (o.json) {
+    io.out(jsonLine({
+      kind: 'summary',
+      schema: JSON_SCHEMA_VERSION,
+      filter: o.filter,
+      journeys: all.map((j) => ({
+        journey: j.id,
+        flow: j.label,
+        packets: j.packets,
+        namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
+        complete: j.complete,
+      })),
+      lost_events: tracer.lost(),
+    }));
+  } else {
+    io.out('');
+    io.out(`Summary: ${all.length} journey(s), ${all.reduce((n, j) => n + j.packets, 0)} packet sighting(s).`);
+    for (const j of all) io.out(`  #${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}`);
+    if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
+  }
+  return 0;
+}

@@ -1,0 +1,53 @@
+/** Passive tracing: existing traffic, matched in the kernel, grouped into journeys. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { finished, routerLab, startCli, tcpServer, withLab } from './helpers';
+
+test('only traffic matching the filter is traced; it comes as journeys; --count ends the run', () =>
+  withLab(async (lab) => {
+    const topo = routerLab(lab);
+    const stop = await tcpServer(topo.b, 8080);
+    try {
+      const child = startCli(['--json', '--count', '1', '--filter', `tcp and port 8080 and host ${topo.v4}`]);
+      const done = finished(child);
+      await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve())); // the start line: attached
+      // Unmatched: pings both ways, TCP to another port, UDP to the same port number.
+      execFileSync('ip', ['netns', 'exec', topo.a, 'ping', '-c', '2', '-i', '0.2', '-q', topo.v4], { stdio: 'ignore' });
+      const closed = `require('net').connect({ host: '${topo.v4}', port: 8081 }).on('error', () => {})`;
+      const udp = `const s = require('dgram').createSocket('udp4'); s.send('x', 8080, '${topo.v4}', () => s.close())`;
+      for (const code of [closed, udp]) execFileSync('ip', ['netns', 'exec', topo.a, process.execPath, '-e', code], { stdio: 'ignore' });
+      // Matched: one TCP connection to 8080.
+      const hello = `require('net').connect({ host: '${topo.v4}', port: 8080 }, function () { this.end(); })`;
+      spawn('ip', ['netns', 'exec', topo.a, process.execPath, '-e', hello], { stdio: 'ignore' });
+      const run = await done;
+      assert.equal(run.status, 0, run.stderr);
+      const packets = run.lines.filter((l) => l.kind === 'hop' || l.kind === 'drop');
+      assert.ok(packets.length >= 8, `the connection was traced (${packets.length} sightings)`);
+      for (const p of packets) {
+        assert.equal(p.proto, 6, 'TCP only');
+        assert.ok(p.sport === 8080 || p.dport === 8080, 'port 8080 only');
+        assert.equal(p.journey, 1, 'one flow, one journey');
+      }
+      // Its SYN crossed a, the router and b in order; the SYN-ACK came back as the reply.
+      const syn = packets.filter((p) => p.kind === 'hop' && p.tcp_flags === 'S').map((p) => [p.netns_name, p.ifname, p.dir]);
+      assert.deepEqual(syn, [
+        [topo.a, 'eth0', 'request'],
+        [topo.r, 'ra', 'request'],
+        [topo.r, 'rb', 'request'],
+        [topo.b, 'eth0', 'request'],
+      ]);
+      assert.ok(packets.some((p) => p.tcp_flags === 'S.' && p.dir === 'reply' && p.netns_name === topo.a));
+      assert.match(run.summary?.journeys[0].flow, new RegExp(`^tcp 10\\.0\\.1\\.2:\\d+ -> ${topo.v4.replace(/\./g, '\\.')}:8080$`));
+      assert.equal(run.summary?.journeys[0].complete, true);
+    } finally {
+      stop();
+    }
+  }));
+
+test('a malformed filter is refused with its column before anything is attached', async () => {
+  const run = await finished(startCli(['--filter', 'tcp and port 99999']));
+  assert.equal(run.status, 2);
+  assert.equal(run.stdout, '');
+  assert.match(run.stderr, /^tracepkt: bad filter at column 14: expected a port number \(0-65535\), not "99999" \(in "tcp and port 99999"\)\n$/);
+});

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import type { HopEvent } from '../../src/events';
+import { FlowJourneys, flowOf } from '../../src/flows';
+
+const base = { kind: 'hop' as const, hook: 'net_dev_queue', time_ns: 0, skb: '1', netns: 7, netns_name: 'r', ifindex: 2, ifname: 'eth0', family: 4 as const, icmp_id: 0, icmp_seq: 0, icmp_type: 0, icmp_code: 0, quotes: null, mtu: null, tcp_flags: '', ttl: 64, len: 60 };
+const tcp = (src: string, sport: number, dst: string, dport: number, flags = 'S'): HopEvent => ({ ...base, dir: 'request', proto: 6, src, sport, dst, dport, tcp_flags: flags });
+
+test('both directions of a flow are one journey; the first packet sets the forward way', () => {
+  const j = new FlowJourneys(1000);
+  const syn = tcp('10.0.0.1', 40000, '10.0.0.2', 80);
+  const synAck = tcp('10.0.0.2', 80, '10.0.0.1', 40000, 'S.');
+  assert.equal(j.add(syn, 0).id, 1);
+  assert.equal(j.add(synAck, 10).id, 1);
+  assert.deepEqual([syn.dir, synAck.dir], ['request', 'reply']);
+  assert.equal(flowOf(syn).key, flowOf(synAck).key);
+  const other = tcp('10.0.0.1', 40001, '10.0.0.2', 80);
+  assert.equal(j.add(other, 20).id, 2, 'another source port, another journey');
+  assert.equal(j.all()[0].label, 'tcp 10.0.0.1:40000 -> 10.0.0.2:80');
+  assert.equal(j.all()[0].packets, 2);
+});
+
+test('a journey completes after the idle time; the same flow later is a new journey', () => {
+  const j = new FlowJourneys(1000);
+  j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0);
+  assert.deepEqual(j.completeIdle(999), []);
+  assert.deepEqual(j.completeIdle(1000).map((x) => x.id), [1]);
+  assert.deepEqual(j.completeIdle(5000), [], 'completes once');
+  assert.equal(j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 6000).id, 2);
+});
+
+test('ICMP echoes pair by identifier and keep their own direction', () => {
+  const j = new FlowJourneys();
+  const req: HopEvent = { ...base, dir: 'request', proto: 1, src: '10.0.0.1', dst: '10.0.0.2', icmp_id: 9, icmp_type: 8, sport: 0, dport: 0 };
+  const rep: HopEvent = { ...req, dir: 'reply', src: '10.0.0.2', dst: '10.0.0.1', icmp_type: 0 };
+  assert.equal(j.add(req, 0).id, j.add(rep, 1).id);
+  assert.equal(rep.dir, 'reply');
+  assert.equal(j.all()[0].label, 'icmp 10.0.0.1 -> 10.0.0.2 id 9');
+});
