@@ -129,14 +129,24 @@ struct probe_match {
 	__u16 dport;
 };
 
-/* The probe's packets, by sk_buff address, once recognised: NAT and header
- * rewrites do not lose them. Forgotten when the kernel frees the packet,
- * because it reuses the address. */
+/*
+ * The probe's packets, by sk_buff address, once recognised: NAT and header
+ * rewrites do not lose them. Forgotten when the kernel frees the packet
+ * (it reuses the address); some free paths skip the tracepoints, so an
+ * entry also holds only for the same family and protocol and for
+ * CFG.track_ns after it was last seen.
+ */
+struct tracked {
+	__u64 seen;
+	__u8 family;
+	__u8 proto;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, struct tracked);
 } tp_skbs SEC(".maps");
 
 static __always_inline void count_lost(void)
@@ -352,12 +362,18 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 			}
 		}
 	}
-	return skb && bpf_map_lookup_elem(&tp_skbs, &key);
+	if (skb) {
+		struct tracked *t = bpf_map_lookup_elem(&tp_skbs, &key);
+
+		if (t && t->family == m->family && t->proto == m->l4proto && bpf_ktime_get_ns() - t->seen < CFG.track_ns)
+			goto ours;
+	}
+	return false;
 ours:
 	if (skb) {
-		__u8 one = 1;
+		struct tracked t = { .seen = bpf_ktime_get_ns(), .family = m->family, .proto = m->l4proto };
 
-		bpf_map_update_elem(&tp_skbs, &key, &one, BPF_ANY);
+		bpf_map_update_elem(&tp_skbs, &key, &t, BPF_ANY);
 	}
 	return true;
 }
@@ -457,19 +473,27 @@ static __always_inline __u32 dev_netns(struct net_device *dev)
 	return dev ? dev->nd_net.net->ns.inum : 0;
 }
 
+/* A packet seen where the kernel handles its sk_buff: on its device. */
+static __always_inline struct sighting skb_sighting(struct sk_buff *skb, __u8 kind, __u8 hook)
+{
+	struct sighting at = {
+		.skb = skb,
+		.dev = skb->dev,
+		.netns = dev_netns(skb->dev),
+		.kind = kind,
+		.hook = hook,
+	};
+
+	return at;
+}
+
 /* Transmit: the IP stack has set the network header by now, while skb->data
  * already points at the link-layer header. */
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
 	struct probe_match m = {};
-	struct sighting at = {
-		.skb = skb,
-		.dev = skb->dev,
-		.netns = dev_netns(skb->dev),
-		.kind = TP_EVENT_HOP,
-		.hook = TP_HOOK_NET_DEV_QUEUE,
-	};
+	struct sighting at = skb_sighting(skb, TP_EVENT_HOP, TP_HOOK_NET_DEV_QUEUE);
 
 	emit(skb->head + skb->network_header, &at, &m);
 	return 0;
@@ -485,13 +509,7 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 	__u32 zero = 0;
 	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
 	struct probe_match m = {};
-	struct sighting at = {
-		.skb = skb,
-		.dev = skb->dev,
-		.netns = dev_netns(skb->dev),
-		.kind = TP_EVENT_HOP,
-		.hook = TP_HOOK_NETIF_RECEIVE_SKB,
-	};
+	struct sighting at = skb_sighting(skb, TP_EVENT_HOP, TP_HOOK_NETIF_RECEIVE_SKB);
 
 	if (!cur)
 		return 0;
@@ -520,17 +538,11 @@ SEC("tp_btf/kfree_skb")
 int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, int reason)
 {
 	struct probe_match m = {};
-	struct sighting at = {
-		.skb = skb,
-		.dev = skb->dev,
-		.netns = dev_netns(skb->dev),
-		.kind = TP_EVENT_DROP,
-		.hook = TP_HOOK_KFREE_SKB,
-		.location = (__u64)location,
-		.reason = reason,
-	};
+	struct sighting at = skb_sighting(skb, TP_EVENT_DROP, TP_HOOK_KFREE_SKB);
 	__u64 key = (__u64)skb;
 
+	at.location = (__u64)location;
+	at.reason = reason;
 	emit(skb->head + skb->network_header, &at, &m);
 	bpf_map_delete_elem(&tp_skbs, &key);
 	return 0;

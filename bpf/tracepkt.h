@@ -117,7 +117,8 @@ struct tp_config {
 	__u32 current_ns;    /* how long after its receive a lookup can still be the probe's */
 	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
 	__u8 filter_len;
-	__u8 pad[7];
+	__u8 pad2[3];
+	__u32 track_ns;      /* how long a recognised sk_buff stays recognised without being seen */
 	struct tp_filter_insn filter[TP_FILTER_MAX];
 };
 

@@ -26,6 +26,14 @@ export interface KernelFilter {
  */
 export const CURRENT_PACKET_NS = 1_000_000;
 
+/**
+ * How long a packet recognised by its sk_buff address (filtered tracing,
+ * through NAT) stays recognised without being seen again. A packet crosses
+ * the kernel in microseconds to milliseconds; a reused address must not
+ * inherit its identity.
+ */
+export const TRACKED_PACKET_NS = 1_000_000_000;
+
 /** An IP address as the kernel holds it: 4 or 16 bytes, network order. */
 export function addressBytes(address: string): Buffer {
   const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
@@ -53,6 +61,7 @@ export function encodeConfig(filter: KernelFilter): Buffer {
     const program = filter.program ?? [];
     buf[CONFIG_FIELDS.match[0]] = 1;
     buf[CONFIG_FIELDS.filter_len[0]] = program.length;
+    buf.writeUInt32LE(TRACKED_PACKET_NS, CONFIG_FIELDS.track_ns[0]);
     program.forEach((insn, n) => {
       const at = CONFIG_FIELDS.filter[0] + n * FILTER_INSN_SIZE;
       buf[at + I.op[0]] = insn.op;

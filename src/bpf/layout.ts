@@ -59,7 +59,8 @@ export const CONFIG_FIELDS = {
   current_ns: [12, 4],
   target: [16, 16],
   filter_len: [32, 1],
-  pad: [33, 7],
+  pad2: [33, 3],
+  track_ns: [36, 4],
   filter: [40, 32 * FILTER_INSN_SIZE],
 } as const satisfies Record<string, Field>;
 
