@@ -102,3 +102,26 @@ test('tidy: socket-queue purges and raw-ping leftovers are not drops on the path
   ];
   assert.deepEqual(tidy(events).map((e) => (e.kind === 'route' ? `route ${e.table}` : e.kind === 'drop' ? `drop ${e.location}` : e.kind)), ['route main', 'drop udp_rcv+0x10']);
 });
+
+test('decodes a recorded TCP probe to a closed port: ports, flags, the RST, the drop of the SYN', () => {
+  const tcp: { netns: { a: number; r: number; b: number }; ring: string[] } = require('../../../test/fixtures/router-tcp.json');
+  const events: KernelEvent[] = [];
+  for (const b of tcp.ring) decodeBatch(Buffer.from(b, 'base64'), (e) => events.push(e));
+  const packets = events.filter((e): e is HopEvent | DropEvent => e.kind === 'hop' || e.kind === 'drop');
+  const port = packets[0].sport;
+  assert.ok(port >= 20000 && port <= 32767, 'a source port below the ephemeral range');
+  assert.deepEqual(packets.map((e) => [e.kind, e.netns, e.proto, `${e.sport}>${e.dport}`, e.tcp_flags]), [
+    ['hop', tcp.netns.a, 6, `${port}>8081`, 'S'],
+    ['hop', tcp.netns.r, 6, `${port}>8081`, 'S'],
+    ['hop', tcp.netns.r, 6, `${port}>8081`, 'S'],
+    ['hop', tcp.netns.b, 6, `${port}>8081`, 'S'],
+    ['hop', tcp.netns.b, 6, `8081>${port}`, 'R.'],
+    ['drop', tcp.netns.b, 6, `${port}>8081`, 'S'],
+    ['hop', tcp.netns.r, 6, `8081>${port}`, 'R.'],
+    ['hop', tcp.netns.r, 6, `8081>${port}`, 'R.'],
+    ['hop', tcp.netns.a, 6, `8081>${port}`, 'R.'],
+  ]);
+  // Decoding leaves TCP packets as requests: the probe, which knows its port, turns answers round.
+  assert.ok(packets.every((e) => e.dir === 'request'));
+  assert.ok(packets.every((e) => e.icmp_type === 0 && e.quotes === null));
+});
