@@ -75,11 +75,6 @@ export interface ProbeRun {
   done: Promise<{ status: number; stdout: string; stderr: string }>;
 }
 
-/** Starts ping; `register(pid)` runs before ping does. */
-export function startPing(o: PingOptions, register: (pid: number) => void = () => undefined): ProbeRun {
-  return startGated(launchCommand(o), register);
-}
-
 /** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
 export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
   const [cmd, ...args] = argv;
