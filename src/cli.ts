@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { TracepktError } from './errors';
 import { processOutput, type Output } from './commands/output';
+import { colourWanted } from './render/colour';
 
 export const USAGE = `Usage:
   tracepkt [options] TARGET   trace probes to TARGET (IP address or host name): ICMP echo,
@@ -28,6 +29,7 @@ Options:
                          dst host ADDR, net CIDR, port / src port / dst port N, icmp, icmp6,
                          tcp, udp, ip, ip6, and, or, not, ( ). With -c N: stop after N journeys
       --json             JSON Lines on stdout: one event per line (docs/json.md)
+  -q, --quiet            only the summary (and, with --json, only the summary line)
   -h, --help             this help
       --version          the version
 
@@ -91,6 +93,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         filter: { type: 'string' },
         size: { type: 'string' },
         json: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
         '4': { type: 'boolean', short: '4' },
         '6': { type: 'boolean', short: '6' },
         help: { type: 'boolean', short: 'h' },
@@ -101,6 +104,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     throw new TracepktError(`${(err as Error).message.split(/\.\s|\n/)[0]} (see tracepkt --help)`);
   }
   const { values, positionals } = parsed;
+  // Colour only for a person at a terminal: never piped, never with NO_COLOR.
+  const colour = io === processOutput && colourWanted(process.stdout);
   if (values.help) {
     io.out(USAGE);
     return 0;
@@ -116,7 +121,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
     const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
-    return (await import('./commands/passive')).passiveCommand({ filter: values.filter, count, json: values.json ?? false }, io, signal);
+    return (await import('./commands/passive')).passiveCommand({ filter: values.filter, count, json: values.json ?? false, quiet: values.quiet, colour }, io, signal);
   }
   if (positionals.length !== 1) {
     throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
@@ -124,7 +129,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
   const [command] = positionals;
   switch (command) {
     case 'demo':
-      return (await import('./commands/demo')).demoCommand(io, signal);
+      return (await import('./commands/demo')).demoCommand(io, signal, colour);
     case 'doctor':
       return (await import('./commands/doctor')).doctorCommand(io);
     case 'cleanup':
@@ -139,6 +144,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     ttl: values.ttl === undefined ? undefined : intInRange('--ttl', values.ttl, 1, 255),
     size: values.size === undefined ? undefined : intInRange('--size', values.size, 32, 65000),
     json: values.json ?? false,
+    quiet: values.quiet,
+    colour,
     service: service(values.tcp, values.udp),
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');

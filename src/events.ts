@@ -52,6 +52,8 @@ export interface HopEvent extends PacketFields {
   hook: string;
   /** What changed since this packet's previous hop (NAT), e.g. "dst 10.0.0.1:8080 -> 172.17.0.2:80"; null if nothing. */
   rewritten?: string | null;
+  /** Nanoseconds since the same packet's previous hop; null at its first. */
+  latency_ns?: number | null;
 }
 
 /**

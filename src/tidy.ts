@@ -46,19 +46,26 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
 const endpoint = (addr: string, port: number) => (port ? (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`) : addr);
 
 /**
- * Marks the hops where the packet's addresses or ports differ from its
- * previous hop (the same sk_buff): where NAT rewrote it.
+ * Compares each hop with the same packet's (sk_buff's) previous hop: the
+ * time it took (per-hop latency), and what NAT rewrote in between.
  */
-export function markRewrites(events: readonly TraceEvent[]): void {
-  const last = new Map<string, HopEvent>();
-  for (const e of events) {
-    if (e.kind !== 'hop' || e.dir === 'error') continue;
-    const before = last.get(e.skb);
-    last.set(e.skb, e);
-    if (!before) continue;
+export class HopChain {
+  private last = new Map<string, HopEvent>();
+
+  add(e: HopEvent): void {
+    const before = this.last.get(e.skb);
+    this.last.set(e.skb, e);
+    e.latency_ns = before ? e.time_ns - before.time_ns : null;
+    if (e.dir === 'error' || !before || before.dir === 'error') return;
     const changes: string[] = [];
     if (before.src !== e.src || before.sport !== e.sport) changes.push(`src ${endpoint(before.src, before.sport)} -> ${endpoint(e.src, e.sport)}`);
     if (before.dst !== e.dst || before.dport !== e.dport) changes.push(`dst ${endpoint(before.dst, before.dport)} -> ${endpoint(e.dst, e.dport)}`);
     e.rewritten = changes.length ? changes.join(', ') : null;
   }
+}
+
+/** Per-hop latency and NAT rewrites over a whole journey (events in time order). */
+export function markHops(events: readonly TraceEvent[]): void {
+  const chain = new HopChain();
+  for (const e of events) if (e.kind === 'hop') chain.add(e);
 }

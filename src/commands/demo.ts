@@ -34,13 +34,13 @@ export function buildDemoLab(lab: Lab): { host: string; container: string; veth:
   return { host, container, veth };
 }
 
-export async function demoCommand(io: Output, signal?: AbortSignal): Promise<number> {
+export async function demoCommand(io: Output, signal?: AbortSignal, colour = false): Promise<number> {
   requireTracingPrivileges();
   const lab = new Lab();
   try {
     const { host, container, veth } = buildDemoLab(lab);
     io.err(`demo lab: namespace ${host} (bridge ${DEMO.bridge}, port ${veth}) and ${container} (eth0 ${DEMO.container.v4})`);
-    return await traceCommand({ target: DEMO.container.v4, count: 1, timeout: 2, from: host, json: false }, io, signal);
+    return await traceCommand({ target: DEMO.container.v4, count: 1, timeout: 2, from: host, json: false, colour }, io, signal);
   } finally {
     lab.destroy();
   }

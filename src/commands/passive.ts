@@ -11,7 +11,8 @@ import { nameRoute } from '../kernel/names';
 import { requireTracingPrivileges } from '../privileges';
 import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
 import { netnsLabel, TableRenderer } from '../render/table';
-import { tidy } from '../tidy';
+import { ansi, plain } from '../render/colour';
+import { HopChain, tidy } from '../tidy';
 import { createTracer } from '../tracer';
 import type { Output } from './output';
 
@@ -22,6 +23,10 @@ export interface PassiveOptions {
   json: boolean;
   /** A journey is complete after this long without packets. */
   idleMs?: number;
+  /** Only the summary. */
+  quiet?: boolean;
+  /** Colour the text output. */
+  colour?: boolean;
 }
 
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
@@ -29,7 +34,8 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   requireTracingPrivileges();
   const tracer = await createTracer({ filter: { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 } });
   const journeys = new FlowJourneys(o.idleMs ?? 1000);
-  const table = new TableRenderer();
+  const hops = new HopChain();
+  const table = new TableRenderer(o.colour ? ansi : plain);
   let completed = 0;
   const stop = () => tracer.close();
   signal?.addEventListener('abort', stop, { once: true });
@@ -38,7 +44,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes }));
   else {
     io.err(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`);
-    io.out(`JOURNEY ${table.header()}`);
+    if (!o.quiet) io.out(`JOURNEY ${table.header()}`);
   }
   const timer = setInterval(() => {
     completed += journeys.completeIdle(Date.now()).length;
@@ -53,6 +59,8 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       }
       if (tidy([ev]).length === 0) continue;
       const j = journeys.add(ev, Date.now());
+      if (ev.kind === 'hop') hops.add(ev);
+      if (o.quiet) continue;
       if (o.json) io.out(jsonLine({ ...ev, journey: j.id }));
       else io.out(`#${String(j.id).padEnd(6)} ${table.line(ev)}`);
     }

@@ -8,6 +8,7 @@ import { resolveTarget } from '../probe/target';
 import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
 import { renderPath } from '../render/path';
 import { chainLabel, decidedBy, netnsLabel, TableRenderer } from '../render/table';
+import { ansi, plain, type Paint } from '../render/colour';
 import type { Tracer } from '../tracer';
 import type { Output } from './output';
 
@@ -25,6 +26,10 @@ export interface TraceCommandOptions {
   size?: number;
   /** A TCP/UDP probe to this port instead of ICMP echo. */
   service?: { proto: 'tcp' | 'udp'; port: number };
+  /** Only the summary: no event table (text), no event lines (JSON). */
+  quiet?: boolean;
+  /** Colour the text output (a terminal, without NO_COLOR). */
+  colour?: boolean;
   json: boolean;
 }
 
@@ -45,14 +50,15 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   };
   const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, signal, onReady });
   const summary = summarize(result.events);
+  const paint = o.colour ? ansi : plain;
   if (o.json) {
-    for (const ev of result.events) io.out(jsonLine(ev));
+    if (!o.quiet) for (const ev of result.events) io.out(jsonLine(ev));
     io.out(jsonLine(summaryRecord(o, target.address, result, summary)));
   } else {
-    const table = new TableRenderer();
-    if (result.events.length > 0) io.out(table.header());
-    for (const ev of result.events) io.out(table.line(ev));
-    for (const line of summaryLines(o.count, result, summary)) io.out(line);
+    const table = new TableRenderer(paint);
+    if (!o.quiet && result.events.length > 0) io.out(table.header());
+    if (!o.quiet) for (const ev of result.events) io.out(table.line(ev));
+    for (const line of summaryLines(o.count, result, summary, paint)) io.out(line);
   }
   return result.aborted ? 130 : result.status;
 }
@@ -86,7 +92,7 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
   };
 }
 
-export function summaryLines(count: number, r: ProbeResult, s: JourneySummary): string[] {
+export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, paint: Paint = plain): string[] {
   const lines = [''];
   if (r.events.length === 0) lines.push('No packet of the probe was seen on any interface.');
   const answered = r.status === 0 ? 'reply received' : 'no reply';
@@ -111,6 +117,7 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary): 
   }
   if (r.lost > 0) lines.push(`Warning: ${r.lost} event(s) lost because the ring buffer was full: the journey may have gaps.`);
   if (r.aborted) lines.push('Interrupted.');
-  lines.push(`Verdict: ${verdictLine(r.events, r.status === 0, r.down)}.`);
+  const verdict = verdictLine(r.events, r.status === 0, r.down);
+  lines.push(paint(`Verdict: ${verdict}.`, r.status === 0 ? 'green' : 'red'));
   return lines;
 }

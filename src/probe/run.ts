@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { TracepktError } from '../errors';
 import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../events';
 import { classifyRoutes } from '../kernel/names';
-import { markRewrites, tidy } from '../tidy';
+import { markHops, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
 import type { Native } from '../native';
 import { fillRuleTexts } from '../netfilter/rule-text';
@@ -187,7 +187,7 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
   const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
   classifyRoutes(routes, hops);
   const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent => e.kind === 'drop')]);
-  markRewrites(direct);
+  markHops(direct);
   if (!tracer.netfilter) return direct.sort((a, b) => a.time_ns - b.time_ns);
   const checkpoints = kernel.filter((e): e is CheckpointEvent => e.kind === 'checkpoint');
   const namespaces = tracer.netfilter.namespaces.map((ns) => ({

@@ -1,9 +1,11 @@
 /** The hop-by-hop table, printed a line per event as events arrive. */
 import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from '../events';
 import { describeIcmpError } from '../icmp';
+import { plain, type Paint, type Style } from './colour';
 
 const COLUMNS = [
   ['TIME', 11],
+  ['HOP', 10],
   ['NETNS', 30],
   ['INTERFACE', 16],
   ['DIR', 8],
@@ -12,11 +14,26 @@ const COLUMNS = [
   ['HOOK', 0],
 ] as const;
 
-function row(cells: string[]): string {
+/** Pads each cell to its column, then paints it: escape codes must not count as width. */
+function row(cells: string[], paint: Paint = plain, styles: (Style | undefined)[] = []): string {
   return cells
-    .map((cell, i) => (COLUMNS[i][1] ? cell.padEnd(COLUMNS[i][1] - 1) + ' ' : cell))
+    .map((cell, i) => {
+      const width = COLUMNS[i][1];
+      const text = width ? cell.padEnd(width - 1) : cell;
+      return paint(text.trimEnd(), styles[i]) + text.slice(text.trimEnd().length) + (width ? ' ' : '');
+    })
     .join('')
     .trimEnd();
+}
+
+const DIR_STYLE: Record<string, Style> = { request: 'green', reply: 'cyan', error: 'yellow', route: 'dim' };
+
+/** How a row's last column reads at a glance: drops red, accepted verdicts green, ICMP errors yellow. */
+function hookStyle(ev: TraceEvent): Style | undefined {
+  if (ev.kind === 'drop') return 'red';
+  if (ev.kind === 'netfilter') return ev.verdict === 'ACCEPT' ? 'green' : 'red';
+  if (ev.kind === 'route') return ev.error ? 'red' : 'dim';
+  return ev.dir === 'error' ? 'yellow' : undefined;
 }
 
 export function netnsLabel(netns: number, name: string | null): string {
@@ -32,20 +49,24 @@ export function formatDelta(ns: number): string {
 export class TableRenderer {
   private t0: number | undefined;
 
+  constructor(private readonly paint: Paint = plain) {}
+
   header(): string {
-    return row(COLUMNS.map(([name]) => name));
+    return row(COLUMNS.map(([name]) => name), this.paint, COLUMNS.map(() => 'bold' as const));
   }
 
   line(ev: TraceEvent): string {
     this.t0 ??= ev.time_ns;
+    const styled = (cells: string[]) => row(cells, this.paint, [undefined, 'dim', undefined, undefined, DIR_STYLE[cells[4]], undefined, undefined, hookStyle(ev)]);
     const when = formatDelta(ev.time_ns - this.t0);
+    const hop = ev.kind === 'hop' && ev.latency_ns != null ? formatDelta(ev.latency_ns) : '-';
     const where = netnsLabel(ev.netns, ev.netns_name);
     const flow = `${ev.src} -> ${ev.dst}`;
-    if (ev.kind === 'route') return row([when, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
+    if (ev.kind === 'route') return styled([when, hop, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
     const icmp = ev.kind !== 'netfilter' && (ev.proto === 6 || ev.proto === 17) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
-    if (ev.kind === 'netfilter') return row([when, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
-    if (ev.kind === 'drop') return row([when, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
-    return row([when, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
+    if (ev.kind === 'netfilter') return styled([when, hop, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
+    if (ev.kind === 'drop') return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
+    return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
   }
 }
 

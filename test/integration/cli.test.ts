@@ -4,7 +4,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { leftoverLabNamespaces } from '../../src/lab/lab';
-import { runCli } from './helpers';
+import { BIN, runCli } from './helpers';
 
 function assertOneLineError(run: { status: number | null; stdout: string; stderr: string }, message: RegExp) {
   assert.equal(run.status, 2, run.stderr);
@@ -44,17 +44,20 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   assert.equal(run.status, 0, run.stderr);
   const lines = run.stdout.split('\n').filter((l) => /^\+\d/.test(l));
   const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
-  assert.deepEqual(rows.map((r) => [r[3], r[4]]), [
+  // TIME, HOP, NETNS name, (inode), INTERFACE, DIR, ...
+  assert.deepEqual(rows.map((r) => [r[4], r[5]]), [
     ['docker0', 'request'],
-    [rows[1][3], 'request'],
+    [rows[1][4], 'request'],
     ['eth0', 'request'],
     ['eth0', 'reply'],
-    [rows[1][3], 'reply'],
+    [rows[1][4], 'reply'],
     ['docker0', 'reply'],
   ]);
-  assert.match(rows[1][3], /^veth[0-9a-f]{4}$/);
-  assert.match(rows[0][1], /^tpk-[0-9a-f]{4}-host$/);
-  assert.match(rows[2][1], /^tpk-[0-9a-f]{4}-ctr$/);
+  assert.match(rows[1][4], /^veth[0-9a-f]{4}$/);
+  assert.match(rows[0][2], /^tpk-[0-9a-f]{4}-host$/);
+  assert.match(rows[2][2], /^tpk-[0-9a-f]{4}-ctr$/);
+  // Per-hop latency: none before a packet's first hop, then the time since its previous one.
+  assert.deepEqual(rows.map((r) => r[1] === '-'), [true, false, false, true, false, false]);
   assert.match(run.stdout, /reply received\./);
   assert.match(run.stdout, /^Verdict: delivered and answered\.$/m);
   // The lab's Docker-style rules judge the request on its way out and the reply on its way in.
@@ -65,6 +68,25 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   ]);
   assert.match(run.stdout, /^Request path:\n {4}tpk-\S+-host\s+\|\s+tpk-\S+-ctr\n {4}docker0 ---> veth\S+ -+> eth0$/m);
   assert.deepEqual(leftoverLabNamespaces(), namespacesBefore, 'the lab is gone');
+});
+
+test('colour on a terminal only: none when piped, none with NO_COLOR', async () => {
+  const viaTerminal = (env: NodeJS.ProcessEnv) =>
+    execFileSync('script', ['-qec', `${process.execPath} ${BIN} 127.0.0.1`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, ...env } });
+  assert.match(viaTerminal({ TERM: 'xterm' }), /\x1b\[32mVerdict: delivered and answered\.\x1b\[0m/);
+  assert.doesNotMatch(viaTerminal({ TERM: 'xterm', NO_COLOR: '1' }), /\x1b\[/);
+  const piped = await runCli(['127.0.0.1']);
+  assert.equal(piped.status, 0, piped.stderr);
+  assert.doesNotMatch(piped.stdout, /\x1b\[/);
+});
+
+test('--quiet prints only the summary; with --json, only the summary line', async () => {
+  const text = await runCli(['--quiet', '127.0.0.1']);
+  assert.equal(text.status, 0, text.stderr);
+  assert.doesNotMatch(text.stdout, /^TIME|net_dev_queue/m);
+  assert.match(text.stdout, /^Verdict: delivered and answered\.$/m);
+  const json = await runCli(['--quiet', '--json', '127.0.0.1']);
+  assert.deepEqual(json.lines.map((l) => l.kind), ['start', 'summary']);
 });
 
 test('doctor: measures each feature and agrees with the kernel', async () => {

@@ -139,10 +139,11 @@ test('no reply: exit status 1, the partial journey and where it stopped are prin
     assert.equal(text.status, 1);
     const lines = text.stdout.split('\n');
     assert.match(lines[0], /^TIME\s+NETNS/);
-    // Hop rows: TIME, NETNS name, (inode), INTERFACE, DIR, ... (netfilter rows have no interface)
+    // Hop rows: TIME, HOP, NETNS name, (inode), INTERFACE, DIR, ... (netfilter rows have no interface)
     const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
-    assert.deepEqual(rows.map((r) => [r[1], r[3], r[4]]), requestHops.map(([ns, ifname, dir]) => [ns, ifname, dir]));
-    assert.deepEqual(rows.map((r) => r[2]), json.events.map((e) => `(${e.netns})`));
+    assert.deepEqual(rows.map((r) => [r[2], r[4], r[5]]), requestHops.map(([ns, ifname, dir]) => [ns, ifname, dir]));
+    assert.deepEqual(rows.map((r) => r[3]), json.events.map((e) => `(${e.netns})`));
+    assert.deepEqual(rows.map((r) => r[1].startsWith('+') || r[1] === '-'), [true, true, true]);
     assert.match(text.stdout, /; no reply\.$/m);
     assert.match(text.stdout, new RegExp(`^Last seen: request on eth0 in ${topo.ctr} \\(netif_receive_skb\\)\\.$`, 'm'));
   }));

@@ -3,15 +3,16 @@ import * as assert from 'node:assert/strict';
 import { renderPath } from '../../src/render/path';
 import { formatDelta, netnsLabel, TableRenderer } from '../../src/render/table';
 import { decodeFixture } from '../fixtures';
+import { markHops } from '../../src/tidy';
 
 test('table: a header, then one line per hop timed from the first event', () => {
   const events = decodeFixture('demo-ipv4.batch');
   events.forEach((e) => (e.netns_name = e.netns === events[0].netns ? 'lab-host' : 'lab-ctr'));
   const t = new TableRenderer();
-  assert.match(t.header(), /^TIME\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+PACKET\s+HOOK$/);
+  assert.match(t.header(), /^TIME\s+HOP\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+PACKET\s+HOOK$/);
   const lines = events.map((e) => t.line(e));
-  assert.match(lines[0], /^\+0\.000ms\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue$/);
-  assert.match(lines[5], /^\+0\.\d{3}ms\s+lab-host \(\d+\)\s+docker0\s+reply\s+172\.17\.0\.2 -> 172\.17\.0\.1/);
+  assert.match(lines[0], /^\+0\.000ms\s+-\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue$/);
+  assert.match(lines[5], /^\+0\.\d{3}ms\s+-\s+lab-host \(\d+\)\s+docker0\s+reply\s+172\.17\.0\.2 -> 172\.17\.0\.1/);
   assert.ok(lines[2].includes('lab-ctr'));
   // Columns line up: the interface column starts at the same place on every line.
   const column = (l: string, word: string) => l.indexOf(word);
@@ -58,4 +59,23 @@ test('path picture: a label longer than its interfaces stretches the arrow', () 
 test('path picture: one namespace, and nothing for an empty path', () => {
   assert.deepEqual(renderPath([{ netns: 1, netnsName: 'host', ifname: 'lo' }]), ['host', 'lo']);
   assert.deepEqual(renderPath([]), []);
+});
+
+test('per-hop latency: the time since the same packet’s previous hop, shown in the HOP column', () => {
+  const events = decodeFixture('demo-ipv4.batch');
+  markHops(events);
+  // The request is one sk_buff across its three hops, the reply another.
+  assert.deepEqual(events.map((e) => e.latency_ns), [
+    null,
+    events[1].time_ns - events[0].time_ns,
+    events[2].time_ns - events[1].time_ns,
+    null,
+    events[4].time_ns - events[3].time_ns,
+    events[5].time_ns - events[4].time_ns,
+  ]);
+  const t = new TableRenderer();
+  const hopColumn = events.map((e) => t.line(e).split(/\s+/)[1]);
+  assert.deepEqual(hopColumn.map((c) => c === '-'), [true, false, false, true, false, false]);
+  assert.equal(hopColumn[1], formatDelta(events[1].time_ns - events[0].time_ns));
+  assert.ok(events.every((e) => e.rewritten === undefined || e.rewritten === null), 'nothing rewritten on this path');
 });
