@@ -138,7 +138,7 @@ test('no reply: exit status 1, the partial journey and where it stopped are prin
     const text = await runCli(['--timeout', '1', '--from', topo.host, topo.v4]);
     assert.equal(text.status, 1);
     const lines = text.stdout.split('\n');
-    assert.match(lines[0], /^TIME\s+NETNS/);
+    assert.match(lines[0], /^TIME\s+HOP\s+NETNS/);
     // Hop rows: TIME, HOP, NETNS name, (inode), INTERFACE, DIR, ... (netfilter rows have no interface)
     const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
     assert.deepEqual(rows.map((r) => [r[2], r[4], r[5]]), requestHops.map(([ns, ifname, dir]) => [ns, ifname, dir]));
