@@ -2,11 +2,13 @@
  * Network namespace inode → a name a person recognises:
  *   1. its `ip netns` name (a bind mount under /run/netns),
  *   2. "host" for the initial namespace (PID 1's),
- *   3. else a process living in it, "comm[pid]" (lowest pid: usually a container's init).
+ *   3. the container or pod whose processes live in it ("docker:web", "pod:nginx-7c9f"),
+ *   4. else a process living in it, "comm[pid]" (lowest pid: usually a container's init).
  * The file system roots are injectable so tests can feed a fake /proc tree.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { containerOf, SYSTEM_CONTAINER_ROOTS, type ContainerRoots } from './containers';
 
 export interface NetnsRoots {
   procDir: string;
@@ -34,7 +36,7 @@ export class NetnsResolver {
   private lastScan = -Infinity;
 
   constructor(
-    private readonly roots: NetnsRoots = SYSTEM_ROOTS,
+    private readonly roots: NetnsRoots & Partial<ContainerRoots> = SYSTEM_ROOTS,
     /** A miss rescans at most this often: namespaces appear while we trace. */
     private readonly rescanMs = 200,
   ) {}
@@ -84,8 +86,9 @@ export class NetnsResolver {
     const names = new Map<number, string>();
     const paths = new Map<number, string>();
     // Lowest priority first: later entries overwrite earlier ones.
+    const containers = { ...SYSTEM_CONTAINER_ROOTS, ...this.roots };
     for (const [inode, pid] of this.processes()) {
-      names.set(inode, `${this.comm(pid)}[${pid}]`);
+      names.set(inode, containerOf(pid, containers) ?? `${this.comm(pid)}[${pid}]`);
       paths.set(inode, path.join(this.roots.procDir, String(pid), 'ns', 'net'));
     }
     const host = this.hostInode();

@@ -93,3 +93,45 @@ test('inodeOf reads a name under netnsDir or a /proc link', () => {
     t.cleanup();
   }
 });
+
+test('containers and pods are named from their processes’ cgroups and their runtimes’ records', () => {
+  const id = (c: string) => c.repeat(64);
+  const t = fakeTree({
+    1: [100, 'systemd'],
+    200: [210, 'nginx'], // Docker, cgroup v1 path
+    300: [310, 'postgres'], // Docker, systemd scope, no record: the short id
+    400: [410, 'redis'], // podman
+    500: [510, 'pause'], // a Kubernetes pod
+    600: [610, 'coredns'], // containerd without Kubernetes
+    700: [710, 'sshd'], // a plain process in its own namespace
+  });
+  try {
+    const proc = t.roots.procDir;
+    const write = (pid: number, file: string, text: string) => fs.writeFileSync(path.join(proc, String(pid), file), text);
+    write(1, 'cgroup', '0::/init.scope\n');
+    write(200, 'cgroup', `12:memory:/docker/${id('a')}\n0::/docker/${id('a')}\n`);
+    write(300, 'cgroup', `0::/system.slice/docker-${id('b')}.scope\n`);
+    write(400, 'cgroup', `0::/machine.slice/libpod-${id('c')}.scope/container\n`);
+    write(500, 'cgroup', `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1234.slice/cri-containerd-${id('d')}.scope\n`);
+    write(500, 'environ', 'PATH=/bin\0HOSTNAME=web-7c9f8d6b5-x2kq4\0');
+    write(600, 'cgroup', `0::/system.slice/containerd.service/cri-containerd-${id('e')}.scope\n`);
+    write(700, 'cgroup', '0::/system.slice/ssh.service\n');
+    const root = path.dirname(proc);
+    const dockerDir = path.join(root, 'docker');
+    fs.mkdirSync(path.join(dockerDir, id('a')), { recursive: true });
+    fs.writeFileSync(path.join(dockerDir, id('a'), 'config.v2.json'), JSON.stringify({ ID: id('a'), Name: '/web' }));
+    const podmanDir = path.join(root, 'podman');
+    fs.mkdirSync(podmanDir);
+    fs.writeFileSync(path.join(podmanDir, 'containers.json'), JSON.stringify([{ id: id('c'), names: ['cache'] }]));
+    const r = new NetnsResolver({ ...t.roots, dockerDir, podmanDir });
+    assert.equal(r.name(100), 'host');
+    assert.equal(r.name(210), 'docker:web');
+    assert.equal(r.name(310), `docker:${id('b').slice(0, 12)}`);
+    assert.equal(r.name(410), 'podman:cache');
+    assert.equal(r.name(510), 'pod:web-7c9f8d6b5-x2kq4');
+    assert.equal(r.name(610), `containerd:${id('e').slice(0, 12)}`);
+    assert.equal(r.name(710), 'sshd[700]');
+  } finally {
+    t.cleanup();
+  }
+});
