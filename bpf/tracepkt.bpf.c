@@ -21,6 +21,7 @@ const volatile struct tp_config CFG = {};
 /* Never read: makes clang emit struct tp_event into the object's BTF, where
  * test/unit/layout.test.ts checks src/bpf/layout.ts against it. */
 const volatile struct tp_event *const tp_event_btf_anchor = 0;
+const volatile struct tp_packet *const tp_packet_btf_anchor = 0;
 
 /* One ring buffer for every program: records stay in order per CPU and
  * user space is woken once per batch. Its size is set before load. */
@@ -443,6 +444,24 @@ struct sighting {
 	__u32 reason;
 };
 
+/* With packet bytes: the larger record, its data read from the IP header on. */
+static __always_inline struct tp_event *reserve_with_data(unsigned char *l3, __u16 ip_len)
+{
+	struct tp_packet *p = bpf_ringbuf_reserve(&tp_events, sizeof(*p), 0);
+	__u32 snap = CFG.snap_len < TP_SNAP_MAX ? CFG.snap_len : TP_SNAP_MAX;
+
+	if (!p) {
+		count_lost();
+		return NULL;
+	}
+	__builtin_memset(&p->event, 0, sizeof(p->event));
+	p->event.time_ns = bpf_ktime_get_ns();
+	p->caplen = ip_len < snap ? ip_len : snap;
+	if (bpf_probe_read_kernel(p->data, sizeof(p->data), l3))
+		p->caplen = 0;
+	return &p->event;
+}
+
 /* Emits a record if the packet at l3 is the probe; says whether it was. */
 static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct probe_match *m)
 {
@@ -450,7 +469,7 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 
 	if (!match_probe(l3, m, at->skb))
 		return false;
-	e = reserve();
+	e = CFG.snap_len ? reserve_with_data(l3, m->ip_len) : reserve();
 	if (!e)
 		return true;
 	e->skb = (__u64)at->skb;

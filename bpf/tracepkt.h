@@ -78,6 +78,16 @@ struct tp_event {
 	__u8 pad3;
 };
 
+/* With CFG.snap_len set, packet sightings carry the packet's first bytes. */
+#define TP_SNAP_MAX 256
+
+struct tp_packet {
+	struct tp_event event;
+	__u16 caplen;           /* bytes of data that are the packet's (the IP packet may be shorter) */
+	__u8 pad[6];
+	__u8 data[TP_SNAP_MAX]; /* from the IP header on */
+};
+
 /*
  * The filter language (src/filter/) compiled to postfix: TEST pushes one
  * bit, AND/OR pop two and push one, NOT flips the top.
@@ -117,7 +127,8 @@ struct tp_config {
 	__u32 current_ns;    /* how long after its receive a lookup can still be the probe's */
 	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
 	__u8 filter_len;
-	__u8 pad2[3];
+	__u8 pad2[1];
+	__u16 snap_len;      /* 0: no packet bytes; else up to TP_SNAP_MAX bytes per packet sighting */
 	__u32 track_ns;      /* how long a recognised sk_buff stays recognised without being seen */
 	struct tp_filter_insn filter[TP_FILTER_MAX];
 };

@@ -30,6 +30,7 @@ Options:
                          tcp, udp, ip, ip6, and, or, not, ( ). With -c N: stop after N journeys
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -q, --quiet            only the summary (and, with --json, only the summary line)
+      --pcap FILE        also write every sighted packet to FILE (pcapng, for Wireshark/tshark)
   -h, --help             this help
       --version          the version
 
@@ -94,6 +95,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         size: { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
+        pcap: { type: 'string' },
         '4': { type: 'boolean', short: '4' },
         '6': { type: 'boolean', short: '6' },
         help: { type: 'boolean', short: 'h' },
@@ -117,6 +119,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
   if (values['4'] && values['6']) throw new TracepktError('-4 and -6 exclude each other');
   if (values.filter !== undefined) {
     if (positionals.length > 0) throw new TracepktError('--filter traces existing traffic: give no target with it');
+    if (values.pcap !== undefined) throw new TracepktError('--pcap goes with probes, not with --filter (yet)');
     if (values.from !== undefined || values.tcp !== undefined || values.udp !== undefined) {
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
@@ -146,6 +149,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     json: values.json ?? false,
     quiet: values.quiet,
     colour,
+    pcap: values.pcap,
     service: service(values.tcp, values.udp),
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');

@@ -5,7 +5,7 @@
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
-import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES } from './bpf/layout';
+import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES, PACKET_FIELDS as P } from './bpf/layout';
 import type { Direction, KernelEvent, PacketFields, RouteEvent } from './events';
 
 const ECHO_REQUEST = new Set([8, 128]);
@@ -13,16 +13,26 @@ const ECHO_REPLY = new Set([0, 129]);
 /** ICMP "fragmentation needed" (3/4) and ICMPv6 "packet too big" (2) announce an MTU. */
 const announcesMtu = (family: number, type: number, code: number) => (family === 4 ? type === 3 && code === 4 : type === 2);
 
+/**
+ * The packet bytes a sighting carried (struct tp_packet, when the trace asked
+ * for them), from the IP header on. Kept beside the events, not in them, so
+ * JSON output stays small.
+ */
+export const packetBytes = new WeakMap<object, Buffer>();
+
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
 export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): number {
   let count = 0;
   forEachRecord(batch, (rec, len) => {
     if (len < EVENT_SIZE) return;
     const ev = decodeRecord(batch, rec);
-    if (ev) {
-      onEvent(ev);
-      count++;
+    if (!ev) return;
+    if (len >= P.data[0] && ev.kind !== 'route') {
+      const caplen = Math.min(batch.readUInt16LE(rec + P.caplen[0]), P.data[1]);
+      if (caplen > 0) packetBytes.set(ev, Buffer.from(batch.subarray(rec + P.data[0], rec + P.data[0] + caplen)));
     }
+    onEvent(ev);
+    count++;
   });
   return count;
 }

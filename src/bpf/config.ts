@@ -16,6 +16,8 @@ export interface KernelFilter {
   family: 0 | 4 | 6;
   /** Where the probe goes: ties the sender's own route lookup to it. */
   target?: string;
+  /** Bytes of each sighted packet to capture (for --pcap), up to SNAP_MAX; 0 or absent: none. */
+  snapLen?: number;
 }
 
 /**
@@ -56,6 +58,7 @@ export function encodeConfig(filter: KernelFilter): Buffer {
   buf.writeUInt16LE(filter.markerOffset, CONFIG_FIELDS.marker_offset[0]);
   buf.writeUInt8(filter.family, CONFIG_FIELDS.family[0]);
   buf.writeUInt32LE(CURRENT_PACKET_NS, CONFIG_FIELDS.current_ns[0]);
+  buf.writeUInt16LE(filter.snapLen ?? 0, CONFIG_FIELDS.snap_len[0]);
   if (filter.target) addressBytes(filter.target).copy(buf, CONFIG_FIELDS.target[0]);
   if (filter.match === 'filter') {
     const program = filter.program ?? [];

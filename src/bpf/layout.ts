@@ -59,9 +59,19 @@ export const CONFIG_FIELDS = {
   current_ns: [12, 4],
   target: [16, 16],
   filter_len: [32, 1],
-  pad2: [33, 3],
+  pad2: [33, 1],
+  snap_len: [34, 2],
   track_ns: [36, 4],
   filter: [40, 32 * FILTER_INSN_SIZE],
+} as const satisfies Record<string, Field>;
+
+/** struct tp_packet: a tp_event followed by the packet's first bytes. */
+export const SNAP_MAX = 256;
+export const PACKET_FIELDS = {
+  event: [0, EVENT_SIZE],
+  caplen: [EVENT_SIZE, 2],
+  pad: [EVENT_SIZE + 2, 6],
+  data: [EVENT_SIZE + 8, SNAP_MAX],
 } as const satisfies Record<string, Field>;
 
 /** struct tp_filter_insn */

@@ -10,6 +10,13 @@ import { renderPath } from '../render/path';
 import { chainLabel, decidedBy, netnsLabel, TableRenderer } from '../render/table';
 import { ansi, plain, type Paint } from '../render/colour';
 import type { Tracer } from '../tracer';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { SNAP_MAX } from '../bpf/layout';
+import { packetBytes } from '../decode';
+import { TracepktError } from '../errors';
+import type { TraceEvent } from '../events';
+import { monotonicOffsetNs, pcapng } from '../render/pcapng';
 import type { Output } from './output';
 
 export interface TraceCommandOptions {
@@ -30,6 +37,8 @@ export interface TraceCommandOptions {
   quiet?: boolean;
   /** Colour the text output (a terminal, without NO_COLOR). */
   colour?: boolean;
+  /** Write the sighted packets to this pcapng file. */
+  pcap?: string;
   json: boolean;
 }
 
@@ -48,7 +57,9 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       for (const note of tracer.notes) io.err(`note: ${note}`);
     }
   };
-  const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, signal, onReady });
+  if (o.pcap !== undefined) checkWritable(o.pcap);
+  const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, snapLen: o.pcap ? SNAP_MAX : 0, signal, onReady });
+  if (o.pcap !== undefined) writePcap(o.pcap, result.events);
   const summary = summarize(result.events);
   const paint = o.colour ? ansi : plain;
   if (o.json) {
@@ -61,6 +72,24 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
     for (const line of summaryLines(o.count, result, summary, paint)) io.out(line);
   }
   return result.aborted ? 130 : result.status;
+}
+
+/** Fails early, before anything is attached, if the file cannot be written. */
+export function checkWritable(file: string): void {
+  const dir = path.dirname(path.resolve(file));
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch {
+    throw new TracepktError(`cannot write ${file}: ${dir} is not a writable directory`);
+  }
+}
+
+export function writePcap(file: string, events: readonly TraceEvent[]): void {
+  try {
+    fs.writeFileSync(file, pcapng(events, (e) => packetBytes.get(e), monotonicOffsetNs(), SNAP_MAX));
+  } catch (err) {
+    throw new TracepktError(`cannot write ${file}: ${(err as Error).message}`);
+  }
 }
 
 function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, s: JourneySummary) {

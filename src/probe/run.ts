@@ -29,6 +29,8 @@ export interface ProbeOptions {
   ttl?: number;
   /** ICMP payload bytes (ping -s). */
   size?: number;
+  /** Capture this many bytes of each sighted packet (for pcapng); 0 or absent: none. */
+  snapLen?: number;
   /** Trace netfilter verdicts too (default true). */
   netfilter?: boolean;
   signal?: AbortSignal;
@@ -98,7 +100,7 @@ const PROBE_PORTS = [20000, 32767];
 
 /** The kernel side of a probe: how its packets are recognised. */
 function probeFilter(o: ProbeOptions, marker: Buffer, sourcePort: number): KernelFilter {
-  const base = { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address };
+  const base = { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address, snapLen: o.snapLen };
   if (!o.service) return base;
   return { ...base, match: 'filter', program: compileFilter(parseFilter(`${o.service.proto} and port ${sourcePort}`)) };
 }

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { CONFIG_FIELDS, CONFIG_SIZE, EVENT_FIELDS, EVENT_SIZE, type Field } from '../../src/bpf/layout';
+import { CONFIG_FIELDS, CONFIG_SIZE, EVENT_FIELDS, EVENT_SIZE, FILTER_INSN_FIELDS, FILTER_INSN_SIZE, PACKET_FIELDS, type Field } from '../../src/bpf/layout';
 import { bpfObjectPath } from '../../src/native';
 
 interface BtfType {
@@ -62,4 +62,16 @@ test('struct tp_config matches CONFIG_FIELDS', () => {
   const c = struct('tp_config');
   assert.equal(c.size, CONFIG_SIZE);
   assert.deepEqual(c.fields, CONFIG_FIELDS);
+});
+
+test('struct tp_packet matches PACKET_FIELDS', () => {
+  const c = struct('tp_packet');
+  assert.equal(c.size, PACKET_FIELDS.data[0] + PACKET_FIELDS.data[1]);
+  assert.deepEqual(c.fields, PACKET_FIELDS);
+});
+
+test('struct tp_filter_insn matches FILTER_INSN_FIELDS', () => {
+  const c = struct('tp_filter_insn');
+  assert.equal(c.size, FILTER_INSN_SIZE);
+  assert.deepEqual(c.fields, FILTER_INSN_FIELDS);
 });

@@ -1,0 +1,100 @@
+/**
+ * pcapng (IETF draft-ietf-opsawg-pcapng) for Wireshark and tshark: one
+ * interface block per (namespace, interface) the probe crossed, link type
+ * raw IP (the bytes start at the IP header), nanosecond timestamps, and a
+ * comment on every packet saying where and how the kernel saw it.
+ */
+import type { DropEvent, HopEvent, TraceEvent } from '../events';
+
+const LINKTYPE_RAW = 101;
+const pad4 = (n: number) => (n + 3) & ~3;
+
+function option(code: number, value: Buffer): Buffer {
+  const b = Buffer.alloc(4 + pad4(value.length));
+  b.writeUInt16LE(code, 0);
+  b.writeUInt16LE(value.length, 2);
+  value.copy(b, 4);
+  return b;
+}
+
+const END_OF_OPTIONS = Buffer.alloc(4);
+
+function block(type: number, body: Buffer): Buffer {
+  const total = 12 + body.length;
+  const b = Buffer.alloc(total);
+  b.writeUInt32LE(type, 0);
+  b.writeUInt32LE(total, 4);
+  body.copy(b, 8);
+  b.writeUInt32LE(total, total - 4);
+  return b;
+}
+
+function sectionHeader(): Buffer {
+  const fixed = Buffer.alloc(16);
+  fixed.writeUInt32LE(0x1a2b3c4d, 0); // byte-order magic
+  fixed.writeUInt16LE(1, 4);
+  fixed.writeUInt16LE(0, 6);
+  fixed.writeBigInt64LE(-1n, 8); // section length unknown
+  return block(0x0a0d0d0a, Buffer.concat([fixed, option(4 /* shb_userappl */, Buffer.from('tracepkt')), END_OF_OPTIONS]));
+}
+
+function interfaceBlock(name: string, description: string, snapLen: number): Buffer {
+  const fixed = Buffer.alloc(8);
+  fixed.writeUInt16LE(LINKTYPE_RAW, 0);
+  fixed.writeUInt32LE(snapLen, 4);
+  return block(1, Buffer.concat([
+    fixed,
+    option(2 /* if_name */, Buffer.from(name)),
+    option(3 /* if_description */, Buffer.from(description)),
+    option(9 /* if_tsresol */, Buffer.from([9])), // 10^-9 s
+    END_OF_OPTIONS,
+  ]));
+}
+
+function packetBlock(iface: number, timeNs: bigint, data: Buffer, origLen: number, comment: string): Buffer {
+  const fixed = Buffer.alloc(20);
+  fixed.writeUInt32LE(iface, 0);
+  fixed.writeUInt32LE(Number(timeNs >> 32n), 4);
+  fixed.writeUInt32LE(Number(timeNs & 0xffffffffn), 8);
+  fixed.writeUInt32LE(data.length, 12);
+  fixed.writeUInt32LE(origLen, 16);
+  const padded = Buffer.alloc(pad4(data.length));
+  data.copy(padded);
+  return block(6, Buffer.concat([fixed, padded, option(1 /* opt_comment */, Buffer.from(comment)), END_OF_OPTIONS]));
+}
+
+/** Where and how the kernel saw the packet, for the packet's comment. */
+export function describeSighting(e: HopEvent | DropEvent): string {
+  const where = `netns ${e.netns_name ?? e.netns} (${e.netns}) dev ${e.ifname || '-'}`;
+  if (e.kind === 'drop') return `${where} dropped at ${e.location}: ${e.reason}`;
+  return `${where} ${e.hook} ${e.dir}${e.rewritten ? ` NAT ${e.rewritten}` : ''}`;
+}
+
+/**
+ * The file: sightings that carry packet bytes, in order.
+ * `monotonicToEpochNs` turns kernel CLOCK_MONOTONIC times into wall-clock ones.
+ */
+export function pcapng(events: readonly TraceEvent[], bytesOf: (e: TraceEvent) => Buffer | undefined, monotonicToEpochNs: bigint, snapLen: number): Buffer {
+  const blocks = [sectionHeader()];
+  const interfaces = new Map<string, number>();
+  for (const e of events) {
+    if (e.kind !== 'hop' && e.kind !== 'drop') continue;
+    const data = bytesOf(e);
+    if (!data) continue;
+    const key = `${e.netns}/${e.ifname || '-'}`;
+    let iface = interfaces.get(key);
+    if (iface === undefined) {
+      iface = interfaces.size;
+      interfaces.set(key, iface);
+      const ns = e.netns_name ?? String(e.netns);
+      blocks.push(interfaceBlock(`${ns}/${e.ifname || '-'}`, `interface ${e.ifname || '(none)'} in network namespace ${ns} (${e.netns})`, snapLen));
+    }
+    blocks.push(packetBlock(iface, BigInt(e.time_ns) + monotonicToEpochNs, data, e.len, describeSighting(e)));
+  }
+  return Buffer.concat(blocks);
+}
+
+/** Offset from CLOCK_MONOTONIC (bpf_ktime_get_ns, libuv's hrtime) to the Unix epoch, in ns. */
+export function monotonicOffsetNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+}

@@ -1,0 +1,52 @@
+/** --pcap: every sighted packet in a pcapng file that tshark reads without a complaint. */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { bridgeLab, runCli, withLab } from './helpers';
+
+function tshark(args: string[]): { stdout: string; stderr: string } {
+  const r = spawnSync('tshark', args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  // tshark's own notice about running as root says nothing about the file.
+  return { stdout: r.stdout, stderr: r.stderr.split('\n').filter((l) => l && !/Running as user "root"/.test(l)).join('\n') };
+}
+
+test('a journey across a bridge and a veth pair, packet by packet, with the hop in each comment', () =>
+  withLab(async (lab) => {
+    const topo = bridgeLab(lab);
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-pcap-')), 'journey.pcapng');
+    try {
+      const before = Date.now();
+      const run = await runCli(['--json', '--pcap', file, '--from', topo.host, topo.v4]);
+      assert.equal(run.status, 0, run.stderr);
+      const fields = tshark(['-r', file, '-T', 'fields', '-E', 'separator=|', '-e', 'frame.interface_name', '-e', 'frame.comment', '-e', 'ip.src', '-e', 'ip.dst', '-e', 'icmp.type', '-e', 'frame.time_epoch']);
+      assert.equal(fields.stderr, '', 'no warnings');
+      const rows = fields.stdout.trim().split('\n').map((l) => l.split('|'));
+      assert.deepEqual(rows.map((r) => [r[0], r[2], r[3], r[4]]), [
+        [`${topo.host}/docker0`, '172.17.0.1', '172.17.0.2', '8'],
+        [`${topo.host}/${topo.veth}`, '172.17.0.1', '172.17.0.2', '8'],
+        [`${topo.ctr}/eth0`, '172.17.0.1', '172.17.0.2', '8'],
+        [`${topo.ctr}/eth0`, '172.17.0.2', '172.17.0.1', '0'],
+        [`${topo.host}/${topo.veth}`, '172.17.0.2', '172.17.0.1', '0'],
+        [`${topo.host}/docker0`, '172.17.0.2', '172.17.0.1', '0'],
+      ]);
+      // One packet per hop the JSON reports, with the hop's hook in its comment.
+      assert.deepEqual(rows.map((r) => r[1].split(' ').slice(-2).join(' ')), run.events.map((e) => `${e.hook} ${e.dir}`));
+      const times = rows.map((r) => Number(r[5]) * 1000);
+      assert.ok(times.every((t, i) => t >= before - 1000 && t <= Date.now() + 1000 && (i === 0 || t >= times[i - 1])), 'wall-clock times, in order');
+      // Wireshark's own checks: nothing malformed, no warning of its expert system.
+      assert.equal(tshark(['-r', file, '-Y', '_ws.malformed || _ws.expert.severity >= "warning"']).stdout.trim(), '');
+    } finally {
+      fs.rmSync(path.dirname(file), { recursive: true, force: true });
+    }
+  }));
+
+test('--pcap into a directory that does not exist: one clear line, nothing attached', async () => {
+  const run = await runCli(['--pcap', '/nonexistent-dir/x.pcapng', '127.0.0.1']);
+  assert.equal(run.status, 2);
+  assert.match(run.stderr, /^tracepkt: cannot write \/nonexistent-dir\/x\.pcapng: \/nonexistent-dir is not a writable directory\n$/);
+  assert.equal(execFileSync('bpftool', ['-j', 'prog', 'show'], { encoding: 'utf8' }).includes('tp_net_dev_q'), false);
+});
