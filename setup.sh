@@ -9,9 +9,9 @@ cd "$(dirname "$0")"
 # are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
 # enter namespaces, nft prints the rules that decided, bpftool, iptables and
 # nft let the tests build rulesets and see what the kernel holds; tshark reads
-# back the pcapng files tracepkt writes.
+# back the pcapng files tracepkt writes, chromium renders its HTML pages.
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
-  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark)
+  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2

@@ -31,6 +31,7 @@ Options:
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -q, --quiet            only the summary (and, with --json, only the summary line)
       --pcap FILE        also write every sighted packet to FILE (pcapng, for Wireshark/tshark)
+      --html FILE        also write the journey to FILE: one self-contained page with a diagram
   -h, --help             this help
       --version          the version
 
@@ -96,6 +97,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
         json: { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
         pcap: { type: 'string' },
+        html: { type: 'string' },
         '4': { type: 'boolean', short: '4' },
         '6': { type: 'boolean', short: '6' },
         help: { type: 'boolean', short: 'h' },
@@ -119,7 +121,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
   if (values['4'] && values['6']) throw new TracepktError('-4 and -6 exclude each other');
   if (values.filter !== undefined) {
     if (positionals.length > 0) throw new TracepktError('--filter traces existing traffic: give no target with it');
-    if (values.pcap !== undefined) throw new TracepktError('--pcap goes with probes, not with --filter (yet)');
+    if (values.pcap !== undefined || values.html !== undefined) throw new TracepktError('--pcap and --html go with probes, not with --filter (yet)');
     if (values.from !== undefined || values.tcp !== undefined || values.udp !== undefined) {
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
@@ -150,6 +152,7 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     quiet: values.quiet,
     colour,
     pcap: values.pcap,
+    html: values.html,
     service: service(values.tcp, values.udp),
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');

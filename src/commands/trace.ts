@@ -17,6 +17,7 @@ import { packetBytes } from '../decode';
 import { TracepktError } from '../errors';
 import type { TraceEvent } from '../events';
 import { monotonicOffsetNs, pcapng } from '../render/pcapng';
+import { renderHtml } from '../render/html';
 import type { Output } from './output';
 
 export interface TraceCommandOptions {
@@ -39,6 +40,8 @@ export interface TraceCommandOptions {
   colour?: boolean;
   /** Write the sighted packets to this pcapng file. */
   pcap?: string;
+  /** Write the journey as a self-contained HTML page to this file. */
+  html?: string;
   json: boolean;
 }
 
@@ -58,8 +61,13 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
     }
   };
   if (o.pcap !== undefined) checkWritable(o.pcap);
+  if (o.html !== undefined) checkWritable(o.html);
   const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, snapLen: o.pcap ? SNAP_MAX : 0, signal, onReady });
   if (o.pcap !== undefined) writePcap(o.pcap, result.events);
+  if (o.html !== undefined) {
+    const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}`;
+    writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: verdictLine(result.events, result.status === 0, result.down), events: result.events }));
+  }
   const summary = summarize(result.events);
   const paint = o.colour ? ansi : plain;
   if (o.json) {
@@ -84,12 +92,16 @@ export function checkWritable(file: string): void {
   }
 }
 
-export function writePcap(file: string, events: readonly TraceEvent[]): void {
+function writeFile(file: string, data: string | Buffer): void {
   try {
-    fs.writeFileSync(file, pcapng(events, (e) => packetBytes.get(e), monotonicOffsetNs(), SNAP_MAX));
+    fs.writeFileSync(file, data);
   } catch (err) {
     throw new TracepktError(`cannot write ${file}: ${(err as Error).message}`);
   }
+}
+
+export function writePcap(file: string, events: readonly TraceEvent[]): void {
+  writeFile(file, pcapng(events, (e) => packetBytes.get(e), monotonicOffsetNs(), SNAP_MAX));
 }
 
 function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, s: JourneySummary) {

@@ -1,0 +1,128 @@
+/**
+ * `--html FILE`: one self-contained page (inline CSS and SVG; nothing is
+ * fetched) showing the journey as a diagram — namespaces as boxes,
+ * interfaces as nodes, numbered arrows in the order the kernel saw the
+ * packets, netfilter verdicts and drops marked — with the event table under it.
+ */
+import type { HopEvent, TraceEvent } from '../events';
+import { TableRenderer } from './table';
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+const BOX_W = 220;
+const GAP = 90;
+const NODE_H = 34;
+const TOP = 70;
+
+const COLOURS: Record<string, string> = { request: '#2e7d32', reply: '#1565c0', error: '#ef6c00' };
+
+export interface HtmlJourney {
+  title: string;
+  verdict: string;
+  events: readonly TraceEvent[];
+}
+
+export function renderHtml(j: HtmlJourney): string {
+  const hops = j.events.filter((e): e is HopEvent => e.kind === 'hop');
+  // Namespaces left to right in the order the packets reached them; interfaces top to bottom.
+  const namespaces: { netns: number; name: string; ifaces: string[] }[] = [];
+  for (const h of hops) {
+    let ns = namespaces.find((n) => n.netns === h.netns);
+    if (!ns) namespaces.push((ns = { netns: h.netns, name: h.netns_name ?? String(h.netns), ifaces: [] }));
+    if (!ns.ifaces.includes(h.ifname)) ns.ifaces.push(h.ifname);
+  }
+  const nsX = (i: number) => 20 + i * (BOX_W + GAP);
+  const node = (netns: number, ifname: string) => {
+    const i = namespaces.findIndex((n) => n.netns === netns);
+    const k = namespaces[i].ifaces.indexOf(ifname);
+    return { x: nsX(i) + BOX_W / 2, y: TOP + 50 + k * (NODE_H + 26), i };
+  };
+  const height = TOP + 80 + Math.max(1, ...namespaces.map((n) => n.ifaces.length)) * (NODE_H + 26) + 90;
+  const width = Math.max(600, 40 + namespaces.length * (BOX_W + GAP) - GAP);
+
+  const boxes = namespaces.map((n, i) => {
+    const x = nsX(i);
+    const ifaces = n.ifaces.map((ifname) => {
+      const p = node(n.netns, ifname);
+      return `<g class="interface" data-ifname="${esc(ifname)}"><rect x="${p.x - 70}" y="${p.y - NODE_H / 2}" width="140" height="${NODE_H}" rx="8"/><text x="${p.x}" y="${p.y + 5}">${esc(ifname)}</text></g>`;
+    });
+    return `<g class="namespace" data-netns="${n.netns}"><rect x="${x}" y="${TOP}" width="${BOX_W}" height="${height - TOP - 60}" rx="12"/><text class="ns-name" x="${x + BOX_W / 2}" y="${TOP + 22}">${esc(n.name)}</text>${ifaces.join('')}</g>`;
+  });
+
+  // One numbered arrow per move from one interface to the next, in kernel order.
+  const arrows: string[] = [];
+  let step = 0;
+  let prev: HopEvent | undefined;
+  for (const h of hops) {
+    if (prev && (prev.netns !== h.netns || prev.ifname !== h.ifname)) {
+      step++;
+      const a = node(prev.netns, prev.ifname);
+      const b = node(h.netns, h.ifname);
+      const bend = a.i === b.i ? 110 : 0; // within a namespace: curve out past the nodes' right edges
+      // Between namespaces, from one node's edge to the other's; within one, side to side.
+      const dx = a.i === b.i ? 70 : Math.sign(b.x - a.x) * 70;
+      const [ax, bx] = a.i === b.i ? [a.x + dx, b.x + dx] : [a.x + dx, b.x - dx];
+      const path = `M${ax},${a.y} C${ax + bend},${a.y} ${bx + bend},${b.y} ${bx},${b.y}`;
+      const colour = COLOURS[h.dir] ?? '#555';
+      const mx = (ax + bx) / 2 + bend * 0.75;
+      const my = (a.y + b.y) / 2 - 6;
+      arrows.push(`<g class="step ${h.dir}" data-step="${step}"><path d="${path}" stroke="${colour}" marker-end="url(#head-${h.dir})"/><circle cx="${mx}" cy="${my}" r="10" fill="${colour}"/><text class="num" x="${mx}" y="${my + 4}">${step}</text></g>`);
+    }
+    prev = h;
+  }
+
+  // Verdicts and drops, under the namespace they happened in.
+  const marks = new Map<number, string[]>();
+  for (const e of j.events) {
+    if (e.kind === 'netfilter') {
+      const cls = e.verdict === 'ACCEPT' ? 'accept' : 'drop';
+      (marks.get(e.netns) ?? marks.set(e.netns, []).get(e.netns)!).push(`<tspan class="verdict ${cls}">${esc(`${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`)}</tspan>`);
+    } else if (e.kind === 'drop') {
+      (marks.get(e.netns) ?? marks.set(e.netns, []).get(e.netns)!).push(`<tspan class="verdict drop dropped">${esc(`dropped at ${e.location}: ${e.reason}`)}</tspan>`);
+    }
+  }
+  const markText = namespaces.map((n, i) =>
+    (marks.get(n.netns) ?? []).map((m, k) => `<text x="${nsX(i) + 8}" y="${height - 60 - (marks.get(n.netns)!.length - k) * 16}" class="mark">${m}</text>`).join(''),
+  );
+
+  const heads = Object.entries(COLOURS)
+    .map(([dir, c]) => `<marker id="head-${dir}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${c}"/></marker>`)
+    .join('');
+
+  const table = new TableRenderer();
+  const header = table.header();
+  const rows = j.events.map((e) => `<tr class="${e.kind}"><td>${esc(table.line(e))}</td></tr>`).join('\n');
+
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(j.title)}</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
+h1 { font-size: 20px; margin: 0 0 4px; } p.verdict { font-size: 16px; margin: 0 0 16px; }
+svg { border: 1px solid #ddd; border-radius: 8px; background: #fafafa; }
+.namespace > rect { fill: #eef3f8; stroke: #8aa4bf; stroke-width: 1.5; }
+.ns-name { text-anchor: middle; font-weight: 600; font-size: 14px; }
+.interface rect { fill: #fff; stroke: #455a64; stroke-width: 1.5; }
+.interface text { text-anchor: middle; font-family: ui-monospace, monospace; font-size: 13px; }
+.step path { fill: none; stroke-width: 2.2; }
+.num { text-anchor: middle; fill: #fff; font-size: 11px; font-weight: 700; }
+.mark { font-size: 11px; font-family: ui-monospace, monospace; }
+.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; }
+table { border-collapse: collapse; margin-top: 18px; font-family: ui-monospace, monospace; font-size: 12px; white-space: pre; }
+td { padding: 1px 6px; } tr.drop td { color: #c62828; } tr.netfilter td { color: #6a1b9a; } tr.route td { color: #777; }
+thead td { font-weight: 700; border-bottom: 1px solid #aaa; }
+</style></head>
+<body>
+<h1>${esc(j.title)}</h1>
+<p class="verdict">Verdict: ${esc(j.verdict)}</p>
+<svg id="journey" xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}">
+<defs>${heads}</defs>
+${boxes.join('\n')}
+${arrows.join('\n')}
+${markText.join('\n')}
+</svg>
+<table id="events"><thead><tr><td>${esc(header)}</td></tr></thead><tbody>
+${rows}
+</tbody></table>
+</body></html>
+`;
+}
