@@ -134,11 +134,13 @@ struct probe_match {
  * The probe's packets, by sk_buff address, once recognised: NAT and header
  * rewrites do not lose them. Forgotten when the kernel frees the packet
  * (it reuses the address); some free paths skip the tracepoints, so an
- * entry also holds only for the same family and protocol and for
- * CFG.track_ns after it was last seen.
+ * entry also holds only for the same family and protocol, a port in common
+ * (NAT rewrites one side at a time), and CFG.track_ns after it was last seen.
  */
 struct tracked {
 	__u64 seen;
+	__u16 sport;
+	__u16 dport;
 	__u8 family;
 	__u8 proto;
 };
@@ -366,13 +368,16 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 	if (skb) {
 		struct tracked *t = bpf_map_lookup_elem(&tp_skbs, &key);
 
-		if (t && t->family == m->family && t->proto == m->l4proto && bpf_ktime_get_ns() - t->seen < CFG.track_ns)
+		if (t && t->family == m->family && t->proto == m->l4proto && bpf_ktime_get_ns() - t->seen < CFG.track_ns &&
+		    (m->sport == t->sport || m->dport == t->dport || m->sport == t->dport || m->dport == t->sport))
 			goto ours;
 	}
 	return false;
 ours:
 	if (skb) {
-		struct tracked t = { .seen = bpf_ktime_get_ns(), .family = m->family, .proto = m->l4proto };
+		struct tracked t = {
+			.seen = bpf_ktime_get_ns(), .sport = m->sport, .dport = m->dport, .family = m->family, .proto = m->l4proto,
+		};
 
 		bpf_map_update_elem(&tp_skbs, &key, &t, BPF_ANY);
 	}

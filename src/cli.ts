@@ -29,7 +29,7 @@ Options:
                          dst host ADDR, net CIDR, port / src port / dst port N, icmp, icmp6,
                          tcp, udp, ip, ip6, and, or, not, ( ). With -c N: stop after N journeys
       --json             JSON Lines on stdout: one event per line (docs/json.md)
-  -q, --quiet            only the summary (and, with --json, only the summary line)
+  -q, --quiet            only the summary (with --json: the start and summary lines only)
       --pcap FILE        also write every sighted packet to FILE (pcapng, for Wireshark/tshark)
       --html FILE        also write the journey to FILE: one self-contained page with a diagram
   -h, --help             this help

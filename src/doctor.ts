@@ -75,8 +75,8 @@ export function runChecks(native: Native = loadNative()): Check[] {
     checks.push({ feature, required, ok: failure === null, detail: failure ?? okDetail, meaning: failure === null ? meaning : missing });
 
   const privileged = canTrace();
-  add('privileges', true, privileged ? null : 'no CAP_BPF+CAP_PERFMON or CAP_SYS_ADMIN', 'CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)',
-    'can load and attach eBPF programs', 'run tracepkt as root');
+  add('privileges', true, privileged ? null : 'no CAP_SYS_ADMIN and CAP_NET_ADMIN', 'CAP_SYS_ADMIN and CAP_NET_ADMIN',
+    'can load eBPF programs, enter namespaces and join netfilter', 'run tracepkt as root');
 
   const btf = '/sys/kernel/btf/vmlinux';
   add('kernel BTF', true, fs.existsSync(btf) ? null : `${btf} missing`, btf,

@@ -53,8 +53,10 @@ export class HopChain {
   private last = new Map<string, HopEvent>();
 
   add(e: HopEvent): void {
-    const before = this.last.get(e.skb);
+    const seen = this.last.get(e.skb);
     this.last.set(e.skb, e);
+    // The kernel reuses sk_buffs: another direction, probe or TCP segment is another packet.
+    const before = seen && seen.dir === e.dir && seen.icmp_seq === e.icmp_seq && seen.proto === e.proto && seen.tcp_flags === e.tcp_flags ? seen : undefined;
     e.latency_ns = before ? e.time_ns - before.time_ns : null;
     if (e.dir === 'error' || !before || before.dir === 'error') return;
     const changes: string[] = [];

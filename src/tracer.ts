@@ -120,7 +120,16 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     }
   }
 
+  /** Called from the addon once per wake-up: must not throw, or delivery would stop. */
   private accept(batch: Buffer): void {
+    try {
+      this.acceptBatch(batch);
+    } catch (err) {
+      this.notes.push(`a batch of events could not be read: ${describeError(err)}`);
+    }
+  }
+
+  private acceptBatch(batch: Buffer): void {
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
       ev.netns_name = this.resolver.name(ev.netns);

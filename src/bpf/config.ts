@@ -40,10 +40,14 @@ export const TRACKED_PACKET_NS = 1_000_000_000;
 export function addressBytes(address: string): Buffer {
   const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
   if (sa.family === 'ipv4') return Buffer.from(sa.address.split('.').map(Number));
-  const [head, tail = ''] = sa.address.split('::');
+  // A dotted IPv4 tail (::ffff:10.0.0.1) is two groups.
+  const text = sa.address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
+  );
+  const [head, tail = ''] = text.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = sa.address.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const groups = text.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
   const buf = Buffer.alloc(16);
   groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
   return buf;

@@ -137,7 +137,7 @@ export function parseFilter(expr: string): FilterNode {
     if (!family || extra !== undefined || (!cidr && len !== undefined)) fail(`"${t.text}" is not ${cidr ? 'a network' : 'an IP address'}`, t.pos);
     const max = family === 4 ? 32 : 128;
     const prefix = len === undefined ? max : Number(len);
-    if (!/^\d*$/.test(len ?? '') || prefix > max) fail(`"${t.text}": the prefix length must be 0 to ${max}`, t.pos);
+    if ((len !== undefined && !/^\d+$/.test(len)) || prefix > max) fail(`"${t.text}": the prefix length must be 0 to ${max}`, t.pos);
     return { kind: 'net', dir, family: family as 4 | 6, address: addr, prefix };
   }
 

@@ -19,7 +19,7 @@ export function nameDrop(ev: DropEvent): void {
 const WELL_KNOWN_TABLES: Record<number, string> = { 0: 'unspec', 253: 'default', 254: 'main', 255: 'local' };
 let tables: Map<number, string> | undefined;
 
-/** iproute2's table names: /etc/iproute2/rt_tables and rt_tables.d/*.conf ("NUMBER NAME" lines). */
+/** iproute2's table names: /etc/iproute2/rt_tables ("NUMBER NAME" lines). */
 export function parseRtTables(text: string, into = new Map<number, string>()): Map<number, string> {
   for (const line of text.split('\n')) {
     const m = /^\s*(\d+)\s+(\S+)/.exec(line);

@@ -21,7 +21,8 @@ export interface Judge {
 export function judgesFromChains(chains: readonly ChainInfo[], ownTable: string): Judge[] {
   const judges: Judge[] = [];
   for (const c of chains) {
-    if (c.hooknum === undefined || c.priority === undefined || c.table === ownTable) continue;
+    // Hooks 0-4 are the IP path's; inet's ingress (5) is not one a BPF netfilter link can join.
+    if (c.hooknum === undefined || c.hooknum > 4 || c.priority === undefined || c.table === ownTable) continue;
     const pfs = c.family === 1 ? [NFPROTO_IPV4, NFPROTO_IPV6] : c.family === NFPROTO_IPV4 || c.family === NFPROTO_IPV6 ? [c.family] : [];
     if (pfs.length === 0) continue; // bridge, arp, netdev: not on the IP path
     judges.push({ backend: 'nftables', tableFamily: FAMILY_NAMES[c.family], table: c.table, chain: c.name, hooknum: c.hooknum, priority: c.priority, pfs });

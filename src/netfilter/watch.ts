@@ -81,7 +81,13 @@ export class NamespaceWatch {
   accept(batchBuf: Buffer): void {
     forEachRecord(batchBuf, (off, len) => {
       if (len === 0) this.lostTraces++;
-      else this.acceptDatagram(batchBuf.subarray(off, off + len));
+      else {
+        try {
+          this.acceptDatagram(batchBuf.subarray(off, off + len));
+        } catch {
+          this.lostTraces++; // a message we could not read: counted, never fatal
+        }
+      }
     });
   }
 
@@ -221,7 +227,7 @@ export class NetfilterWatcher {
         if (m.type === NLMSG.DONE) return replies;
         if (m.type === NLMSG.ERROR) {
           acked.add(m.seq);
-          if (errorCode(m) !== 0 || (!untilDone && acked.size === lastSeq - firstSeq + 1)) return replies;
+          if (errorCode(m) !== 0 || (!untilDone && acked.size >= lastSeq - firstSeq)) return replies;
         }
       }
     }
@@ -252,7 +258,8 @@ export class NetfilterWatcher {
     const attempt = (flags: number): number => {
       const reqs = requests(flags);
       const first = ns.nextSeq(reqs.length + 2);
-      const replies = this.exchange(ns, batch(first, reqs), first + 1, first + reqs.length, false);
+      // A refusal of the whole batch is acknowledged on BATCH_BEGIN's sequence number.
+      const replies = this.exchange(ns, batch(first, reqs), first, first + reqs.length, false);
       const failed = replies.find((m) => m.type === NLMSG.ERROR && errorCode(m) !== 0);
       return failed ? -errorCode(failed) : 0;
     };
@@ -296,7 +303,7 @@ export class NetfilterWatcher {
     try {
       this.inside(ns, () => {
         const seq = ns.nextSeq(3);
-        this.exchange(ns, batch(seq, [delTable(NFPROTO.INET, this.options.table)]), seq + 1, seq + 1, false);
+        this.exchange(ns, batch(seq, [delTable(NFPROTO.INET, this.options.table)]), seq, seq + 1, false);
       });
     } catch {
       // `tracepkt cleanup` removes it

@@ -79,7 +79,12 @@ export interface ProbeRun {
 export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
   const [cmd, ...args] = argv;
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  if (child.pid !== undefined) register(child.pid);
+  try {
+    if (child.pid !== undefined) register(child.pid);
+  } catch (err) {
+    child.kill('SIGKILL'); // never let it go on, unregistered
+    throw err;
+  }
   child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
   child.stdin?.end('\n');
   let stdout = '';

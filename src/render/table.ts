@@ -63,7 +63,7 @@ export class TableRenderer {
     const where = netnsLabel(ev.netns, ev.netns_name);
     const flow = `${ev.src} -> ${ev.dst}`;
     if (ev.kind === 'route') return styled([when, hop, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
-    const icmp = ev.kind !== 'netfilter' && (ev.proto === 6 || ev.proto === 17) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
+    const icmp = ev.proto === 6 || ev.proto === 17 ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
     if (ev.kind === 'netfilter') return styled([when, hop, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
     if (ev.kind === 'drop') return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
     return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);

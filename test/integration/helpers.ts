@@ -155,14 +155,18 @@ export function routerJourney({ a, r, b }: { a: string; r: string; b: string }):
   ];
 }
 
-/** The ids of BPF programs, maps and links of ours that the kernel holds now. */
-export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[] } {
+/** Names of our programs (bpftool gives them whole, from BTF) and maps. */
+export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
+export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_senders', 'tp_skbs', 'tracepkt.rodata'];
+
+/** The ids of every BPF program, map and link of ours that the kernel holds now (checkpoints included). */
+export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[]; names: string[] } {
   const json = (what: string) => JSON.parse(execFileSync('bpftool', ['-j', what, 'show'], { encoding: 'utf8' }) || '[]') as { id: number; name?: string; prog_id?: number }[];
-  // Kernel object names are cut to 15 characters.
-  const progs = json('prog').filter((p) => /^tp_net/.test(p.name ?? '')).map((p) => p.id);
-  const maps = json('map').filter((m) => ['tp_events', 'tp_stats'].includes(m.name ?? '')).map((m) => m.id);
-  const links = json('link').filter((l) => progs.includes(l.prog_id ?? -1)).map((l) => l.id);
-  return { progs, maps, links };
+  const progs = json('prog').filter((p) => /^tp_/.test(p.name ?? ''));
+  const maps = json('map').filter((m) => OUR_MAPS.includes(m.name ?? ''));
+  const ids = progs.map((p) => p.id);
+  const links = json('link').filter((l) => ids.includes(l.prog_id ?? -1)).map((l) => l.id);
+  return { progs: ids, maps: maps.map((m) => m.id), links, names: [...progs, ...maps].map((x) => x.name ?? '') };
 }
 
 /** Waits until cond() holds, up to a generous limit: never a timing assertion. */

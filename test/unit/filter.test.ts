@@ -86,3 +86,12 @@ test('postfix program: tests push, and/or combine, not flips', () => {
   const prog = compileFilter(parseFilter('tcp and not port 22'));
   assert.deepEqual(prog.map((i) => i.op), [1, 1, 4, 2]);
 });
+
+test('addresses with a dotted IPv4 tail encode as IPv6 should', () => {
+  assert.equal(addressBytes('::ffff:10.0.0.1').toString('hex'), '00000000000000000000ffff0a000001');
+  assert.ok(matches('host ::ffff:10.0.0.1', pkt(6, 6, '::ffff:10.0.0.1', 'fd00::1', 1, 2)));
+});
+
+test('a network with an empty prefix length is refused, not read as /0', () => {
+  assert.throws(() => parseFilter('net 10.0.0.0/'), (e: unknown) => e instanceof FilterSyntaxError && e.column === 5);
+});

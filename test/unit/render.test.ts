@@ -79,3 +79,12 @@ test('per-hop latency: the time since the same packet’s previous hop, shown in
   assert.equal(hopColumn[1], formatDelta(events[1].time_ns - events[0].time_ns));
   assert.ok(events.every((e) => e.rewritten === undefined || e.rewritten === null), 'nothing rewritten on this path');
 });
+
+test('a reused sk_buff starts a new chain: no latency or NAT note across packets', () => {
+  const events = decodeFixture('demo-ipv4.batch');
+  // Pretend the reply reused the request's sk_buff, as the kernel may.
+  const reused = events.map((e) => ({ ...e, skb: events[0].skb }));
+  markHops(reused);
+  assert.equal(reused[3].latency_ns, null, 'the reply’s first hop has no previous one');
+  assert.equal(reused[3].rewritten, undefined, 'and no NAT note');
+});
