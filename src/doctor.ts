@@ -4,6 +4,7 @@
  * Never decided by kernel version.
  */
 import * as fs from 'node:fs';
+import { BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER } from './bpf/layout';
 import { BpfObject } from './bpf/object';
 import { NetnsResolver } from './names/netns';
 import { Tracer } from './tracer';
@@ -22,8 +23,6 @@ export interface Check {
   required: boolean;
 }
 
-const BPF_PROG_TYPE_NETFILTER = 32;
-const BPF_NETFILTER = 45;
 const NFPROTO_IPV4 = 2;
 const NF_INET_LOCAL_IN = 1;
 

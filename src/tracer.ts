@@ -7,7 +7,7 @@
  *   for await (const ev of tracer) { ... }   // ends after tracer.close()
  */
 import { randomBytes } from 'node:crypto';
-import { BPF_NAMES, NF_CHECKPOINTS } from './bpf/layout';
+import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './bpf/layout';
 import { encodeConfig, type KernelFilter } from './bpf/config';
 import { BpfObject } from './bpf/object';
 import { decodeBatch } from './decode';
@@ -19,9 +19,6 @@ import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './nati
 import { traceMarkerExpressions, tracePortExpressions } from './netfilter/nftables';
 import { NetfilterWatcher, TABLE_PREFIX } from './netfilter/watch';
 
-/** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers libbpf 1.1.2 does not know. */
-const BPF_PROG_TYPE_NETFILTER = 32;
-const BPF_NETFILTER = 45;
 
 export interface TracerOptions {
   filter: KernelFilter;

@@ -102,6 +102,10 @@ export const HOOK_NAMES: Record<number, string> = {
   6: 'fib6_table_lookup',
 };
 
+/** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers Debian's libbpf 1.1.2 does not know. */
+export const BPF_PROG_TYPE_NETFILTER = 32;
+export const BPF_NETFILTER = 45;
+
 /** Names of the objects in the BPF object file that TypeScript refers to. */
 export const BPF_NAMES = {
   object: 'tracepkt',

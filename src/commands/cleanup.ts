@@ -8,12 +8,13 @@
 import { execFileSync } from 'node:child_process';
 import { leftoverLabNamespaces, removeNamespace } from '../lab/lab';
 import { NetnsResolver } from '../names/netns';
+import { inNetns } from '../names/netns-path';
 import { TABLE_PREFIX } from '../netfilter/watch';
 import { requireTracingPrivileges } from '../privileges';
 import type { Output } from './output';
 
 function nft(netnsPath: string | null, ...args: string[]): string {
-  const [cmd, ...rest] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', 'nft', ...args] : ['nft', ...args];
+  const [cmd, ...rest] = inNetns(netnsPath, ['nft', ...args]);
   return execFileSync(cmd, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
 }
 

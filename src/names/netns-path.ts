@@ -4,6 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TracepktError } from '../errors';
 
+/** argv run inside the namespace at `path` (nsenter), or as is for our own (null). */
+export function inNetns(path: string | null | undefined, argv: string[]): string[] {
+  return path ? ['nsenter', `--net=${path}`, '--', ...argv] : argv;
+}
+
 export function netnsPath(spec: string, netnsDir = '/run/netns'): string {
   if (spec === '') throw new TracepktError('empty network namespace name');
   const isPath = spec.includes('/');

@@ -3,7 +3,7 @@
  * (iptables-nft rules live in those too) and iptables-legacy tables, each at
  * a hook and priority, and the checkpoints that bracket them.
  */
-import { FAMILY_NAMES, LEGACY_TABLES, NFPROTO_IPV4, NFPROTO_IPV6, PRIORITY_MAX, PRIORITY_MIN } from './hooks';
+import { FAMILY_NAMES, hookName, LEGACY_TABLES, NFPROTO_IPV4, NFPROTO_IPV6, PRIORITY_MAX, PRIORITY_MIN } from './hooks';
 import type { ChainInfo } from './nftables';
 
 export interface Judge {
@@ -40,7 +40,7 @@ export function judgesFromLegacy(pf: number, tables: readonly string[]): Judge[]
         backend: 'iptables-legacy',
         tableFamily: pf === NFPROTO_IPV4 ? 'ip' : 'ip6',
         table,
-        chain: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'][hooknum],
+        chain: hookName(hooknum),
         hooknum,
         priority: priority!,
         pfs: [pf],

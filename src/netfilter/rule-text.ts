@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import type { NetfilterEvent } from '../events';
+import { inNetns } from '../names/netns-path';
 
 /** Rule handle → text, from `nft -a` output ("... # handle 7"). */
 export function parseRuleHandles(listing: string): Map<number, string> {
@@ -18,7 +19,7 @@ export function parseRuleHandles(listing: string): Map<number, string> {
 
 function listChain(netnsPath: string | null, family: string, table: string, chain: string): Promise<string> {
   const nft = ['nft', '-s', '-a', 'list', 'chain', family, table, chain];
-  const [cmd, ...args] = netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...nft] : nft;
+  const [cmd, ...args] = inNetns(netnsPath, nft);
   return new Promise((resolve) => execFile(cmd, args, { encoding: 'utf8' }, (err, stdout) => resolve(err ? '' : stdout)));
 }
 

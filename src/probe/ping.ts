@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { inNetns } from '../names/netns-path';
 
 export const MARKER_OFFSET = 8 /* ICMP echo header */ + 16; /* ping's timestamp */
 
@@ -49,7 +50,7 @@ export function pingCommand(o: PingOptions): string[] {
   if (o.ttl !== undefined) ping.push('-t', String(o.ttl));
   if (o.size !== undefined) ping.push('-s', String(o.size));
   ping.push(o.address);
-  return o.netnsPath ? ['nsenter', `--net=${o.netnsPath}`, '--', ...ping] : ping;
+  return inNetns(o.netnsPath, ping);
 }
 
 /**
@@ -59,7 +60,7 @@ export function pingCommand(o: PingOptions): string[] {
  */
 export function gatedCommand(argv: string[], netnsPath?: string): string[] {
   const gated = ['sh', '-c', 'read _ && exec "$@"', 'tracepkt-probe', ...argv];
-  return netnsPath ? ['nsenter', `--net=${netnsPath}`, '--', ...gated] : gated;
+  return inNetns(netnsPath, gated);
 }
 
 export function launchCommand(o: PingOptions): string[] {

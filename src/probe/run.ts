@@ -1,5 +1,6 @@
 /** Sends the probe and traces it: the job behind `tracepkt TARGET`. */
 import { execFileSync } from 'node:child_process';
+import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
 import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../events';
 import { classifyRoutes } from '../kernel/names';
@@ -66,7 +67,7 @@ function interfacesDownWhereRoutingFailed(events: readonly TraceEvent[], pathOf:
     if (e.kind !== 'route' || e.error === null || down.has(e.netns)) continue;
     const path = pathOf(e.netns);
     if (path === undefined) continue;
-    const cmd = path ? ['nsenter', `--net=${path}`, '--', 'ip', '-o', 'link', 'show'] : ['ip', '-o', 'link', 'show'];
+    const cmd = inNetns(path, ['ip', '-o', 'link', 'show']);
     try {
       const out = execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
       down.set(e.netns, out.split('\n').flatMap((l) => {
