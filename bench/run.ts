@@ -56,7 +56,7 @@ async function startup(runs: number) {
   const tracepkt: number[] = [];
   const bpftrace: number[] = [];
   for (let i = 0; i < runs; i++) {
-    tracepkt.push(await timeToReady(process.execPath, [BIN, '--json', '--filter', 'icmp and host 192.0.2.1'], /"kind":"start"/));
+    tracepkt.push(await timeToReady(BIN, ['--json', '--filter', 'icmp and host 192.0.2.1'], /"kind":"start"/));
     bpftrace.push(await timeToReady('bpftrace', ['-e', BPFTRACE_SCRIPT], /Attaching 2 probes/));
   }
   return { tracepkt: median(tracepkt), bpftrace: median(bpftrace) };
@@ -103,7 +103,7 @@ async function overhead(seconds: number) {
     await new Promise((r) => setTimeout(r, 500));
     try {
       const baseline = iperf(lab, a, '10.77.0.2', seconds);
-      const tracer = spawn(process.execPath, [BIN, '--json', '--filter', 'icmp and host 192.0.2.1'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const tracer = spawn(BIN, ['--json', '--filter', 'icmp and host 192.0.2.1'], { stdio: ['ignore', 'pipe', 'ignore'] });
       await new Promise((r) => tracer.stdout.once('data', r));
       const withTracepkt = iperf(lab, a, '10.77.0.2', seconds);
       tracer.kill('SIGINT');

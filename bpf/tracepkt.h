@@ -102,11 +102,12 @@ struct tp_filter_insn {
 	__u8 op;     /* enum tp_filter_op */
 	__u8 field;  /* enum tp_filter_field */
 	__u8 dir;    /* TP_DIR_SRC | TP_DIR_DST */
-	__u8 value;  /* PROTO: IP protocol; FAMILY: 4 or 6; ADDR: prefix length */
+	__u8 value;  /* PROTO: IP protocol; FAMILY: 4 or 6; ADDR: prefix length (mask says it to the kernel) */
 	__u16 port;
 	__u8 family; /* ADDR: of addr */
 	__u8 pad;
 	__u8 addr[16];
+	__u8 mask[16]; /* ADDR: the prefix as a mask, so matching needs no branches */
 };
 
 /* How packets are recognised. */

@@ -62,7 +62,8 @@ static void log_reset(void)
 
 /* ---- error helpers ---- */
 
-static napi_value throw_errno(napi_env env, const char *op, int err, int with_log)
+/* An Error "op: strerror" with .op, .errno and, with_log, libbpf's messages as .log */
+static napi_value errno_error(napi_env env, const char *op, int err, int with_log)
 {
 	char msg[256];
 	napi_value error, message, value;
@@ -82,7 +83,12 @@ static napi_value throw_errno(napi_env env, const char *op, int err, int with_lo
 		napi_create_string_utf8(env, log_buf, log_len, &value);
 		napi_set_named_property(env, error, "log", value);
 	}
-	napi_throw(env, error);
+	return error;
+}
+
+static napi_value throw_errno(napi_env env, const char *op, int err, int with_log)
+{
+	napi_throw(env, errno_error(env, op, err, with_log));
 	return NULL;
 }
 
@@ -114,6 +120,8 @@ struct object {
 	int nr_links;
 	int link_fds[MAX_OBJECT_LINKS]; /* raw links created by syscall (netfilter) */
 	int nr_link_fds;
+	int loading;     /* a loadAsync is running on a worker thread: hands off */
+	int close_after; /* close() came while loading */
 };
 
 static void object_close(struct object *o)
@@ -147,6 +155,10 @@ static struct object *get_object(napi_env env, napi_value v)
 	}
 	if (!o->obj) {
 		throw_type(env, "BPF object is closed");
+		return NULL;
+	}
+	if (o->loading) {
+		throw_type(env, "BPF object is being loaded");
 		return NULL;
 	}
 	return o;
@@ -209,7 +221,11 @@ static napi_value js_close(napi_env env, napi_callback_info info)
 	struct object *o = NULL;
 	ARGS(1);
 
-	if (napi_get_value_external(env, argv[0], (void **)&o) == napi_ok && o)
+	if (napi_get_value_external(env, argv[0], (void **)&o) != napi_ok || !o)
+		return NULL;
+	if (o->loading)
+		o->close_after = 1; /* the worker owns it now; closed when the load ends */
+	else
 		object_close(o);
 	return NULL;
 }
@@ -378,6 +394,77 @@ static napi_value js_load(napi_env env, napi_callback_info info)
 	log_reset();
 	err = bpf_object__load(o->obj);
 	return err ? throw_errno(env, "bpf_object__load", err, 1) : NULL;
+}
+
+/*
+ * loadAsync(handle) -> Promise: the same load on a libuv worker thread, so
+ * that the kernel's verifier runs while JavaScript goes on (start-up).
+ * libbpf's messages go to the one log buffer: one load at a time.
+ */
+struct load_work {
+	napi_async_work work;
+	napi_deferred deferred;
+	napi_ref handle; /* keeps the object alive while the worker uses it */
+	struct object *o;
+	int err;
+};
+
+static void load_execute(napi_env env, void *data)
+{
+	struct load_work *w = data;
+
+	w->err = bpf_object__load(w->o->obj);
+}
+
+static void load_complete(napi_env env, napi_status status, void *data)
+{
+	struct load_work *w = data;
+	napi_value undefined;
+
+	w->o->loading = 0;
+	if (w->o->close_after) {
+		object_close(w->o);
+		w->err = w->err ? w->err : -ECANCELED;
+	}
+	if (status != napi_ok && !w->err)
+		w->err = -ECANCELED;
+	napi_get_undefined(env, &undefined);
+	if (w->err)
+		napi_reject_deferred(env, w->deferred, errno_error(env, "bpf_object__load", w->err, 1));
+	else
+		napi_resolve_deferred(env, w->deferred, undefined);
+	napi_delete_reference(env, w->handle);
+	napi_delete_async_work(env, w->work);
+	free(w);
+}
+
+static napi_value js_load_async(napi_env env, napi_callback_info info)
+{
+	struct load_work *w;
+	napi_value promise, name;
+	struct object *o;
+	ARGS(1);
+
+	if (!(o = get_object(env, argv[0])))
+		return NULL;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return throw_errno(env, "calloc", ENOMEM, 0);
+	w->o = o;
+	napi_create_promise(env, &w->deferred, &promise);
+	napi_create_reference(env, argv[0], 1, &w->handle);
+	napi_create_string_utf8(env, "tracepkt:load", NAPI_AUTO_LENGTH, &name);
+	napi_create_async_work(env, NULL, name, load_execute, load_complete, w, &w->work);
+	log_reset();
+	o->loading = 1;
+	if (napi_queue_async_work(env, w->work) != napi_ok) {
+		o->loading = 0;
+		napi_delete_reference(env, w->handle);
+		napi_delete_async_work(env, w->work);
+		free(w);
+		return throw_errno(env, "napi_queue_async_work", EAGAIN, 0);
+	}
+	return promise;
 }
 
 /* attach(handle, program): attaches by section name (tp_btf, tc, ...) as a link */
@@ -938,6 +1025,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "setProgramType", js_set_program_type },
 		{ "programs", js_programs },
 		{ "load", js_load },
+		{ "loadAsync", js_load_async },
 		{ "attach", js_attach },
 		{ "attachNetfilter", js_attach_netfilter },
 		{ "mapLookup", js_map_lookup },

@@ -19,6 +19,8 @@ export interface Native {
   setProgramType(obj: ObjectHandle, prog: string, type: number, expectedAttachType: number): void;
   programs(obj: ObjectHandle): string[];
   load(obj: ObjectHandle): void;
+  /** The same load on a worker thread: the verifier runs while JavaScript goes on. */
+  loadAsync(obj: ObjectHandle): Promise<void>;
   attach(obj: ObjectHandle, prog: string): void;
   attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
   mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;

@@ -6,21 +6,22 @@
  *   const tracer = await createTracer({ filter });
  *   for await (const ev of tracer) { ... }   // ends after tracer.close()
  */
-import { randomBytes } from 'node:crypto';
-import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './bpf/layout';
-import { encodeConfig, type KernelFilter } from './bpf/config';
-import { BpfObject } from './bpf/object';
+import { randomBytes } from './random';
+import { BPF_NAMES } from './bpf/layout';
+import type { KernelFilter } from './bpf/config';
+import type { BpfObject } from './bpf/object';
+import { loadTracingObject, openTracingObject, tracingPrograms, type TracingObjectOptions } from './bpf/tracing-object';
 import { decodeBatch } from './decode';
 import { describeError } from './errors';
 import type { KernelEvent } from './events';
 import { nameDrop, nameRoute } from './kernel/names';
 import { NetnsResolver, type KnownNetns } from './names/netns';
-import { bpfObjectPath, loadNative, type Native, type WatchHandle } from './native';
+import { loadNative, type Native, type WatchHandle } from './native';
 import { traceMarkerExpressions, tracePortExpressions } from './netfilter/nftables';
 import { NetfilterWatcher, TABLE_PREFIX } from './netfilter/watch';
 
 
-export interface TracerOptions {
+export interface TracerOptions extends TracingObjectOptions {
   filter: KernelFilter;
   /** For filtered tracing of a TCP/UDP probe: its protocol and source port, to trace it in nftables too. */
   flow?: { proto: 'tcp' | 'udp'; port: number };
@@ -28,10 +29,12 @@ export interface TracerOptions {
   netfilter?: boolean;
   /** Where to trace netfilter (default: every namespace on the system). */
   namespaces?: KnownNetns[];
-  /** Ring buffer size in bytes, a power of two (default 4 MiB). */
-  ringBytes?: number;
-  native?: Native;
   resolver?: NetnsResolver;
+  /**
+   * The object from loadTracingObject(these options), started early so that
+   * the kernel verified it while the caller loaded its code (not with netfilter).
+   */
+  preloaded?: Promise<BpfObject>;
 }
 
 export class Tracer implements AsyncIterable<KernelEvent> {
@@ -51,7 +54,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   /** Milliseconds from open to everything attached. */
   readonly startupMs: number;
 
-  constructor(options: TracerOptions) {
+  /** `loaded`: the object already loaded for these options (then without netfilter). */
+  constructor(options: TracerOptions, loaded?: BpfObject) {
     const started = performance.now();
     this.native = options.native ?? loadNative();
     this.resolver = options.resolver ?? new NetnsResolver();
@@ -67,7 +71,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       let checkpoints = this.netfilter?.checkpointsNeeded() ?? 0;
       let obj: BpfObject;
       try {
-        obj = this.openObject(options, checkpoints);
+        obj = loaded ?? this.openObject(options, checkpoints);
       } catch (err) {
         if (checkpoints === 0) throw err;
         checkpoints = 0;
@@ -77,8 +81,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       }
       this.obj = obj;
       try {
-        for (const prog of BPF_NAMES.programs) obj.attach(prog);
-        if (options.filter.match === 'filter') obj.attach(BPF_NAMES.forgetFreed);
+        for (const prog of tracingPrograms(options)) obj.attach(prog);
         this.ring = obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
         if (checkpoints > 0) this.netfilter?.attachCheckpoints(obj);
       } catch (err) {
@@ -95,20 +98,10 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.startupMs = performance.now() - started;
   }
 
-  /**
-   * Opens and loads the object with the hop programs and the first
-   * `checkpoints` copies of the checkpoint program (the kernel takes ~7 ms to
-   * load each: only what the plans use).
-   */
+  /** Opens and loads the object, with `checkpoints` netfilter checkpoint programs. */
   private openObject(options: TracerOptions, checkpoints: number): BpfObject {
-    const obj = new BpfObject(this.native, bpfObjectPath(BPF_NAMES.object));
+    const obj = openTracingObject(this.native, options, checkpoints);
     try {
-      obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
-      obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
-      const copies = Array.from({ length: Math.min(checkpoints, NF_CHECKPOINTS) }, (_, i) => BPF_NAMES.checkpoint(i));
-      const forget = options.filter.match === 'filter' ? [BPF_NAMES.forgetFreed] : [];
-      obj.selectPrograms([...BPF_NAMES.programs, ...forget, ...copies]);
-      for (const prog of copies) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
       obj.load();
       return obj;
     } catch (err) {
@@ -205,5 +198,13 @@ function traceRules(options: TracerOptions): Buffer[][] {
 
 /** Loads and attaches the programs; events flow from the moment it resolves. */
 export async function createTracer(options: TracerOptions): Promise<Tracer> {
-  return new Tracer(options);
+  if (options.netfilter) return new Tracer(options); // the plans decide what to load
+  const native = options.native ?? loadNative();
+  const obj = await (options.preloaded ?? loadTracingObject({ ...options, native }));
+  try {
+    return new Tracer({ ...options, native }, obj);
+  } catch (err) {
+    obj.close();
+    throw err;
+  }
 }

@@ -1,6 +1,6 @@
 /** Encodes struct tp_config (bpf/tracepkt.h) for the programs' .rodata. */
 import * as net from 'node:net';
-import type { FilterInsn } from '../filter/compile';
+import { FIELD, type FilterInsn } from '../filter/compile';
 import { CONFIG_FIELDS, CONFIG_SIZE, FILTER_INSN_FIELDS as I, FILTER_INSN_SIZE } from './layout';
 
 export interface KernelFilter {
@@ -78,7 +78,15 @@ export function encodeConfig(filter: KernelFilter): Buffer {
       buf.writeUInt16LE(insn.port, at + I.port[0]);
       buf[at + I.family[0]] = insn.family;
       insn.addr.copy(buf, at + I.addr[0]);
+      if (insn.field === FIELD.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
     });
   }
   return buf;
+}
+
+/** A prefix length as the 16-byte mask the kernel compares with (bpf/tracepkt.bpf.c: in_net). */
+export function prefixMask(bits: number): Buffer {
+  const mask = Buffer.alloc(16);
+  for (let i = 0; i < 16 && bits > 0; i++, bits -= 8) mask[i] = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+  return mask;
 }

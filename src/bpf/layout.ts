@@ -49,8 +49,8 @@ export const EVENT_FIELDS = {
   pad3: [143, 1],
 } as const satisfies Record<string, Field>;
 
-export const FILTER_INSN_SIZE = 24;
-export const CONFIG_SIZE = 808;
+export const FILTER_INSN_SIZE = 40;
+export const CONFIG_SIZE = 1320;
 export const CONFIG_FIELDS = {
   marker: [0, 8],
   marker_offset: [8, 2],
@@ -84,6 +84,7 @@ export const FILTER_INSN_FIELDS = {
   family: [6, 1],
   pad: [7, 1],
   addr: [8, 16],
+  mask: [24, 16],
 } as const satisfies Record<string, Field>;
 
 /** enum tp_event_kind */
@@ -113,7 +114,10 @@ export const BPF_NAMES = {
   events: 'tp_events',
   stats: 'tp_stats',
   senders: 'tp_senders',
-  programs: ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
+  /** Hops and drops: always loaded. */
+  programs: ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb'],
+  /** Route lookups: only when they can be tied to a journey (a probe's). */
+  routes: ['tp_fib_table_lookup', 'tp_fib6_table_lookup'],
   /** Only for filtered tracing, which remembers packets by address. */
   forgetFreed: 'tp_consume_skb',
   checkpoint: (i: number) => `tp_nf_checkpoint_${i}`,

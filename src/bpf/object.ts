@@ -50,6 +50,15 @@ export class BpfObject {
     this.call(`cannot load ${this.file}`, () => this.native.load(this.h));
   }
 
+  /** load() off the main thread; nothing else may use the object until it settles. */
+  async loadAsync(): Promise<void> {
+    try {
+      await this.native.loadAsync(this.h);
+    } catch (err) {
+      throw wrapNative(err, `cannot load ${this.file}`);
+    }
+  }
+
   attach(prog: string): void {
     this.call(`cannot attach ${prog}`, () => this.native.attach(this.h, prog));
   }

@@ -4,16 +4,11 @@
  * the rest never reaches us). Prints each packet as it comes, numbered by
  * journey (flow); ends on Ctrl-C, or once --count journeys are complete.
  */
+import type { KernelFilter } from '../bpf/config';
+import { loadTracingObject } from '../bpf/tracing-object';
 import { compileFilter } from '../filter/compile';
 import { parseFilter } from '../filter/parse';
-import { FlowJourneys } from '../flows';
-import { nameRoute } from '../kernel/names';
 import { requireTracingPrivileges } from '../privileges';
-import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
-import { netnsLabel, TableRenderer } from '../render/table';
-import { ansi, plain } from '../render/colour';
-import { HopChain, tidy } from '../tidy';
-import { createTracer } from '../tracer';
 import type { Output } from './output';
 
 export interface PassiveOptions {
@@ -32,7 +27,13 @@ export interface PassiveOptions {
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
   const program = compileFilter(parseFilter(o.filter)); // before anything is attached
   requireTracingPrivileges();
-  const tracer = await createTracer({ filter: { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 } });
+  const filter: KernelFilter = { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 };
+  // Start-up: the kernel verifies the programs on a worker thread while the rest of the code loads.
+  const preloaded = loadTracingObject({ filter, routes: false });
+  preloaded.catch(() => {}); // its failure is reported by createTracer below
+  const [{ FlowJourneys }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel, TableRenderer }, { ansi, plain }, { HopChain, tidy }, { createTracer }] =
+    await Promise.all([import('../flows'), import('../render/json'), import('../render/table'), import('../render/colour'), import('../tidy'), import('../tracer')]);
+  const tracer = await createTracer({ filter, routes: false, preloaded });
   const journeys = new FlowJourneys(o.idleMs ?? 1000);
   const hops = new HopChain();
   const table = new TableRenderer(o.colour ? ansi : plain);
@@ -52,11 +53,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   }, 100);
   try {
     for await (const ev of tracer) {
-      if (ev.kind === 'checkpoint') continue;
-      if (ev.kind === 'route') {
-        nameRoute(ev);
-        continue; // lookups belong to a packet's journey only in probe mode, where the flow is known
-      }
+      if (ev.kind === 'checkpoint' || ev.kind === 'route') continue; // route lookups are not even loaded here
       if (tidy([ev]).length === 0) continue;
       const j = journeys.add(ev, Date.now());
       if (ev.kind === 'hop') hops.add(ev);

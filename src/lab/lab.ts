@@ -6,7 +6,7 @@
  * `tracepkt cleanup` removes any a killed run left behind.
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../random';
 import * as fs from 'node:fs';
 
 export const LAB_PREFIX = 'tpk-';

@@ -12,7 +12,7 @@
  * hold the marker.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../random';
 import { inNetns } from '../names/netns-path';
 
 export const MARKER_OFFSET = 8 /* ICMP echo header */ + 16; /* ping's timestamp */

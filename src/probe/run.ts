@@ -15,7 +15,7 @@ import type { KernelFilter } from '../bpf/config';
 import { compileFilter } from '../filter/compile';
 import { parseFilter } from '../filter/parse';
 import * as path from 'node:path';
-import { randomInt } from 'node:crypto';
+import { randomInt } from '../random';
 import type { Target } from './target';
 
 export interface ProbeOptions {

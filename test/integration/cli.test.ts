@@ -72,7 +72,7 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
 
 test('colour on a terminal only: none when piped, none with NO_COLOR', async () => {
   const viaTerminal = (env: NodeJS.ProcessEnv) =>
-    execFileSync('script', ['-qec', `${process.execPath} ${BIN} 127.0.0.1`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, ...env } });
+    execFileSync('script', ['-qec', `${BIN} 127.0.0.1`, '/dev/null'], { encoding: 'utf8', env: { ...process.env, ...env } });
   assert.match(viaTerminal({ TERM: 'xterm' }), /\x1b\[32mVerdict: delivered and answered\.\x1b\[0m/);
   assert.doesNotMatch(viaTerminal({ TERM: 'xterm', NO_COLOR: '1' }), /\x1b\[/);
   const piped = await runCli(['127.0.0.1']);

@@ -21,7 +21,7 @@ export interface CliRun {
 }
 
 export function startCli(args: string[], prefix: string[] = []): ChildProcess {
-  const [cmd, ...rest] = [...prefix, process.execPath, BIN, ...args];
+  const [cmd, ...rest] = [...prefix, BIN, ...args];
   return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 

@@ -34,6 +34,10 @@ class FakeNative {
         log('load')(...a);
         if (this.failLoad) throw Object.assign(new Error('bpf_object__load: Permission denied'), { op: 'bpf_object__load', errno: 1, log: 'verifier says no' });
       },
+      loadAsync: async (...a) => {
+        log('loadAsync')(...a);
+        if (this.failLoad) throw Object.assign(new Error('bpf_object__load: Permission denied'), { op: 'bpf_object__load', errno: 1, log: 'verifier says no' });
+      },
       attach: log('attach'),
       attachNetfilter: log('attachNetfilter'),
       mapUpdate: log('mapUpdate'),
@@ -79,7 +83,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'setAutoload tp_kfree_skb',
     'setAutoload tp_fib_table_lookup',
     'setAutoload tp_fib6_table_lookup',
-    'load',
+    'loadAsync', // createTracer loads on a worker thread
     'attach tp_net_dev_queue',
     'attach tp_netif_receive_skb',
     'attach tp_kfree_skb',

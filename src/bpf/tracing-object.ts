@@ -1,0 +1,62 @@
+/**
+ * The tracing programs, prepared for one trace: which programs, the config
+ * in .rodata, the ring's size. Kept apart from the tracer (and its many
+ * imports) so that a command can start the kernel's verifier on a worker
+ * thread first and load the rest of its code meanwhile: start-up is the
+ * longer of the two, not their sum.
+ */
+import { encodeConfig, type KernelFilter } from './config';
+import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './layout';
+import { BpfObject } from './object';
+import { bpfObjectPath, loadNative, type Native } from '../native';
+
+export interface TracingObjectOptions {
+  filter: KernelFilter;
+  /** Trace route lookups (default true; passive tracing cannot tie them to a packet). */
+  routes?: boolean;
+  /** Ring buffer size in bytes, a power of two (default 4 MiB). */
+  ringBytes?: number;
+  native?: Native;
+}
+
+/** The programs a trace with these options loads and attaches (netfilter checkpoints aside). */
+export function tracingPrograms(options: TracingObjectOptions): string[] {
+  return [
+    ...BPF_NAMES.programs,
+    ...(options.routes === false ? [] : BPF_NAMES.routes),
+    // Filtered tracing remembers packets by address: forget them when freed.
+    ...(options.filter.match === 'filter' ? [BPF_NAMES.forgetFreed] : []),
+  ];
+}
+
+/**
+ * Opens the object configured for these options, with the first
+ * `checkpoints` copies of the netfilter checkpoint program (the kernel
+ * takes ~7 ms to load each: only what the plans use). Not loaded yet.
+ */
+export function openTracingObject(native: Native, options: TracingObjectOptions, checkpoints = 0): BpfObject {
+  const obj = new BpfObject(native, bpfObjectPath(BPF_NAMES.object));
+  try {
+    obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
+    obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
+    const copies = Array.from({ length: Math.min(checkpoints, NF_CHECKPOINTS) }, (_, i) => BPF_NAMES.checkpoint(i));
+    obj.selectPrograms([...tracingPrograms(options), ...copies]);
+    for (const prog of copies) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
+    return obj;
+  } catch (err) {
+    obj.close();
+    throw err;
+  }
+}
+
+/** Opens and loads on a worker thread (no netfilter checkpoints); closed again if the load fails. */
+export async function loadTracingObject(options: TracingObjectOptions): Promise<BpfObject> {
+  const obj = openTracingObject(options.native ?? loadNative(), options);
+  try {
+    await obj.loadAsync();
+    return obj;
+  } catch (err) {
+    obj.close();
+    throw err;
+  }
+}
