@@ -152,6 +152,18 @@ struct {
 	__type(value, struct tracked);
 } tp_skbs SEC(".maps");
 
+/*
+ * When a packet was last remembered in tp_skbs. Untraced traffic is the
+ * common case: while nothing was remembered within CFG.track_ns, no entry
+ * can hold, and the per-packet map lookups and deletes are skipped.
+ */
+static volatile __u64 last_tracked_ns;
+
+static __always_inline bool tracking(void)
+{
+	return last_tracked_ns && bpf_ktime_get_ns() - last_tracked_ns < CFG.track_ns;
+}
+
 static __always_inline void count_lost(void)
 {
 	__u32 zero = 0;
@@ -395,7 +407,7 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 			}
 		}
 	}
-	if (skb) {
+	if (skb && tracking()) {
 		struct tracked *t = bpf_map_lookup_elem(&tp_skbs, &key);
 
 		if (t && t->family == m->family && t->proto == m->l4proto && bpf_ktime_get_ns() - t->seen < CFG.track_ns &&
@@ -410,6 +422,7 @@ ours:
 		};
 
 		bpf_map_update_elem(&tp_skbs, &key, &t, BPF_ANY);
+		last_tracked_ns = t.seen;
 	}
 	return true;
 }
@@ -441,6 +454,11 @@ static __always_inline void copy_addr(__u8 *to, const void *from, __u8 family)
 		__builtin_memcpy(to, from, 4);
 	else
 		__builtin_memcpy(to, from, 16);
+}
+
+static __always_inline __u32 dev_netns(struct net_device *dev)
+{
+	return dev ? dev->nd_net.net->ns.inum : 0;
 }
 
 /* Fills what every sighting of the probe's packet records. */
@@ -504,6 +522,8 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 
 	if (!match_probe(l3, m, at->skb))
 		return false;
+	if (!at->netns)
+		at->netns = dev_netns(at->dev);
 	e = CFG.snap_len ? reserve_with_data(l3, m->ip_len) : reserve();
 	if (!e)
 		return true;
@@ -522,18 +542,12 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 	return true;
 }
 
-static __always_inline __u32 dev_netns(struct net_device *dev)
-{
-	return dev ? dev->nd_net.net->ns.inum : 0;
-}
-
 /* A packet seen where the kernel handles its sk_buff: on its device. */
 static __always_inline struct sighting skb_sighting(struct sk_buff *skb, __u8 kind, __u8 hook)
 {
 	struct sighting at = {
 		.skb = skb,
-		.dev = skb->dev,
-		.netns = dev_netns(skb->dev),
+		.dev = skb->dev, /* its namespace is read only for a match (emit) */
 		.kind = kind,
 		.hook = hook,
 	};
@@ -598,7 +612,8 @@ int BPF_PROG(tp_kfree_skb, struct sk_buff *skb, void *location, int reason)
 	at.location = (__u64)location;
 	at.reason = reason;
 	emit(skb->head + skb->network_header, &at, &m);
-	bpf_map_delete_elem(&tp_skbs, &key);
+	if (tracking())
+		bpf_map_delete_elem(&tp_skbs, &key);
 	return 0;
 }
 
@@ -609,7 +624,8 @@ int BPF_PROG(tp_consume_skb, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb;
 
-	bpf_map_delete_elem(&tp_skbs, &key);
+	if (tracking())
+		bpf_map_delete_elem(&tp_skbs, &key);
 	return 0;
 }
 

@@ -594,7 +594,16 @@ static napi_value js_map_update(napi_env env, napi_callback_info info)
 struct batch {
 	char *data;
 	size_t len, cap;
+	size_t limit; /* stop adding records past this many bytes; 0: no limit */
 };
+
+/*
+ * Records handed to JavaScript per wake-up at most: it holds a batch's
+ * events at once, so under a flood this bounds its memory; what remains in
+ * the ring comes on the next turn of the event loop (the ring's fd stays
+ * readable).
+ */
+#define BATCH_MAX (256 * 1024)
 
 /* Appends [u32 length][record], padded so the next length is 4-aligned. */
 static int batch_add(struct batch *b, const void *data, size_t size)
@@ -639,11 +648,13 @@ struct watch {
 };
 
 /* Drains the source; returns records read and the batch as a Buffer. */
-static int watch_drain(struct watch *w, napi_value *out)
+/* Drains into a Buffer of at most `limit` bytes of records (0: everything). */
+static int watch_drain(struct watch *w, napi_value *out, size_t limit)
 {
 	int n;
 
 	w->batch.len = 0;
+	w->batch.limit = limit;
 	n = w->drain(w);
 	if (n < 0)
 		return n;
@@ -664,7 +675,7 @@ static void watch_on_readable(uv_poll_t *poll, int status, int events)
 	if (w->closed)
 		return;
 	napi_open_handle_scope(w->env, &scope);
-	n = watch_drain(w, &batch);
+	n = watch_drain(w, &batch, BATCH_MAX);
 	if (n > 0 && napi_get_reference_value(w->env, w->callback, &callback) == napi_ok) {
 		napi_get_global(w->env, &global);
 		napi_make_callback(w->env, w->async, global, callback, 1, &batch, &result);
@@ -746,12 +757,20 @@ struct ring {
 
 static int ring_sample(void *ctx, void *data, size_t size)
 {
-	return batch_add(&((struct ring *)ctx)->w.batch, data, size);
+	struct batch *b = &((struct ring *)ctx)->w.batch;
+	int err = batch_add(b, data, size);
+
+	if (err)
+		return err;
+	/* libbpf has consumed this record already; a negative return stops after it */
+	return b->limit && b->len >= b->limit ? -EAGAIN : 0;
 }
 
 static int ring_drain(struct watch *w)
 {
-	return ring_buffer__consume(((struct ring *)w)->rb);
+	int n = ring_buffer__consume(((struct ring *)w)->rb);
+
+	return n == -EAGAIN ? 1 : n; /* the batch is full: the rest next time */
 }
 
 static void ring_release(struct watch *w)
@@ -804,7 +823,7 @@ static napi_value js_drain(napi_env env, napi_callback_info info)
 		napi_get_null(env, &batch);
 		return batch;
 	}
-	n = watch_drain(w, &batch);
+	n = watch_drain(w, &batch, 0); /* an explicit drain (close) takes everything */
 	if (n < 0)
 		return throw_errno(env, "drain", n, 0);
 	if (n == 0)

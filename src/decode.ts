@@ -6,7 +6,7 @@
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES, PACKET_FIELDS as P } from './bpf/layout';
-import type { Direction, KernelEvent, PacketFields, RouteEvent } from './events';
+import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent } from './events';
 
 const ECHO_REQUEST = new Set([8, 128]);
 const ECHO_REPLY = new Set([0, 129]);
@@ -39,24 +39,26 @@ export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): 
 
 function decodeRecord(buf: Buffer, rec: number): KernelEvent | null {
   switch (buf[rec + F.kind[0]]) {
-    case EventKind.HOP:
-      return { kind: 'hop', ...packetFields(buf, rec), hook: HOOK_NAMES[buf[rec + F.hook[0]]] ?? `hook${buf[rec + F.hook[0]]}` };
-    case EventKind.NF_CHECKPOINT:
-      return {
-        kind: 'checkpoint',
-        ...packetFields(buf, rec),
-        nf_hook: buf[rec + F.nf_hook[0]],
-        nf_pf: buf[rec + F.nf_pf[0]],
-        index: buf[rec + F.nf_index[0]],
-      };
-    case EventKind.DROP:
-      return {
-        kind: 'drop',
-        ...packetFields(buf, rec),
-        reason: '',
-        reason_code: buf.readUInt32LE(rec + F.reason[0]),
-        location: `0x${buf.readBigUInt64LE(rec + F.location[0]).toString(16)}`,
-      };
+    // One object per event, its kind first (JSON keeps the order), the kind's fields added after.
+    case EventKind.HOP: {
+      const ev = packetFields<HopEvent>(buf, rec, 'hop');
+      ev.hook = HOOK_NAMES[buf[rec + F.hook[0]]] ?? `hook${buf[rec + F.hook[0]]}`;
+      return ev;
+    }
+    case EventKind.NF_CHECKPOINT: {
+      const ev = packetFields<CheckpointEvent>(buf, rec, 'checkpoint');
+      ev.nf_hook = buf[rec + F.nf_hook[0]];
+      ev.nf_pf = buf[rec + F.nf_pf[0]];
+      ev.index = buf[rec + F.nf_index[0]];
+      return ev;
+    }
+    case EventKind.DROP: {
+      const ev = packetFields<DropEvent>(buf, rec, 'drop');
+      ev.reason = '';
+      ev.reason_code = buf.readUInt32LE(rec + F.reason[0]);
+      ev.location = `0x${hex64(buf, rec + F.location[0])}`;
+      return ev;
+    }
     case EventKind.ROUTE:
       return decodeRoute(buf, rec);
     default:
@@ -66,6 +68,58 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent | null {
 
 function readU64(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off + 4) * 0x1_0000_0000 + buf.readUInt32LE(off);
+}
+
+/** A little-endian u64 in hex, without a BigInt. */
+function hex64(buf: Buffer, off: number): string {
+  const hi = buf.readUInt32LE(off + 4);
+  const lo = buf.readUInt32LE(off).toString(16);
+  return hi === 0 ? lo : hi.toString(16) + '00000000'.slice(lo.length) + lo;
+}
+
+/**
+ * sk_buff addresses in hex, per event: the kernel reuses a bounded set of
+ * them, so each is formatted once (keyed by the low half, checked on the high).
+ */
+const skbNames = new Map<number, { hi: number; name: string }>();
+
+function skbName(buf: Buffer, off: number): string {
+  const lo = buf.readUInt32LE(off);
+  const hi = buf.readUInt32LE(off + 4);
+  const known = skbNames.get(lo);
+  if (known !== undefined && known.hi === hi) return known.name;
+  if (skbNames.size >= CACHE_MAX) skbNames.clear();
+  const name = hex64(buf, off);
+  skbNames.set(lo, { hi, name });
+  return name;
+}
+
+/**
+ * Address strings by their bytes: a trace sees few distinct addresses many
+ * times, so each is formatted once (bounded, in case it sees many).
+ */
+const ipv4Names = new Map<number, string>();
+const ipv6Names = new Map<string, string>();
+/** Bound of each formatting cache: cleared when full. */
+const CACHE_MAX = 1 << 16;
+
+function address(family: 4 | 6, buf: Buffer, off: number): string {
+  if (family === 4) {
+    const key = buf.readUInt32LE(off);
+    let name = ipv4Names.get(key);
+    if (name === undefined) {
+      if (ipv4Names.size >= CACHE_MAX) ipv4Names.clear();
+      ipv4Names.set(key, (name = formatAddress(4, buf, off)));
+    }
+    return name;
+  }
+  const key = buf.toString('latin1', off, off + 16);
+  let name = ipv6Names.get(key);
+  if (name === undefined) {
+    if (ipv6Names.size >= CACHE_MAX) ipv6Names.clear();
+    ipv6Names.set(key, (name = formatAddress(6, buf, off)));
+  }
+  return name;
 }
 
 function readCString(buf: Buffer, off: number, size: number): string {
@@ -86,36 +140,44 @@ function direction(proto: number, type: number): Direction {
 
 /** TCP flags in tcpdump's letters. */
 export function tcpFlags(bits: number): string {
-  return [[0x02, 'S'], [0x01, 'F'], [0x04, 'R'], [0x08, 'P'], [0x10, '.'], [0x20, 'U']]
-    .filter(([bit]) => bits & (bit as number))
-    .map(([, letter]) => letter)
-    .join('');
+  return TCP_FLAG_NAMES[bits & 0x3f];
 }
 
-function packetFields(buf: Buffer, rec: number): PacketFields {
+const TCP_FLAG_NAMES = Array.from({ length: 64 }, (_, bits) =>
+  ([[0x02, 'S'], [0x01, 'F'], [0x04, 'R'], [0x08, 'P'], [0x10, '.'], [0x20, 'U']] as const)
+    .filter(([bit]) => bits & bit)
+    .map(([, letter]) => letter)
+    .join(''),
+);
+
+const isIcmp = (proto: number) => proto === 1 || proto === 58;
+
+/** The fields every packet event has, in a new event of `kind` (the caller adds the kind's own). */
+function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['kind']): E {
   const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
   const type = buf[rec + F.icmp_type[0]];
   const code = buf[rec + F.icmp_code[0]];
   const proto = buf[rec + F.l4proto[0]];
   const dir = direction(proto, type);
   const rest = buf.readUInt32BE(rec + F.icmp_rest[0]);
-  return {
+  const ev: PacketFields & { kind: string } = {
+    kind,
     time_ns: readU64(buf, rec + F.time_ns[0]),
-    skb: buf.readBigUInt64LE(rec + F.skb[0]).toString(16),
+    skb: skbName(buf, rec + F.skb[0]),
     netns: buf.readUInt32LE(rec + F.netns[0]),
     netns_name: null,
     ifindex: buf.readUInt32LE(rec + F.ifindex[0]),
     ifname: readCString(buf, rec + F.ifname[0], F.ifname[1]),
     dir,
     family,
-    src: formatAddress(family, buf, rec + F.saddr[0]),
-    dst: formatAddress(family, buf, rec + F.daddr[0]),
+    src: address(family, buf, rec + F.saddr[0]),
+    dst: address(family, buf, rec + F.daddr[0]),
     icmp_id: buf.readUInt16LE(rec + F.icmp_id[0]),
     icmp_seq: buf.readUInt16LE(rec + F.icmp_seq[0]),
     icmp_type: type,
     icmp_code: code,
     // An error about an echo says which one; about anything else, the probe itself.
-    quotes: dir === 'error' ? (ECHO_REPLY.has(buf[rec + F.inner_type[0]]) && [1, 58].includes(buf[rec + F.inner_proto[0]]) ? 'reply' : 'request') : null,
+    quotes: dir === 'error' ? (ECHO_REPLY.has(buf[rec + F.inner_type[0]]) && isIcmp(buf[rec + F.inner_proto[0]]) ? 'reply' : 'request') : null,
     mtu: dir === 'error' && announcesMtu(family, type, code) ? (family === 4 ? rest & 0xffff : rest) : null,
     proto: dir === 'error' ? buf[rec + F.inner_proto[0]] : proto,
     sport: buf.readUInt16LE(rec + F.sport[0]),
@@ -124,6 +186,7 @@ function packetFields(buf: Buffer, rec: number): PacketFields {
     ttl: buf[rec + F.ttl[0]],
     len: buf.readUInt16LE(rec + F.ip_len[0]),
   };
+  return ev as unknown as E;
 }
 
 /** IPv4 lookups report -errno (fib_props in net/ipv4/fib_semantics.c). */
@@ -160,12 +223,12 @@ function decodeRoute(buf: Buffer, rec: number): RouteEvent {
   return {
     kind: 'route',
     time_ns: readU64(buf, rec + F.time_ns[0]),
-    skb: buf.readBigUInt64LE(rec + F.skb[0]).toString(16),
+    skb: skbName(buf, rec + F.skb[0]),
     netns: buf.readUInt32LE(rec + F.netns[0]),
     netns_name: null,
     family,
-    src: formatAddress(family, buf, rec + F.saddr[0]),
-    dst: formatAddress(family, buf, rec + F.daddr[0]),
+    src: address(family, buf, rec + F.saddr[0]),
+    dst: address(family, buf, rec + F.daddr[0]),
     table: String(tableId),
     table_id: tableId,
     oif: error === null && oif !== '' ? oif : null,

@@ -10,14 +10,15 @@ type PacketEvent = Exclude<KernelEvent, { kind: 'route' }>;
 
 const endpoint = (addr: string, port: number) => `${addr}#${port}`;
 
-/** The flow a packet belongs to, the same both ways; its forward side first. */
+/** The flow a packet belongs to, the same both ways; its forward side first. Per event: kept cheap. */
 export function flowOf(e: PacketEvent): { key: string; forward: string } {
   const ports = e.proto === 6 || e.proto === 17;
   // ICMP echoes pair by their identifier, errors by the packet they quote.
   const a = endpoint(e.src, ports ? e.sport : e.icmp_id);
   const b = endpoint(e.dst, ports ? e.dport : e.icmp_id);
   const proto = e.dir === 'error' ? e.proto : e.proto === 58 ? 1 : e.proto;
-  return { key: `${proto} ${[a, b].sort().join(' ')}`, forward: `${a} ${b}` };
+  const forward = `${a} ${b}`;
+  return { key: a < b ? `${proto} ${forward}` : `${proto} ${b} ${a}`, forward };
 }
 
 const PROTOS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp6' };
@@ -41,6 +42,8 @@ export interface Journey {
   namespaces: Map<number, string | null>;
   lastSeenMs: number;
   complete: boolean;
+  /** Events were lost (ring buffer full) while it was open: it may lack packets. */
+  incomplete: boolean;
 }
 
 export class FlowJourneys {
@@ -54,7 +57,7 @@ export class FlowJourneys {
     const { key, forward } = flowOf(e);
     let j = this.journeys.get(key);
     if (!j || j.complete) {
-      j = { id: this.nextId++, key, forward, label: labelOf(e), packets: 0, namespaces: new Map(), lastSeenMs: nowMs, complete: false };
+      j = { id: this.nextId++, key, forward, label: labelOf(e), packets: 0, namespaces: new Map(), lastSeenMs: nowMs, complete: false, incomplete: false };
       this.journeys.set(key, j);
     }
     j.packets++;
@@ -62,9 +65,19 @@ export class FlowJourneys {
     j.lastSeenMs = nowMs;
     // ICMP knows its own direction (echo request or reply); TCP and UDP are told by the flow.
     if (e.dir !== 'error' && (e.proto === 6 || e.proto === 17)) {
-      e.dir = `${endpoint(e.src, e.sport)} ${endpoint(e.dst, e.dport)}` === j.forward ? 'request' : 'reply';
+      e.dir = forward === j.forward ? 'request' : 'reply'; // for TCP/UDP, forward is "src#sport dst#dport"
     }
     return j;
+  }
+
+  /**
+   * The kernel lost events: which journey they belonged to is unknown, so
+   * every journey open now, or seen since `sinceMs`, may have a gap.
+   */
+  markGaps(sinceMs: number): void {
+    for (const j of this.journeys.values()) {
+      if (!j.complete || j.lastSeenMs >= sinceMs) j.incomplete = true;
+    }
   }
 
   /** Journeys idle for idleMs are complete: returns those that just became so. */

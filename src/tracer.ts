@@ -129,8 +129,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     });
     // The ring is shared by all CPUs: order each batch by kernel time.
     if (this.queue.length - start > 1) {
-      const tail = this.queue.splice(start).sort((a, b) => a.time_ns - b.time_ns);
-      this.queue.push(...tail);
+      const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
+      for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
     }
     this.wake?.();
   }

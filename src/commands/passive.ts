@@ -22,6 +22,8 @@ export interface PassiveOptions {
   quiet?: boolean;
   /** Colour the text output. */
   colour?: boolean;
+  /** Ring buffer bytes (default: the tracer's); tests shrink it to make the kernel lose events. */
+  ringBytes?: number;
 }
 
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
@@ -29,7 +31,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   requireTracingPrivileges();
   const filter: KernelFilter = { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 };
   // Start-up: the kernel verifies the programs on a worker thread while the rest of the code loads.
-  const preloaded = loadTracingObject({ filter, routes: false });
+  const preloaded = loadTracingObject({ filter, routes: false, ringBytes: o.ringBytes });
   preloaded.catch(() => {}); // its failure is reported by createTracer below
   const [{ FlowJourneys }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel, TableRenderer }, { ansi, plain }, { HopChain, tidy }, { createTracer }] =
     await Promise.all([import('../flows'), import('../render/json'), import('../render/table'), import('../render/colour'), import('../tidy'), import('../tracer')]);
@@ -47,7 +49,17 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     io.err(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`);
     if (!o.quiet) io.out(`JOURNEY ${table.header()}`);
   }
+  // Lost events are never silent: the journeys open when the count grows are marked incomplete.
+  let lost = 0;
+  let lossCheckedMs = Date.now();
+  const checkLosses = () => {
+    const now = tracer.lost();
+    if (now > lost) journeys.markGaps(lossCheckedMs);
+    lost = now;
+    lossCheckedMs = Date.now();
+  };
   const timer = setInterval(() => {
+    checkLosses();
     completed += journeys.completeIdle(Date.now()).length;
     if (o.count !== undefined && completed >= o.count) stop();
   }, 100);
@@ -65,6 +77,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     clearInterval(timer);
     signal?.removeEventListener('abort', stop);
     tracer.close();
+    checkLosses();
   }
   const all = journeys.all();
   if (o.json) {
@@ -78,13 +91,17 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
         packets: j.packets,
         namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
         complete: j.complete,
+        incomplete: j.incomplete,
       })),
       lost_events: tracer.lost(),
     }));
   } else {
     io.out('');
     io.out(`Summary: ${all.length} journey(s), ${all.reduce((n, j) => n + j.packets, 0)} packet sighting(s).`);
-    for (const j of all) io.out(`  #${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}`);
+    for (const j of all) {
+      const gap = j.incomplete ? ' (incomplete: events were lost meanwhile)' : '';
+      io.out(`  #${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${gap}`);
+    }
     if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
   }
   return 0;

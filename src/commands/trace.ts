@@ -128,6 +128,7 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     },
     notes: r.notes,
     lost_events: r.lost,
+    incomplete: r.lost > 0,
     verdict: verdictLine(r.events, r.status === 0, r.down),
     exit_status: r.aborted ? 130 : r.status,
   };
@@ -156,7 +157,7 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
     const name = s.last.netns_name ?? String(s.last.netns);
     lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name} (${s.last.hook}).`);
   }
-  if (r.lost > 0) lines.push(`Warning: ${r.lost} event(s) lost because the ring buffer was full: the journey may have gaps.`);
+  if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');
   const verdict = verdictLine(r.events, r.status === 0, r.down);
   lines.push(paint(`Verdict: ${verdict}.`, r.status === 0 ? 'green' : 'red'));

@@ -9,7 +9,6 @@ import { kernelDropReasons } from './btf';
 import { Kallsyms } from './kallsyms';
 
 let kallsyms: Kallsyms | undefined;
-
 export function nameDrop(ev: DropEvent): void {
   ev.reason = kernelDropReasons().get(ev.reason_code) ?? `reason ${ev.reason_code}`;
   kallsyms ??= Kallsyms.fromSystem();

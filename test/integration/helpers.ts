@@ -157,7 +157,7 @@ export function routerJourney({ a, r, b }: { a: string; r: string; b: string }):
 
 /** Names of our programs (bpftool gives them whole, from BTF) and maps. */
 export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
-export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_senders', 'tp_skbs', 'tracepkt.rodata'];
+export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_senders', 'tp_skbs', 'tracepkt.rodata', 'tracepkt.bss'];
 
 /** The ids of every BPF program, map and link of ours that the kernel holds now (checkpoints included). */
 export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[]; names: string[] } {

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { finished, routerLab, startCli, tcpServer, withLab } from './helpers';
+import { bridgeLab, eventually, finished, routerLab, startCli, tcpServer, withLab } from './helpers';
+import { passiveCommand } from '../../src/commands/passive';
 
 test('only traffic matching the filter is traced; it comes as journeys; --count ends the run', () =>
   withLab(async (lab) => {
@@ -51,3 +52,24 @@ test('a malformed filter is refused with its column before anything is attached'
   assert.equal(run.stdout, '');
   assert.match(run.stderr, /^tracepkt: bad filter at column 14: expected a port number \(0-65535\), not "99999" \(in "tcp and port 99999"\)\n$/);
 });
+
+test('events the kernel could not deliver are counted, and the journeys they hit are marked incomplete', () =>
+  withLab(async (lab) => {
+    const { host, v4 } = bridgeLab(lab);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: () => {} };
+    // A one-page ring (about 25 records) cannot hold a ping flood's sightings: the kernel must lose some.
+    const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 500 }, io);
+    await eventually(() => lines.length > 0); // the start line: attached
+    await new Promise((resolve) => spawn('ip', ['netns', 'exec', host, 'ping', '-f', '-q', '-c', '3000', v4], { stdio: 'ignore' }).on('exit', resolve));
+    assert.equal(await run, 0);
+    const summary = JSON.parse(lines[lines.length - 1]);
+    assert.equal(summary.kind, 'summary');
+    const sightings = lines.map((l) => JSON.parse(l)).filter((e) => e.kind === 'hop').length;
+    // 3000 round trips, 6 hops each (bridgeJourney), all either delivered or counted as lost
+    // (the count also covers records passive output leaves out, such as frees after delivery).
+    assert.ok(summary.lost_events > 0 && sightings > 0, `delivered ${sightings}, lost ${summary.lost_events}`);
+    assert.ok(sightings + summary.lost_events >= 3000 * 6, `delivered ${sightings} + lost ${summary.lost_events}`);
+    assert.equal(summary.journeys.length, 1);
+    assert.equal(summary.journeys[0].incomplete, true);
+  }));

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode';
-import { EVENT_SIZE } from '../../src/bpf/layout';
+import { EVENT_FIELDS as F, EVENT_SIZE } from '../../src/bpf/layout';
+import type { HopEvent } from '../../src/events';
 import { DEMO_FIXTURE as D, decodeFixture, fixture } from '../fixtures';
 
 const HOPS = [
@@ -62,4 +63,21 @@ test('skips records of unknown kinds and stops at a truncated tail', () => {
 
 test('an empty batch decodes to nothing', () => {
   assert.equal(decodeBatch(Buffer.alloc(0), () => assert.fail('no event expected')), 0);
+});
+
+test('remembered strings never stand for other bytes: sk_buff addresses and IP addresses', () => {
+  const one = fixture('demo-ipv6.batch').subarray(0, 4 + EVENT_SIZE); // the first record, with its length
+  const decodeWith = (skb: bigint, lastByte: number) => {
+    const rec = Buffer.from(one);
+    rec.writeBigUInt64LE(skb, 4 + F.skb[0]);
+    rec[4 + F.saddr[0] + 15] = lastByte;
+    let ev: HopEvent | undefined;
+    decodeBatch(rec, (e) => (ev = e as HopEvent));
+    return ev!;
+  };
+  for (const [skb, last] of [[0xffff8880_0000000an, 1], [0xffff8881_0000000an, 1], [0x0000000an, 2], [0xffff8880_0000000an, 0xfe]] as const) {
+    const ev = decodeWith(skb, last);
+    assert.equal(ev.skb, skb.toString(16), 'the same low half, another high half: another string');
+    assert.equal(ev.src, `fd00:17::${last.toString(16)}`);
+  }
 });

@@ -37,3 +37,15 @@ test('ICMP echoes pair by identifier and keep their own direction', () => {
   assert.equal(rep.dir, 'reply');
   assert.equal(j.all()[0].label, 'icmp 10.0.0.1 -> 10.0.0.2 id 9');
 });
+
+test('lost events mark the journeys open or seen since the last check as incomplete, not finished ones', () => {
+  const j = new FlowJourneys(1000);
+  j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0); // finished at 1000
+  j.completeIdle(1000);
+  j.add(tcp('10.0.0.1', 40001, '10.0.0.2', 80), 1500); // open
+  j.add(tcp('10.0.0.1', 40002, '10.0.0.2', 80), 1600);
+  j.completeIdle(2700); // both finished, but seen since the check at 1550 below
+  j.add(tcp('10.0.0.1', 40003, '10.0.0.2', 80), 2800); // open
+  j.markGaps(1550);
+  assert.deepEqual(j.all().map((x) => [x.id, x.incomplete]), [[1, false], [2, false], [3, true], [4, true]]);
+});

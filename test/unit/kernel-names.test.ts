@@ -63,12 +63,26 @@ test('BTF: signed enums (kflag) keep their sign', () => {
 });
 
 test('kallsyms: the function covering an address, with its offset; data symbols ignored', () => {
-  const k = new Kallsyms(['ffffffff81000000 T _stext', 'ffffffff81234500 t ip_forward', 'ffffffff81234900 D some_data', 'ffffffff81235000 T ip_error', '0000000000000000 T hidden', ''].join('\n'));
+  const k = Kallsyms.fromText(['ffffffff81000000 T _stext', 'ffffffff81234500 t ip_forward', 'ffffffff81234900 D some_data', 'ffffffff81235000 T ip_error', '0000000000000000 T hidden', 'ffffffffc0a01000 t mod_fn\t[mymod]', ''].join('\n'));
   assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
   assert.equal(k.symbolize(0xffffffff81234a00n), 'ip_forward+0x500', 'the data symbol between does not count');
   assert.equal(k.symbolize(0xffffffff81235000n), 'ip_error');
   assert.equal(k.symbolize(0x1000n), '0x1000', 'below every symbol: the address itself');
-  assert.equal(new Kallsyms('').symbolize(0xffffffff81000010n), '0xffffffff81000010');
+  assert.equal(k.symbolize(0xffffffffc0a01010n), 'mod_fn+0x10', 'a module symbol, without its module');
+  assert.equal(Kallsyms.fromText('').symbolize(0xffffffff81000010n), '0xffffffff81000010');
+});
+
+test('kallsyms: lines split across reads; each address looked up once', () => {
+  let passes = 0;
+  const text = 'ffffffff81000000 T _stext\nffffffff81234500 t ip_forward\nffffffff81235000 T ip_error\n';
+  const k = new Kallsyms(() => {
+    passes++;
+    return [text.slice(0, 30), text.slice(30, 61), text.slice(61)];
+  });
+  assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
+  assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
+  assert.equal(passes, 1);
+  assert.equal(k.symbolize(0xffffffff81235001n), 'ip_error+0x1');
 });
 
 test('rt_tables: numbers to names, comments ignored', () => {

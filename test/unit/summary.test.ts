@@ -1,0 +1,27 @@
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { summaryLines } from '../../src/commands/trace';
+import { summarize } from '../../src/journey';
+import type { ProbeResult } from '../../src/probe/run';
+import { decodeFixture } from '../fixtures';
+
+const result = (lost: number): ProbeResult => ({
+  status: 0,
+  events: decodeFixture('demo-ipv4.batch'),
+  down: new Map(),
+  lost,
+  notes: [],
+  startupMs: 20,
+  aborted: false,
+});
+
+test('a probe journey during which the kernel lost events says it is incomplete', () => {
+  const r = result(3);
+  const lines = summaryLines(1, r, summarize(r.events));
+  assert.ok(lines.includes('Journey incomplete: 3 event(s) lost because the ring buffer was full; hops may be missing.'), lines.join('\n'));
+});
+
+test('without losses nothing is said about completeness', () => {
+  const r = result(0);
+  assert.ok(!summaryLines(1, r, summarize(r.events)).some((l) => /incomplete|lost/.test(l)));
+});
