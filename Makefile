@@ -4,7 +4,7 @@ CLANG ?= clang
 ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
-BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o
+BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o dist/bpf/mangle.bpf.o dist/bench/floor.bpf.o
 
 .PHONY: all bpf native ts clean
 all: bpf native ts
@@ -13,6 +13,11 @@ bpf: $(BPF_OBJS)
 
 dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
 	@mkdir -p dist/bpf
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# The benchmark's floor: empty programs on tracepkt's hooks.
+dist/bench/%.bpf.o: bench/%.bpf.c
+	@mkdir -p dist/bench
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # Node's own headers, from the installed Node: node-gyp would otherwise try to download them.

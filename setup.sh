@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 # nft let the tests build rulesets and see what the kernel holds; tshark reads
 # back the pcapng files tracepkt writes, chromium renders its HTML pages.
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
-  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium)
+  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2

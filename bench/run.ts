@@ -11,7 +11,8 @@
  *   2. cost to traffic that is not traced: TCP throughput (iperf3) and TCP
  *      request/response rate (sockperf ping-pong) through veth + bridge,
  *      untraced / tracepkt attached with its filter not matching / bpftrace
- *      attached; rounds interleaved, medians kept
+ *      attached / empty programs on tracepkt's hooks (bench/floor.bpf.c: the
+ *      floor, the cost of hooking at all); rounds interleaved, medians kept
  *   3. cost when everything matches: the tracepkt command under a ping flood,
  *      events delivered, decoded and grouped per second, losses, resident
  *      memory sampled over the run; and user space alone: recorded ring
@@ -21,9 +22,11 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BpfObject } from '../src/bpf/object';
 import { decodeBatch } from '../src/decode';
 import { FlowJourneys } from '../src/flows';
 import { Lab } from '../src/lab/lab';
+import { loadNative } from '../src/native';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BIN = path.join(ROOT, 'bin', 'tracepkt');
@@ -89,14 +92,31 @@ async function startup(runs: number) {
 
 /** A running tracer, as the user would start it; stopped with Ctrl-C. */
 async function withTracer<T>(cmd: string, args: string[], fn: () => T): Promise<T> {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'ignore'] });
-  await new Promise((r) => child.stdout!.once('data', r)); // tracepkt's start line; bpftrace's "Attaching"
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let said = '';
+  child.stderr!.on('data', (c) => (said += c));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve()); // tracepkt's start line; bpftrace's "Attaching"
+    child.once('exit', () => reject(new Error(`${cmd} ended before it was attached: ${said.trim().slice(-300)}`)));
+  });
   await sleep(300); // bpftrace prints before it attaches
   try {
     return fn();
   } finally {
     child.kill('SIGINT');
     await exited(child);
+  }
+}
+
+/** Empty programs on tracepkt's 4 hooks (bench/floor.bpf.c) while fn runs. */
+function withFloor<T>(fn: () => T): T {
+  const obj = new BpfObject(loadNative(), path.join(ROOT, 'dist', 'bench', 'floor.bpf.o'));
+  try {
+    obj.load();
+    for (const prog of obj.programs()) obj.attach(prog);
+    return fn();
+  } finally {
+    obj.close();
   }
 }
 
@@ -130,14 +150,15 @@ async function overhead(seconds: number, rounds: number) {
     servers.push(spawn('ip', ['netns', 'exec', b, 'sockperf', 'sr', '--tcp', '-i', '10.77.0.2', '-p', '11111'], { stdio: 'ignore' }));
     await sleep(500);
     const measure = () => ({ gbps: throughput(a, '10.77.0.2', seconds), rate: requestRate(a, '10.77.0.2', seconds) });
-    const runs: Record<'untraced' | 'tracepkt' | 'bpftrace', { gbps: number; rate: number }[]> = { untraced: [], tracepkt: [], bpftrace: [] };
+    const runs: Record<'untraced' | 'tracepkt' | 'bpftrace' | 'empty', { gbps: number; rate: number }[]> = { untraced: [], tracepkt: [], bpftrace: [], empty: [] };
     for (let i = 0; i < rounds; i++) {
       runs.untraced.push(measure());
       runs.tracepkt.push(await withTracer(BIN, ['--json', '--filter', UNMATCHED], measure));
       runs.bpftrace.push(await withTracer('bpftrace', ['-e', BPFTRACE_COUNT], measure));
+      runs.empty.push(withFloor(measure));
     }
     const summary = (xs: { gbps: number; rate: number }[]) => ({ gbps: median(xs.map((x) => x.gbps)), rate: median(xs.map((x) => x.rate)) });
-    return { untraced: summary(runs.untraced), tracepkt: summary(runs.tracepkt), bpftrace: summary(runs.bpftrace) };
+    return { untraced: summary(runs.untraced), tracepkt: summary(runs.tracepkt), bpftrace: summary(runs.bpftrace), empty: summary(runs.empty) };
   } finally {
     for (const s of servers) s.kill('SIGKILL');
     lab.destroy();
@@ -196,10 +217,27 @@ function replay(seconds: number) {
   return events / (Number(process.hrtime.bigint() - started) / 1e9);
 }
 
+/** The tools the baselines run: one line and exit 2 when one is missing. */
+function requireTools(): void {
+  const missing = ['bpftrace', 'iperf3', 'sockperf', 'ping'].filter((tool) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length > 0) {
+    console.error(`bench: needs ${missing.join(', ')} (apt-get install -y bpftrace iperf3 sockperf iputils-ping)`);
+    process.exit(2);
+  }
+}
+
 async function main() {
+  requireTools();
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Linux ${os.release()}, Node ${process.version}`;
   const s = await withTracefs(() => startup(10));
-  const o = await withTracefs(() => overhead(5, 3));
+  const o = await withTracefs(() => overhead(3, 5));
   const f = await flood(30);
   const r = replay(5);
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
@@ -215,9 +253,11 @@ async function main() {
     '| --- | --- | --- | --- |',
     `| start-up: launch to first packet traced (median of 10) | ${s.tracepkt.toFixed(0)} ms | bpftrace ${s.bpftrace.toFixed(0)} ms | ${faster(s.bpftrace / s.tracepkt)} |`,
     `| start-up: launch to the "start" line (attached, median of 10) | ${s.ready.toFixed(0)} ms | | |`,
-    `| TCP throughput, veth + bridge, filter not matching (median of 3) | ${o.tracepkt.gbps.toFixed(2)} Gbit/s | untraced ${o.untraced.gbps.toFixed(2)} Gbit/s | ${pct(o.tracepkt.gbps / o.untraced.gbps)} of untraced |`,
+    `| TCP throughput, veth + bridge, filter not matching (median of 5) | ${o.tracepkt.gbps.toFixed(2)} Gbit/s | untraced ${o.untraced.gbps.toFixed(2)} Gbit/s | ${pct(o.tracepkt.gbps / o.untraced.gbps)} of untraced |`,
     `| same, bpftrace attached | ${o.bpftrace.gbps.toFixed(2)} Gbit/s | untraced ${o.untraced.gbps.toFixed(2)} Gbit/s | ${pct(o.bpftrace.gbps / o.untraced.gbps)} of untraced |`,
-    `| TCP request/response rate, same path (median of 3) | ${n(o.tracepkt.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.tracepkt.rate / o.untraced.rate)} of untraced |`,
+    `| same, empty programs on tracepkt's 4 hooks: the cost of hooking at all | ${o.empty.gbps.toFixed(2)} Gbit/s | untraced ${o.untraced.gbps.toFixed(2)} Gbit/s | ${pct(o.empty.gbps / o.untraced.gbps)} of untraced |`,
+    `| TCP request/response rate, same path (median of 5) | ${n(o.tracepkt.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.tracepkt.rate / o.untraced.rate)} of untraced |`,
+    `| same, empty programs on tracepkt's 4 hooks | ${n(o.empty.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.empty.rate / o.untraced.rate)} of untraced |`,
     `| same, bpftrace attached | ${n(o.bpftrace.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.bpftrace.rate / o.untraced.rate)} of untraced |`,
     `| events delivered, decoded, grouped (ping flood on loopback, ${f.seconds.toFixed(0)} s) | ${n(f.perSecond)} events/s | ${n(f.delivered)} delivered | ${n(f.lost)} lost (${pct(f.lost / (f.delivered + f.lost))}) |`,
     `| resident memory during the flood, per second | ${Math.min(...steady).toFixed(0)}-${Math.max(...steady).toFixed(0)} MB | first ${f.rss[0].toFixed(0)} MB, last ${f.rss[f.rss.length - 1].toFixed(0)} MB | |`,

@@ -91,6 +91,8 @@ struct icmp_echo {
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
 #define IPPROTO_ICMPV6 58
+
+#include "filter.h"
 #define ICMP_ECHOREPLY 0
 #define ICMP_DEST_UNREACH 3
 #define ICMP_ECHO 8
@@ -111,13 +113,15 @@ union ip_headers {
 struct l4_start {
 	__be16 sport;
 	__be16 dport;
-	__u8 skip[9];
+	__u8 seq[4]; /* TCP */
+	__u8 skip[5];
 	__u8 tcp_flags;
 };
 
 /* What a record needs from a packet found to be the probe. */
 struct probe_match {
 	union ip_headers ip;   /* the outer IP header */
+	__u8 l4_more[16];      /* read with it: see l4_in_read() */
 	struct icmp_echo icmp; /* the outer ICMP header */
 	struct icmp_echo echo; /* the echo: the outer one, or the one an error quotes */
 	__u8 family;
@@ -128,6 +132,7 @@ struct probe_match {
 	__u16 ip_len;
 	__u16 sport;    /* of the packet, or of the one an ICMP error quotes */
 	__u16 dport;
+	__u8 l4_rest[4]; /* TCP: its sequence number (bytes 4-7), as read by read_ports */
 };
 
 /*
@@ -190,10 +195,14 @@ static __always_inline bool is_icmp(__u8 family, __u8 proto)
 	return proto == (family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6);
 }
 
-/* Reads an IP header at l3; returns where its payload starts and its protocol, or NULL. */
-static __always_inline unsigned char *l4_of(unsigned char *l3, union ip_headers *ip, __u8 *family, __u8 *proto)
+/*
+ * Reads an IP header at l3 (`size` bytes: more reads the start of what
+ * follows too); returns where its payload starts and its protocol, or NULL.
+ */
+static __always_inline unsigned char *l4_of(unsigned char *l3, union ip_headers *ip, __u32 size, __u8 *family,
+					    __u8 *proto)
 {
-	if (bpf_probe_read_kernel(ip, sizeof(*ip), l3))
+	if (bpf_probe_read_kernel(ip, size, l3))
 		return NULL;
 	if (ip->v4.version == 4) {
 		if (ip->v4.frag_off & bpf_htons(0x1fff))
@@ -219,97 +228,6 @@ static __always_inline bool marked(unsigned char *l4)
 	return !bpf_probe_read_kernel(&marker, sizeof(marker), l4 + CFG.marker_offset) && marker == CFG.marker;
 }
 
-/*
- * The filter runs with its program in .rodata, so the verifier knows every
- * instruction and walks only this filter's path. Each test is computed
- * without branches (no && or ||, no early return): a branch on packet data
- * would fork the verifier's walk at every instruction, and a 3-term filter
- * took ~15 ms to load per program. Branch-free, loading costs the same as
- * without a filter, whatever the packet.
- */
-
-/* 1 when a == b, else 0, as arithmetic (the verifier does not fork on it). */
-static __always_inline __u32 same(__u32 a, __u32 b)
-{
-	__u32 x = a ^ b;
-
-	barrier_var(x); /* keep clang from turning this back into a compare-and-branch */
-	return ((x | -x) >> 31) ^ 1;
-}
-
-/* 1 when addr is within the instruction's network (addr & mask == net). */
-static __always_inline __u32 in_net(const __u8 *addr, const volatile struct tp_filter_insn *in)
-{
-	__u32 diff = 0;
-
-	for (int k = 0; k < 16; k += 4)
-		diff |= (*(const __u32 *)(addr + k) ^ *(const volatile __u32 *)&in->addr[k]) &
-			*(const volatile __u32 *)&in->mask[k];
-	return same(diff, 0);
-}
-
-/* A packet's fields as the filter sees them (ports are 0 for other protocols). */
-struct filter_input {
-	__u8 saddr[16];
-	__u8 daddr[16];
-	__u32 family;
-	__u32 proto;
-	__u32 sport;
-	__u32 dport;
-};
-
-/*
- * Runs CFG.filter on a packet's fields: 1 on a match. Global (not static), so
- * the verifier checks it once per program instead of once per call site and
- * per path leading there (IPv4/IPv6, packet or quoted packet: ~25 walks).
- */
-__noinline int filter_match(const struct filter_input *p)
-{
-	__u32 has_ports, stack = 0;
-
-	if (!p)
-		return 0;
-	has_ports = same(p->proto, IPPROTO_TCP) | same(p->proto, IPPROTO_UDP);
-
-	for (int i = 0; i < TP_FILTER_MAX; i++) {
-		const volatile struct tp_filter_insn *in = &CFG.filter[i];
-		__u32 bit = 0, top, src, dst;
-
-		if (i >= CFG.filter_len)
-			break;
-		src = (in->dir & TP_DIR_SRC) ? 1 : 0;
-		dst = (in->dir & TP_DIR_DST) ? 1 : 0;
-		switch (in->op) {
-		case TP_OP_AND:
-		case TP_OP_OR:
-			top = stack & 1;
-			stack >>= 1;
-			bit = in->op == TP_OP_AND ? (stack & top) & 1 : (stack | top) & 1;
-			stack = (stack & ~1u) | bit;
-			continue;
-		case TP_OP_NOT:
-			stack ^= 1;
-			continue;
-		}
-		switch (in->field) {
-		case TP_FIELD_PROTO:
-			bit = same(p->proto, in->value);
-			break;
-		case TP_FIELD_FAMILY:
-			bit = same(p->family, in->value);
-			break;
-		case TP_FIELD_ADDR:
-			bit = same(p->family, in->family) & ((src & in_net(p->saddr, in)) | (dst & in_net(p->daddr, in)));
-			break;
-		case TP_FIELD_PORT:
-			bit = has_ports & ((src & same(p->sport, in->port)) | (dst & same(p->dport, in->port)));
-			break;
-		}
-		stack = (stack << 1) | bit;
-	}
-	return stack & 1;
-}
-
 static __always_inline bool matches_filter(union ip_headers *ip, __u8 family, __u8 proto, __u16 sport, __u16 dport)
 {
 	struct filter_input in = { .family = family, .proto = proto, .sport = sport, .dport = dport };
@@ -324,21 +242,41 @@ static __always_inline bool matches_filter(union ip_headers *ip, __u8 family, __
 	return filter_match(&in);
 }
 
-/* Reads the ports (and TCP flags) at l4; 0 for protocols without ports. */
-static __always_inline void read_ports(unsigned char *l4, __u8 proto, __u16 *sport, __u16 *dport, __u8 *flags)
+/*
+ * The first 16 bytes of the outer packet's L4 header, when they came with
+ * the IP header's read (a 20-byte IPv4 header, or IPv6): every packet goes
+ * through here, traced or not, and one read instead of two is the cheaper.
+ */
+static __always_inline const __u8 *l4_in_read(struct probe_match *m)
+{
+	const __u8 *raw = (const __u8 *)&m->ip;
+
+	if (m->family == 6)
+		return raw + sizeof(struct ipv6hdr);
+	return m->ip.v4.ihl == 5 ? raw + sizeof(struct iphdr) : NULL;
+}
+
+/* Reads the ports (and TCP flags) at l4, or from `have` (l4_in_read) when not NULL; 0 without ports. */
+static __always_inline void read_ports(unsigned char *l4, const __u8 *have, __u8 proto, __u16 *sport, __u16 *dport,
+				       __u8 *flags, __u8 *rest)
 {
 	struct l4_start h = {};
 
 	*sport = *dport = 0;
 	*flags = 0;
+	__builtin_memset(rest, 0, 4);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return;
-	if (bpf_probe_read_kernel(&h, proto == IPPROTO_TCP ? sizeof(h) : 4, l4))
+	if (have)
+		__builtin_memcpy(&h, have, sizeof(h));
+	else if (bpf_probe_read_kernel(&h, proto == IPPROTO_TCP ? sizeof(h) : 4, l4))
 		return;
 	*sport = bpf_ntohs(h.sport);
 	*dport = bpf_ntohs(h.dport);
-	if (proto == IPPROTO_TCP)
+	if (proto == IPPROTO_TCP) {
 		*flags = h.tcp_flags;
+		__builtin_memcpy(rest, h.seq, 4);
+	}
 }
 
 /*
@@ -355,7 +293,7 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 	__u8 inner_family, inner_proto;
 	__u64 key = (__u64)skb;
 
-	l4 = l4_of(l3, &m->ip, &m->family, &m->l4proto);
+	l4 = l4_of(l3, &m->ip, sizeof(m->ip) + sizeof(m->l4_more), &m->family, &m->l4proto);
 	if (!l4 || (CFG.family && CFG.family != m->family))
 		return false;
 	if (m->family == 4) {
@@ -366,7 +304,11 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 		m->ip_len = bpf_ntohs(m->ip.v6.payload_len) + sizeof(struct ipv6hdr);
 	}
 	if (is_icmp(m->family, m->l4proto)) {
-		if (bpf_probe_read_kernel(&m->icmp, sizeof(m->icmp), l4))
+		const __u8 *have = l4_in_read(m);
+
+		if (have)
+			__builtin_memcpy(&m->icmp, have, sizeof(m->icmp));
+		else if (bpf_probe_read_kernel(&m->icmp, sizeof(m->icmp), l4))
 			return false;
 		m->echo = m->icmp;
 	}
@@ -378,7 +320,7 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 			return marked(l4);
 		if (!is_error(m->family, m->icmp.type))
 			return false;
-		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family, &inner_proto);
+		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, sizeof(inner), &inner_family, &inner_proto);
 		if (!inner_l4 || inner_family != m->family || !is_icmp(inner_family, inner_proto))
 			return false;
 		if (bpf_probe_read_kernel(&m->echo, sizeof(m->echo), inner_l4) || !is_echo(m->family, m->echo.type))
@@ -387,16 +329,16 @@ static __always_inline bool match_probe(unsigned char *l3, struct probe_match *m
 		return marked(inner_l4);
 	}
 
-	read_ports(l4, m->l4proto, &m->sport, &m->dport, &m->tcp_flags);
+	read_ports(l4, l4_in_read(m), m->l4proto, &m->sport, &m->dport, &m->tcp_flags, m->l4_rest);
 	if (matches_filter(&m->ip, m->family, m->l4proto, m->sport, m->dport))
 		goto ours;
 	if (is_icmp(m->family, m->l4proto) && is_error(m->family, m->icmp.type)) {
-		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, &inner_family, &inner_proto);
+		inner_l4 = l4_of(l4 + sizeof(struct icmp_echo), &inner, sizeof(inner), &inner_family, &inner_proto);
 		if (inner_l4 && inner_family == m->family) {
 			__u16 sport, dport;
-			__u8 flags;
+			__u8 flags, rest[4];
 
-			read_ports(inner_l4, inner_proto, &sport, &dport, &flags);
+			read_ports(inner_l4, NULL, inner_proto, &sport, &dport, &flags, rest);
 			if (matches_filter(&inner, inner_family, inner_proto, sport, dport)) {
 				m->inner_proto = inner_proto;
 				m->sport = sport;
@@ -472,7 +414,10 @@ static __always_inline void fill_packet(struct tp_event *e, struct probe_match *
 	e->inner_type = m->echo.type;
 	e->icmp_id = bpf_ntohs(m->echo.id);
 	e->icmp_seq = bpf_ntohs(m->echo.sequence);
-	__builtin_memcpy(&e->icmp_rest, &m->icmp.id, 4);
+	if (is_icmp(m->family, m->l4proto))
+		__builtin_memcpy(&e->l4_rest, &m->icmp.id, 4);
+	else
+		__builtin_memcpy(&e->l4_rest, m->l4_rest, 4);
 	e->l4proto = m->l4proto;
 	e->inner_proto = m->inner_proto;
 	e->sport = m->sport;

@@ -68,7 +68,7 @@ struct tp_event {
 	__u8 proto;      /* routes: the flow's protocol */
 	__u8 pad;
 	__u8 gateway[16]; /* routes: nhc_gw */
-	__u32 icmp_rest;  /* ICMP errors: bytes 4-7 of the ICMP header, network order (the MTU, for "too big") */
+	__u32 l4_rest;    /* bytes 4-7 of the L4 header, network order: ICMP's rest of header (an error's MTU), TCP's sequence number */
 	__u32 iif;        /* routes: the flow's input interface (1, loopback: output routing) */
 	__u16 sport;      /* TCP/UDP ports, host order; for an ICMP error, of the packet it quotes */
 	__u16 dport;

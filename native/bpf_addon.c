@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/netlink.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -532,6 +533,61 @@ static napi_value js_attach_netfilter(napi_env env, napi_callback_info info)
 		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
 	o->link_fds[o->nr_link_fds++] = fd;
 	return NULL;
+}
+
+/*
+ * attachLink(handle, program, ifindex, attachType, flags): a link to a
+ * network device (XDP, tcx) through the raw syscall: libbpf 1.1.2 knows no
+ * tcx. TypeScript gives the attach type's number. Owned by its fd.
+ */
+static napi_value js_attach_link(napi_env env, napi_callback_info info)
+{
+	struct object *o;
+	struct bpf_program *prog;
+	uint32_t ifindex, attach_type, flags;
+	int fd;
+	/* union bpf_attr's link_create: target_ifindex shares target_fd's place */
+	struct {
+		uint32_t prog_fd, target_ifindex, attach_type, flags;
+		uint64_t pad[8];
+	} attr;
+	ARGS(5);
+
+	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
+		return NULL;
+	if (napi_get_value_uint32(env, argv[2], &ifindex) != napi_ok ||
+	    napi_get_value_uint32(env, argv[3], &attach_type) != napi_ok ||
+	    napi_get_value_uint32(env, argv[4], &flags) != napi_ok)
+		return throw_type(env, "ifindex, attachType and flags must be numbers");
+	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
+		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
+	memset(&attr, 0, sizeof(attr));
+	attr.prog_fd = bpf_program__fd(prog);
+	attr.target_ifindex = ifindex;
+	attr.attach_type = attach_type;
+	attr.flags = flags;
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
+	if (fd < 0)
+		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
+	o->link_fds[o->nr_link_fds++] = fd;
+	return NULL;
+}
+
+/* ifIndex(name) -> number: the interface's index in the calling thread's network namespace */
+static napi_value js_if_index(napi_env env, napi_callback_info info)
+{
+	char name[IF_NAMESIZE + 1];
+	unsigned int index;
+	napi_value result;
+	ARGS(1);
+
+	if (!get_string(env, argv[0], name, sizeof(name)))
+		return throw_type(env, "bad interface name");
+	index = if_nametoindex(name);
+	if (!index)
+		return throw_errno(env, "if_nametoindex", errno, 0);
+	napi_create_uint32(env, index, &result);
+	return result;
 }
 
 /* mapLookup(handle, map, key) -> Buffer or null; per-CPU maps give one value per CPU */
@@ -1047,6 +1103,8 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "loadAsync", js_load_async },
 		{ "attach", js_attach },
 		{ "attachNetfilter", js_attach_netfilter },
+		{ "attachLink", js_attach_link },
+		{ "ifIndex", js_if_index },
 		{ "mapLookup", js_map_lookup },
 		{ "mapUpdate", js_map_update },
 		{ "openRing", js_open_ring },

@@ -12,6 +12,8 @@ export const USAGE = `Usage:
                               or a TCP connection attempt / UDP datagram with --tcp / --udp
   tracepkt --filter EXPR      trace existing traffic matching EXPR, everywhere, until Ctrl-C
   tracepkt demo               trace a ping into a throwaway Docker-like lab
+  tracepkt mangle DEV ...     alter packets on DEV (TTL, TCP flags, drops) to reproduce field
+                              bugs, until Ctrl-C (tracepkt mangle --help)
   tracepkt doctor             check what this kernel allows
   tracepkt cleanup            remove what a killed run left behind
 
@@ -80,6 +82,15 @@ function service(tcp: string | undefined, udp: string | undefined): { proto: 'tc
 }
 
 export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
+  if (argv[0] === 'mangle') {
+    const mangle = await import('./commands/mangle');
+    const options = mangle.parseMangleArgs(argv.slice(1));
+    if (options === 'help') {
+      io.out(mangle.MANGLE_USAGE);
+      return 0;
+    }
+    return mangle.mangleCommand(options, io, signal);
+  }
   let parsed;
   try {
     parsed = parseArgs({

@@ -159,7 +159,7 @@ function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['
   const code = buf[rec + F.icmp_code[0]];
   const proto = buf[rec + F.l4proto[0]];
   const dir = direction(proto, type);
-  const rest = buf.readUInt32BE(rec + F.icmp_rest[0]);
+  const rest = buf.readUInt32BE(rec + F.l4_rest[0]);
   const ev: PacketFields & { kind: string } = {
     kind,
     time_ns: readU64(buf, rec + F.time_ns[0]),
@@ -183,6 +183,7 @@ function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['
     sport: buf.readUInt16LE(rec + F.sport[0]),
     dport: buf.readUInt16LE(rec + F.dport[0]),
     tcp_flags: proto === 6 ? tcpFlags(buf[rec + F.tcp_flags[0]]) : '',
+    tcp_seq: proto === 6 ? rest : 0,
     ttl: buf[rec + F.ttl[0]],
     len: buf.readUInt16LE(rec + F.ip_len[0]),
   };

@@ -39,6 +39,8 @@ export interface PacketFields {
   dport: number;
   /** TCP flags as tcpdump writes them (S, SA, R, RA, F, P, ...); "" for other protocols. */
   tcp_flags: string;
+  /** TCP: the segment's sequence number (which segment it is, whatever NAT or a mangler did); 0 otherwise. */
+  tcp_seq: number;
   /** TTL (IPv4) or hop limit (IPv6) as the hook saw it. */
   ttl: number;
   /** IP packet length in bytes. */
@@ -52,6 +54,8 @@ export interface HopEvent extends PacketFields {
   hook: string;
   /** What changed since this packet's previous hop (NAT), e.g. "dst 10.0.0.1:8080 -> 172.17.0.2:80"; null if nothing. */
   rewritten?: string | null;
+  /** A field no hop changes that changed since this packet's previous hop, e.g. "ttl 64 -> 17"; null if none. */
+  altered?: string | null;
   /** Nanoseconds since the same packet's previous hop; null at its first. */
   latency_ns?: number | null;
 }
@@ -108,7 +112,7 @@ export interface RouteEvent {
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'tcp_seq'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;

@@ -23,6 +23,10 @@ export interface Native {
   loadAsync(obj: ObjectHandle): Promise<void>;
   attach(obj: ObjectHandle, prog: string): void;
   attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
+  /** A link to a network device (XDP, tcx), by attach type number; owned by its fd. */
+  attachLink(obj: ObjectHandle, prog: string, ifindex: number, attachType: number, flags: number): void;
+  /** The interface's index in the calling thread's network namespace. */
+  ifIndex(name: string): number;
   mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;
   mapUpdate(obj: ObjectHandle, map: string, key: Buffer, value: Buffer): void;
   openRing(obj: ObjectHandle, map: string, onBatch: (batch: Buffer) => void): WatchHandle;

@@ -46,24 +46,60 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
 const endpoint = (addr: string, port: number) => (port ? (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`) : addr);
 
 /**
- * Compares each hop with the same packet's (sk_buff's) previous hop: the
- * time it took (per-hop latency), and what NAT rewrote in between.
+ * Compares each hop with the same packet's previous hop: the time it took
+ * (per-hop latency), what NAT rewrote in between, and fields no hop should
+ * change (a mangled packet: `tracepkt mangle`, or a bug in the path).
  */
 export class HopChain {
-  private last = new Map<string, HopEvent>();
+  private bySkb = new Map<string, HopEvent>();
+  /** Packets by what identifies them whatever their sk_buff: see previous(). */
+  private byIdentity = new Map<string, HopEvent>();
 
   add(e: HopEvent): void {
-    const seen = this.last.get(e.skb);
-    this.last.set(e.skb, e);
+    const seen = this.bySkb.get(e.skb);
+    this.bySkb.set(e.skb, e);
     // The kernel reuses sk_buffs: another direction, probe or TCP segment is another packet.
     const before = seen && seen.dir === e.dir && seen.icmp_seq === e.icmp_seq && seen.proto === e.proto && seen.tcp_flags === e.tcp_flags ? seen : undefined;
     e.latency_ns = before ? e.time_ns - before.time_ns : null;
-    if (e.dir === 'error' || !before || before.dir === 'error') return;
+    if (e.dir === 'error') return;
+    e.altered = alteredSince(this.previous(e), e);
+    if (!before || before.dir === 'error') return;
     const changes: string[] = [];
     if (before.src !== e.src || before.sport !== e.sport) changes.push(`src ${endpoint(before.src, before.sport)} -> ${endpoint(e.src, e.sport)}`);
     if (before.dst !== e.dst || before.dport !== e.dport) changes.push(`dst ${endpoint(before.dst, before.dport)} -> ${endpoint(e.dst, e.dport)}`);
     e.rewritten = changes.length ? changes.join(', ') : null;
   }
+
+  /**
+   * This packet's previous sighting, even where a field of it changed or it
+   * moved to another sk_buff (XDP on a veth copies): ICMP echoes by
+   * identifier and sequence, TCP segments by sequence number and length.
+   */
+  private previous(e: HopEvent): HopEvent | undefined {
+    const key = e.proto === 1 || e.proto === 58 ? `${e.family} ${e.dir} ${e.icmp_id} ${e.icmp_seq}` : e.proto === 6 ? `tcp ${e.dir} ${e.tcp_seq} ${e.len}` : undefined;
+    if (key === undefined) return undefined;
+    const prev = this.byIdentity.get(key);
+    this.byIdentity.set(key, e);
+    return prev && e.time_ns - prev.time_ns < SAME_PACKET_NS ? prev : undefined; // later: a retransmission, another packet
+  }
+}
+
+/** A packet crosses a host in microseconds; a sighting this much later is another packet. */
+const SAME_PACKET_NS = 1_000_000;
+
+/**
+ * TTL and TCP flags between two sightings of a packet: across a link
+ * (transmitted, then received) nothing changes them; inside a namespace,
+ * forwarding lowers the TTL by one. Anything else was done to the packet.
+ */
+export function alteredSince(prev: HopEvent | undefined, e: HopEvent): string | null {
+  if (!prev) return null;
+  const changes: string[] = [];
+  const crossedLink = prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb';
+  const drop = prev.ttl - e.ttl;
+  if (crossedLink ? drop !== 0 : drop !== 0 && drop !== 1) changes.push(`ttl ${prev.ttl} -> ${e.ttl}`);
+  if (prev.proto === 6 && e.proto === 6 && prev.tcp_flags !== e.tcp_flags) changes.push(`tcp flags ${prev.tcp_flags || '-'} -> ${e.tcp_flags || '-'}`);
+  return changes.length ? changes.join(', ') : null;
 }
 
 /** Per-hop latency and NAT rewrites over a whole journey (events in time order). */

@@ -69,19 +69,24 @@ export function encodeConfig(filter: KernelFilter): Buffer {
     buf[CONFIG_FIELDS.match[0]] = 1;
     buf[CONFIG_FIELDS.filter_len[0]] = program.length;
     buf.writeUInt32LE(TRACKED_PACKET_NS, CONFIG_FIELDS.track_ns[0]);
-    program.forEach((insn, n) => {
-      const at = CONFIG_FIELDS.filter[0] + n * FILTER_INSN_SIZE;
-      buf[at + I.op[0]] = insn.op;
-      buf[at + I.field[0]] = insn.field;
-      buf[at + I.dir[0]] = insn.dir;
-      buf[at + I.value[0]] = insn.value;
-      buf.writeUInt16LE(insn.port, at + I.port[0]);
-      buf[at + I.family[0]] = insn.family;
-      insn.addr.copy(buf, at + I.addr[0]);
-      if (insn.field === FIELD.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
-    });
+    encodeFilterProgram(buf, CONFIG_FIELDS.filter[0], program);
   }
   return buf;
+}
+
+/** Writes a compiled filter as struct tp_filter_insn[] at `offset` (shared by tracing and mangling configs). */
+export function encodeFilterProgram(buf: Buffer, offset: number, program: readonly FilterInsn[]): void {
+  program.forEach((insn, n) => {
+    const at = offset + n * FILTER_INSN_SIZE;
+    buf[at + I.op[0]] = insn.op;
+    buf[at + I.field[0]] = insn.field;
+    buf[at + I.dir[0]] = insn.dir;
+    buf[at + I.value[0]] = insn.value;
+    buf.writeUInt16LE(insn.port, at + I.port[0]);
+    buf[at + I.family[0]] = insn.family;
+    insn.addr.copy(buf, at + I.addr[0]);
+    if (insn.field === FIELD.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
+  });
 }
 
 /** A prefix length as the 16-byte mask the kernel compares with (bpf/tracepkt.bpf.c: in_net). */

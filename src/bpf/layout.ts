@@ -39,7 +39,7 @@ export const EVENT_FIELDS = {
   proto: [110, 1],
   pad: [111, 1],
   gateway: [112, 16],
-  icmp_rest: [128, 4],
+  l4_rest: [128, 4],
   iif: [132, 4],
   sport: [136, 2],
   dport: [138, 2],
@@ -106,6 +106,45 @@ export const HOOK_NAMES: Record<number, string> = {
 /** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers Debian's libbpf 1.1.2 does not know. */
 export const BPF_PROG_TYPE_NETFILTER = 32;
 export const BPF_NETFILTER = 45;
+
+/** struct tp_mangle_config (bpf/mangle.h) */
+export const MANGLE_CONFIG_SIZE = 12 + 32 * FILTER_INSN_SIZE;
+export const MANGLE_CONFIG_FIELDS = {
+  ratio_ppm: [0, 4],
+  action: [4, 1],
+  ttl: [5, 1],
+  tcp_flags: [6, 1],
+  select: [7, 1],
+  filter_len: [8, 1],
+  pad: [9, 3],
+  filter: [12, 32 * FILTER_INSN_SIZE],
+} as const satisfies Record<string, Field>;
+
+/** struct tp_mangle_stats: one per CPU in the counters map. */
+export const MANGLE_STATS_FIELDS = {
+  seen: [0, 8],
+  selected: [8, 8],
+  altered: [16, 8],
+  dropped: [24, 8],
+} as const satisfies Record<string, Field>;
+
+/** enum tp_mangle_action bits and enum tp_mangle_select. */
+export const MangleAction = { TTL: 1, TCP_FLAGS: 2, DROP: 4 } as const;
+export const MangleSelect = { ALL: 0, ECHO_REPLIES: 1 } as const;
+
+/** The mangling object's programs and maps. */
+export const MANGLE_NAMES = {
+  object: 'mangle',
+  config: 'CFG',
+  counters: 'tp_mangle_counters',
+  xdp: 'mangle_xdp',
+  tc: 'mangle_tc',
+} as const;
+
+/** enum bpf_attach_type numbers for device links: BPF_XDP (5.9+), BPF_TCX_* (6.6+; not in Debian 12's headers). */
+export const BPF_XDP = 37;
+export const BPF_TCX_INGRESS = 46;
+export const BPF_TCX_EGRESS = 47;
 
 /** Names of the objects in the BPF object file that TypeScript refers to. */
 export const BPF_NAMES = {

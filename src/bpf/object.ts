@@ -69,6 +69,11 @@ export class BpfObject {
     );
   }
 
+  /** A link to network device `ifindex` in the calling thread's namespace (XDP, tcx). */
+  attachLink(prog: string, ifindex: number, attachType: number, flags = 0): void {
+    this.call(`cannot attach ${prog} to interface ${ifindex}`, () => this.native.attachLink(this.h, prog, ifindex, attachType, flags));
+  }
+
   lookup(map: string, key: Buffer): Buffer | null {
     return this.call(`cannot read map ${map}`, () => this.native.mapLookup(this.h, map, key));
   }

@@ -67,7 +67,7 @@ function packetBlock(iface: number, timeNs: bigint, data: Buffer, origLen: numbe
 export function describeSighting(e: HopEvent | DropEvent): string {
   const where = `netns ${e.netns_name ?? e.netns} (${e.netns}) dev ${e.ifname || '-'}`;
   if (e.kind === 'drop') return `${where} dropped at ${e.location}: ${e.reason}`;
-  return `${where} ${e.hook} ${e.dir}${e.rewritten ? ` NAT ${e.rewritten}` : ''}`;
+  return `${where} ${e.hook} ${e.dir}${e.rewritten ? ` NAT ${e.rewritten}` : ''}${e.altered ? ` altered ${e.altered}` : ''}`;
 }
 
 /**

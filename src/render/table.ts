@@ -95,7 +95,10 @@ function l4Label(ev: { proto: number; sport: number; dport: number; tcp_flags: s
 }
 
 function describeHop(ev: HopEvent): string {
-  if (ev.dir !== 'error') return ev.rewritten ? `${ev.hook} (NAT: ${ev.rewritten})` : ev.hook;
+  if (ev.dir !== 'error') {
+    const notes = [ev.rewritten ? `NAT: ${ev.rewritten}` : '', ev.altered ? `altered: ${ev.altered}` : ''].filter(Boolean);
+    return notes.length ? `${ev.hook} (${notes.join('; ')})` : ev.hook;
+  }
   return `${ev.hook}: ${ev.family === 6 ? 'ICMPv6' : 'ICMP'} ${describeIcmpError(ev.family, ev.icmp_type, ev.icmp_code, ev.mtu)} about the ${ev.quotes}`;
 }
 

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { CONFIG_FIELDS, CONFIG_SIZE, EVENT_FIELDS, EVENT_SIZE, FILTER_INSN_FIELDS, FILTER_INSN_SIZE, PACKET_FIELDS, type Field } from '../../src/bpf/layout';
+import { CONFIG_FIELDS, CONFIG_SIZE, EVENT_FIELDS, EVENT_SIZE, FILTER_INSN_FIELDS, FILTER_INSN_SIZE, MANGLE_CONFIG_FIELDS, MANGLE_CONFIG_SIZE, MANGLE_STATS_FIELDS, PACKET_FIELDS, type Field } from '../../src/bpf/layout';
 import { bpfObjectPath } from '../../src/native';
 
 interface BtfType {
@@ -18,12 +18,17 @@ interface BtfType {
   members?: { name: string; type_id: number; bits_offset: number }[];
 }
 
-const types = new Map<number, BtfType>();
-for (const t of (JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', bpfObjectPath('tracepkt')], { encoding: 'utf8' })) as { types: BtfType[] }).types) {
-  types.set(t.id, t);
+function btfOf(object: string): Map<number, BtfType> {
+  const types = new Map<number, BtfType>();
+  for (const t of (JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', bpfObjectPath(object)], { encoding: 'utf8' })) as { types: BtfType[] }).types) {
+    types.set(t.id, t);
+  }
+  return types;
 }
 
-function sizeOf(id: number): number {
+const OBJECTS = { tracepkt: btfOf('tracepkt'), mangle: btfOf('mangle') };
+
+function sizeOf(types: Map<number, BtfType>, id: number): number {
   const t = types.get(id)!;
   switch (t.kind) {
     case 'INT':
@@ -32,11 +37,11 @@ function sizeOf(id: number): number {
     case 'ENUM':
       return t.size!;
     case 'ARRAY':
-      return t.nr_elems! * sizeOf(t.type_id!);
+      return t.nr_elems! * sizeOf(types, t.type_id!);
     case 'TYPEDEF':
     case 'CONST':
     case 'VOLATILE':
-      return sizeOf(t.type_id!);
+      return sizeOf(types, t.type_id!);
     case 'PTR':
       return 8;
     default:
@@ -44,11 +49,12 @@ function sizeOf(id: number): number {
   }
 }
 
-function struct(name: string): { size: number; fields: Record<string, Field> } {
+function struct(name: string, object: keyof typeof OBJECTS = 'tracepkt'): { size: number; fields: Record<string, Field> } {
+  const types = OBJECTS[object];
   const t = [...types.values()].find((x) => x.kind === 'STRUCT' && x.name === name);
-  assert.ok(t, `struct ${name} is in the object's BTF`);
+  assert.ok(t, `struct ${name} is in the BTF of ${object}.bpf.o`);
   const fields: Record<string, Field> = {};
-  for (const m of t.members!) fields[m.name] = [m.bits_offset / 8, sizeOf(m.type_id)];
+  for (const m of t.members!) fields[m.name] = [m.bits_offset / 8, sizeOf(types, m.type_id)];
   return { size: t.size!, fields };
 }
 
@@ -74,4 +80,15 @@ test('struct tp_filter_insn matches FILTER_INSN_FIELDS', () => {
   const c = struct('tp_filter_insn');
   assert.equal(c.size, FILTER_INSN_SIZE);
   assert.deepEqual(c.fields, FILTER_INSN_FIELDS);
+});
+
+test('struct tp_mangle_config matches MANGLE_CONFIG_FIELDS; the filter is laid out as for tracing', () => {
+  const c = struct('tp_mangle_config', 'mangle');
+  assert.equal(c.size, MANGLE_CONFIG_SIZE);
+  assert.deepEqual(c.fields, MANGLE_CONFIG_FIELDS);
+  assert.deepEqual(struct('tp_filter_insn', 'mangle').fields, FILTER_INSN_FIELDS);
+});
+
+test('struct tp_mangle_stats matches MANGLE_STATS_FIELDS', () => {
+  assert.deepEqual(struct('tp_mangle_stats', 'mangle').fields, MANGLE_STATS_FIELDS);
 });

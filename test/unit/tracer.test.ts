@@ -40,6 +40,8 @@ class FakeNative {
       },
       attach: log('attach'),
       attachNetfilter: log('attachNetfilter'),
+      attachLink: log('attachLink'),
+      ifIndex: () => 1,
       mapUpdate: log('mapUpdate'),
       mapLookup: () => {
         const b = Buffer.alloc(8 * this.lostPerCpu.length);

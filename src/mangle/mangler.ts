@@ -1,0 +1,81 @@
+/**
+ * A mangling program attached to one interface for as long as the process
+ * holds it: XDP on receive, tc on transmit, both as links owned by file
+ * descriptors, so nothing remains after exit, Ctrl-C or SIGKILL.
+ */
+import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS_FIELDS } from '../bpf/layout';
+import { BpfObject } from '../bpf/object';
+import { BpfError, TracepktError } from '../errors';
+import { bpfObjectPath, loadNative, type Native } from '../native';
+import { encodeMangleConfig, type MangleSpec } from './spec';
+
+export interface MangleCounters {
+  seen: number;
+  selected: number;
+  altered: number;
+  dropped: number;
+}
+
+export interface MangleTarget {
+  dev: string;
+  /** The namespace's path (netnsPath), or undefined for ours. */
+  netns?: string;
+}
+
+export class Mangler {
+  private constructor(private readonly obj: BpfObject, readonly hook: 'xdp' | 'tcx egress') {}
+
+  static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
+    const obj = new BpfObject(native, bpfObjectPath(MANGLE_NAMES.object));
+    try {
+      obj.setGlobal(MANGLE_NAMES.config, encodeMangleConfig(spec));
+      const prog = spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp;
+      obj.selectPrograms([prog]);
+      await obj.loadAsync();
+      // Interface indexes and links belong to the namespace the thread is in.
+      if (target.netns) native.enterNetns(target.netns);
+      try {
+        let ifindex: number;
+        try {
+          ifindex = native.ifIndex(target.dev);
+        } catch {
+          throw new TracepktError(`no interface "${target.dev}"${target.netns ? ` in namespace ${target.netns}` : ''}`);
+        }
+        try {
+          obj.attachLink(prog, ifindex, spec.egress ? BPF_TCX_EGRESS : BPF_XDP);
+        } catch (err) {
+          if (spec.egress && err instanceof BpfError && err.errno === 22) {
+            throw new TracepktError('--egress needs tcx links (Linux 6.6 or later); this kernel refused one');
+          }
+          if (!spec.egress && err instanceof BpfError && err.errno === 16) {
+            throw new TracepktError(`${target.dev} already has an XDP program: tracepkt leaves it alone`);
+          }
+          throw err;
+        }
+      } finally {
+        if (target.netns) native.leaveNetns();
+      }
+      return new Mangler(obj, spec.egress ? 'tcx egress' : 'xdp');
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+  }
+
+  /** Summed over CPUs. */
+  counters(): MangleCounters {
+    const values = this.obj.lookup(MANGLE_NAMES.counters, Buffer.alloc(4));
+    const sum: MangleCounters = { seen: 0, selected: 0, altered: 0, dropped: 0 };
+    if (!values) return sum;
+    const size = MANGLE_STATS_FIELDS.dropped[0] + 8;
+    for (let cpu = 0; cpu + size <= values.length; cpu += size) {
+      for (const key of Object.keys(sum) as (keyof MangleCounters)[]) sum[key] += Number(values.readBigUInt64LE(cpu + MANGLE_STATS_FIELDS[key][0]));
+    }
+    return sum;
+  }
+
+  /** Detaches (closing the links) and frees the program. Safe to call twice. */
+  close(): void {
+    this.obj.close();
+  }
+}
