@@ -80,7 +80,10 @@ export class HopChain {
     if (key === undefined) return undefined;
     const prev = this.byIdentity.get(key);
     this.byIdentity.set(key, e);
-    return prev && e.time_ns - prev.time_ns < SAME_PACKET_NS ? prev : undefined; // later: a retransmission, another packet
+    if (!prev || e.time_ns - prev.time_ns >= SAME_PACKET_NS) return undefined; // later: another packet
+    // A packet leaves a namespace only by being transmitted and enters the next by being
+    // received: anything else is another transmission of it (a TCP retransmission, say).
+    return prev.netns === e.netns || (prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb') ? prev : undefined;
   }
 }
 

@@ -76,4 +76,9 @@ test('a field no hop changes: TTL across a link, more than forwarding takes, TCP
   for (const e of [a, b, other]) chain.add(e);
   assert.equal(b.altered, 'tcp flags . -> P.');
   assert.equal(other.altered, null, 'another sequence number: another segment');
+  // Received in b, then sent again from a: a retransmission, not a TTL that went up.
+  const arrived = { ...seg('netif_receive_skb', '.'), netns: 9, ttl: 63, time_ns: 30, tcp_seq: 9000 };
+  const again = { ...seg('net_dev_queue', '.'), netns: 7, ttl: 64, time_ns: 40, tcp_seq: 9000 };
+  for (const e of [arrived, again]) chain.add(e);
+  assert.equal(again.altered, null);
 });
