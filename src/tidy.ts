@@ -52,8 +52,14 @@ const endpoint = (addr: string, port: number) => (port ? (addr.includes(':') ? `
  */
 export class HopChain {
   private bySkb = new Map<string, HopEvent>();
-  /** Packets by what identifies them whatever their sk_buff: see previous(). */
+  /**
+   * Packets by what identifies them whatever their sk_buff (see previous()),
+   * in two generations of SAME_PACKET_NS: older sightings cannot match, so
+   * a long trace keeps only the last few milliseconds.
+   */
   private byIdentity = new Map<string, HopEvent>();
+  private older = new Map<string, HopEvent>();
+  private generationNs = 0;
 
   add(e: HopEvent): void {
     const seen = this.bySkb.get(e.skb);
@@ -78,7 +84,12 @@ export class HopChain {
   private previous(e: HopEvent): HopEvent | undefined {
     const key = e.proto === 1 || e.proto === 58 ? `${e.family} ${e.dir} ${e.icmp_id} ${e.icmp_seq}` : e.proto === 6 ? `tcp ${e.dir} ${e.tcp_seq} ${e.len}` : undefined;
     if (key === undefined) return undefined;
-    const prev = this.byIdentity.get(key);
+    if (e.time_ns - this.generationNs >= SAME_PACKET_NS) {
+      this.older = this.byIdentity;
+      this.byIdentity = new Map();
+      this.generationNs = e.time_ns;
+    }
+    const prev = this.byIdentity.get(key) ?? this.older.get(key);
     this.byIdentity.set(key, e);
     if (!prev || e.time_ns - prev.time_ns >= SAME_PACKET_NS) return undefined; // later: another packet
     // A packet leaves a namespace only by being transmitted and enters the next by being
