@@ -105,6 +105,12 @@ struct nf_hook_state {
 	struct net *net;
 };
 
+/* An iptables-legacy table (x_tables). */
+struct xt_table {
+	int priority;
+	const char name[32];
+};
+
 struct bpf_nf_ctx {
 	const struct nf_hook_state *state;
 	struct sk_buff *skb;

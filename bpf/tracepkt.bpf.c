@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
 #include "kernel.h"
 #include "tracepkt.h"
 
@@ -440,6 +441,7 @@ struct sighting {
 	__u8 kind, hook, nf_hook, nf_pf, nf_index;
 	__u64 location;
 	__u32 reason;
+	struct xt_table *xt; /* NF_TABLE: the table that judged */
 };
 
 /* With packet bytes: the larger record, its data read from the IP header on. */
@@ -481,6 +483,10 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 	e->nf_index = at->nf_index;
 	e->location = at->location;
 	e->reason = at->reason;
+	if (at->xt) {
+		e->table = BPF_CORE_READ(at->xt, priority);
+		bpf_core_read_str(e->gateway, sizeof(e->gateway), &at->xt->name);
+	}
 	fill_packet(e, m);
 	set_device(e, at->dev);
 	bpf_ringbuf_submit(e, 0);
@@ -777,3 +783,41 @@ CHECKPOINT(0) CHECKPOINT(1) CHECKPOINT(2) CHECKPOINT(3)
 CHECKPOINT(4) CHECKPOINT(5) CHECKPOINT(6) CHECKPOINT(7)
 CHECKPOINT(8) CHECKPOINT(9) CHECKPOINT(10) CHECKPOINT(11)
 CHECKPOINT(12) CHECKPOINT(13) CHECKPOINT(14) CHECKPOINT(15)
+
+/*
+ * Kernels without BPF netfilter links (before 6.4) have no checkpoints: an
+ * iptables-legacy table's verdict comes from the function that evaluates
+ * the table, at its return (fexit: arguments and result). Loaded only
+ * there, and only for the families whose module is loaded.
+ */
+static __always_inline int table_verdict(void *table, struct sk_buff *skb, const struct nf_hook_state *state,
+					 unsigned int verdict)
+{
+	struct probe_match m = {};
+	struct sighting at = {
+		.skb = skb,
+		.dev = state->in ? state->in : state->out,
+		.netns = state->net->ns.inum,
+		.kind = TP_EVENT_NF_TABLE,
+		.hook = TP_HOOK_XT_TABLE,
+		.nf_hook = state->hook,
+		.nf_pf = state->pf,
+		.reason = verdict,
+		.xt = table,
+	};
+
+	emit(skb->head + skb->network_header, &at, &m);
+	return 0;
+}
+
+SEC("fexit/ipt_do_table")
+int BPF_PROG(tp_ipt_do_table, void *table, struct sk_buff *skb, const struct nf_hook_state *state, unsigned int verdict)
+{
+	return table_verdict(table, skb, state, verdict);
+}
+
+SEC("fexit/ip6t_do_table")
+int BPF_PROG(tp_ip6t_do_table, void *table, struct sk_buff *skb, const struct nf_hook_state *state, unsigned int verdict)
+{
+	return table_verdict(table, skb, state, verdict);
+}

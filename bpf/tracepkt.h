@@ -17,6 +17,7 @@ enum tp_event_kind {
 	TP_EVENT_NF_CHECKPOINT = 2, /* the packet reached a netfilter checkpoint */
 	TP_EVENT_DROP = 3,          /* the kernel freed the packet as dropped */
 	TP_EVENT_ROUTE = 4,         /* a route lookup made for the packet */
+	TP_EVENT_NF_TABLE = 5,      /* an iptables-legacy table's verdict on the packet (kernels without netfilter links) */
 };
 
 /* Which kernel hook saw the packet. */
@@ -27,6 +28,7 @@ enum tp_hook {
 	TP_HOOK_KFREE_SKB = 4,         /* tp skb:kfree_skb */
 	TP_HOOK_FIB = 5,               /* tp fib:fib_table_lookup (IPv4) */
 	TP_HOOK_FIB6 = 6,              /* tp fib6:fib6_table_lookup */
+	TP_HOOK_XT_TABLE = 7,          /* fexit ipt_do_table / ip6t_do_table */
 };
 
 /*
@@ -52,22 +54,22 @@ struct tp_event {
 	__u16 ip_len;    /* iphdr->tot_len, or ipv6hdr->payload_len + 40; host order */
 	__u16 icmp_id;   /* echo identifier, host order */
 	__u16 icmp_seq;  /* echo sequence, host order */
-	__u8 nf_hook;    /* checkpoints: nf_hook_state->hook (NF_INET_*) */
-	__u8 nf_pf;      /* checkpoints: nf_hook_state->pf (NFPROTO_IPV4 / _IPV6) */
+	__u8 nf_hook;    /* checkpoints, NF_TABLE: nf_hook_state->hook (NF_INET_*) */
+	__u8 nf_pf;      /* checkpoints, NF_TABLE: nf_hook_state->pf (NFPROTO_IPV4 / _IPV6) */
 	__u8 nf_index;   /* checkpoints: which copy of the program */
 	__u8 route_type; /* routes: fib6_result->fib6_type (RTN_*); 0 for IPv4 */
 	__u8 saddr[16];  /* IPv4 in the first 4 bytes; routes: the flow's */
 	__u8 daddr[16];
 	char ifname[TP_IFNAMSIZ]; /* dev->name when the hook ran; routes: the output device */
 	__u64 location;  /* drops: the kernel code that freed the packet */
-	__u32 reason;    /* drops: enum skb_drop_reason, numbered by the running kernel */
-	__u32 table;     /* routes: the table looked up */
+	__u32 reason;    /* drops: enum skb_drop_reason, numbered by the running kernel; NF_TABLE: the verdict */
+	__u32 table;     /* routes: the table looked up; NF_TABLE: the table's priority (signed) */
 	__s32 error;     /* routes: 0 or -errno (IPv4) */
 	__u8 gw_family;  /* routes: nhc_gw_family (AF_INET, AF_INET6, 0: no gateway) */
 	__u8 inner_type; /* ICMP errors: type of the echo they quote */
 	__u8 proto;      /* routes: the flow's protocol */
 	__u8 pad;
-	__u8 gateway[16]; /* routes: nhc_gw */
+	__u8 gateway[16]; /* routes: nhc_gw; NF_TABLE: the table's name */
 	__u32 l4_rest;    /* bytes 4-7 of the L4 header, network order: ICMP's rest of header (an error's MTU), TCP's sequence number */
 	__u32 iif;        /* routes: the flow's input interface (1, loopback: output routing) */
 	__u16 sport;      /* TCP/UDP ports, host order; for an ICMP error, of the packet it quotes */

@@ -573,6 +573,24 @@ static napi_value js_attach_link(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* pinProgram(handle, program, path): pins it in a bpffs (for tools that take a path: tc) */
+static napi_value js_pin_program(napi_env env, napi_callback_info info)
+{
+	char path[4096];
+	struct object *o;
+	struct bpf_program *prog;
+	int err;
+	ARGS(3);
+
+	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
+		return NULL;
+	if (!get_string(env, argv[2], path, sizeof(path)))
+		return throw_type(env, "bad path");
+	log_reset();
+	err = bpf_program__pin(prog, path);
+	return err ? throw_errno(env, "bpf_program__pin", err, 1) : NULL;
+}
+
 /* ifIndex(name) -> number: the interface's index in the calling thread's network namespace */
 static napi_value js_if_index(napi_env env, napi_callback_info info)
 {
@@ -1105,6 +1123,7 @@ static napi_value init(napi_env env, napi_value exports)
 		{ "attachNetfilter", js_attach_netfilter },
 		{ "attachLink", js_attach_link },
 		{ "ifIndex", js_if_index },
+		{ "pinProgram", js_pin_program },
 		{ "mapLookup", js_map_lookup },
 		{ "mapUpdate", js_map_update },
 		{ "openRing", js_open_ring },

@@ -6,7 +6,7 @@
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
 import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES, PACKET_FIELDS as P } from './bpf/layout';
-import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent } from './events';
+import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent, TableVerdictEvent } from './events';
 
 const ECHO_REQUEST = new Set([8, 128]);
 const ECHO_REPLY = new Set([0, 129]);
@@ -61,6 +61,15 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent | null {
     }
     case EventKind.ROUTE:
       return decodeRoute(buf, rec);
+    case EventKind.NF_TABLE: {
+      const ev = packetFields<TableVerdictEvent>(buf, rec, 'xt-table');
+      ev.nf_hook = buf[rec + F.nf_hook[0]];
+      ev.nf_pf = buf[rec + F.nf_pf[0]];
+      ev.table = readCString(buf, rec + F.gateway[0], F.gateway[1]);
+      ev.priority = buf.readInt32LE(rec + F.table[0]);
+      ev.verdict = buf.readUInt32LE(rec + F.reason[0]);
+      return ev;
+    }
     default:
       return null;
   }

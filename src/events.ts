@@ -71,6 +71,21 @@ export interface CheckpointEvent extends PacketFields {
   index: number;
 }
 
+/**
+ * An iptables-legacy table's verdict on the probe, from the function that
+ * evaluated it (fexit on ipt_do_table / ip6t_do_table): kernels without BPF
+ * netfilter links. Becomes a NetfilterEvent (src/netfilter/verdicts.ts).
+ */
+export interface TableVerdictEvent extends PacketFields {
+  kind: 'xt-table';
+  nf_hook: number;
+  nf_pf: number;
+  table: string;
+  priority: number;
+  /** NF_DROP 0, NF_ACCEPT 1, ... */
+  verdict: number;
+}
+
 /** The kernel freed the probe's packet as dropped (tracepoint skb:kfree_skb). */
 export interface DropEvent extends PacketFields {
   kind: 'drop';
@@ -109,7 +124,7 @@ export interface RouteEvent {
 }
 
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
-export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent;
+export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
 export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'tcp_seq'> {
@@ -135,7 +150,7 @@ export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | '
    * (ACCEPT) or not (DROP). iptables-legacy tables, and nftables chains that
    * did not run for this packet (nat chains where conntrack is off), show so.
    */
-  decided_by: 'rule' | 'policy' | 'passage';
+  decided_by: 'rule' | 'policy' | 'passage' | 'table';
 }
 
 export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent;

@@ -25,6 +25,8 @@ export interface Native {
   attachNetfilter(obj: ObjectHandle, prog: string, pf: number, hooknum: number, priority: number, flags: number): void;
   /** A link to a network device (XDP, tcx), by attach type number; owned by its fd. */
   attachLink(obj: ObjectHandle, prog: string, ifindex: number, attachType: number, flags: number): void;
+  /** Pins the program at `path` in a bpffs. */
+  pinProgram(obj: ObjectHandle, prog: string, path: string): void;
   /** The interface's index in the calling thread's network namespace. */
   ifIndex(name: string): number;
   mapLookup(obj: ObjectHandle, map: string, key: Buffer): Buffer | null;

@@ -6,6 +6,7 @@
  *   const tracer = await createTracer({ filter });
  *   for await (const ev of tracer) { ... }   // ends after tracer.close()
  */
+import * as fs from 'node:fs';
 import { randomBytes } from './random';
 import { BPF_NAMES } from './bpf/layout';
 import type { KernelFilter } from './bpf/config';
@@ -51,6 +52,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   private lostAtClose = 0;
   private wake: (() => void) | undefined;
   private closed = false;
+  /** Programs loaded beyond the usual ones (table verdicts where checkpoints are missing). */
+  private extra: string[] = [];
   /** Milliseconds from open to everything attached. */
   readonly startupMs: number;
 
@@ -75,13 +78,12 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       } catch (err) {
         if (checkpoints === 0) throw err;
         checkpoints = 0;
-        this.notes.push(`no BPF netfilter links on this kernel (${describeError(err)}): iptables-legacy tables are not seen, nftables ones through tracing only`);
-        obj = this.openObject(options, 0);
         this.netfilter!.forgetCheckpoints();
+        obj = this.withoutCheckpoints(options, describeError(err));
       }
       this.obj = obj;
       try {
-        for (const prog of tracingPrograms(options)) obj.attach(prog);
+        for (const prog of [...tracingPrograms(options), ...this.extra]) obj.attach(prog);
         this.ring = obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
         if (checkpoints > 0) this.netfilter?.attachCheckpoints(obj);
       } catch (err) {
@@ -98,9 +100,31 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.startupMs = performance.now() - started;
   }
 
-  /** Opens and loads the object, with `checkpoints` netfilter checkpoint programs. */
-  private openObject(options: TracerOptions, checkpoints: number): BpfObject {
-    const obj = openTracingObject(this.native, options, checkpoints);
+  /**
+   * Kernels without BPF netfilter links (before 6.4): iptables-legacy tables
+   * report their verdicts through fexit on the functions that evaluate them
+   * (for the families whose module is loaded), nftables through tracing.
+   */
+  private withoutCheckpoints(options: TracerOptions, why: string): BpfObject {
+    const families = ([4, 6] as const).filter((f) => fs.existsSync(`/sys/module/${f === 4 ? 'ip_tables' : 'ip6_tables'}`));
+    const programs = families.map((f) => BPF_NAMES.tableVerdicts[f]);
+    if (programs.length > 0) {
+      try {
+        const obj = this.openObject(options, 0, programs);
+        this.extra = programs;
+        this.notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy verdicts come from fexit on ${families.map((f) => (f === 4 ? 'ipt_do_table' : 'ip6t_do_table')).join(' and ')}, nftables ones from tracing`);
+        return obj;
+      } catch (err) {
+        why += `; fexit: ${describeError(err)}`;
+      }
+    }
+    this.notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy tables are not seen, nftables ones through tracing only`);
+    return this.openObject(options, 0);
+  }
+
+  /** Opens and loads the object, with `checkpoints` netfilter checkpoint programs and `extra` ones. */
+  private openObject(options: TracerOptions, checkpoints: number, extra: readonly string[] = []): BpfObject {
+    const obj = openTracingObject(this.native, options, checkpoints, extra);
     try {
       obj.load();
       return obj;

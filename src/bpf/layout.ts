@@ -88,7 +88,7 @@ export const FILTER_INSN_FIELDS = {
 } as const satisfies Record<string, Field>;
 
 /** enum tp_event_kind */
-export const EventKind = { HOP: 1, NF_CHECKPOINT: 2, DROP: 3, ROUTE: 4 } as const;
+export const EventKind = { HOP: 1, NF_CHECKPOINT: 2, DROP: 3, ROUTE: 4, NF_TABLE: 5 } as const;
 
 /** TP_NF_CHECKPOINTS: copies of the checkpoint program, tp_nf_checkpoint_0 … _15. */
 export const NF_CHECKPOINTS = 16;
@@ -101,6 +101,7 @@ export const HOOK_NAMES: Record<number, string> = {
   4: 'kfree_skb',
   5: 'fib_table_lookup',
   6: 'fib6_table_lookup',
+  7: 'xt_table',
 };
 
 /** BPF_PROG_TYPE_NETFILTER and BPF_NETFILTER: numbers Debian's libbpf 1.1.2 does not know. */
@@ -157,6 +158,8 @@ export const BPF_NAMES = {
   programs: ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb'],
   /** Route lookups: only when they can be tied to a journey (a probe's). */
   routes: ['tp_fib_table_lookup', 'tp_fib6_table_lookup'],
+  /** iptables-legacy verdicts where netfilter links are missing (before 6.4), per family's module. */
+  tableVerdicts: { 4: 'tp_ipt_do_table', 6: 'tp_ip6t_do_table' },
   /** Only for filtered tracing, which remembers packets by address. */
   forgetFreed: 'tp_consume_skb',
   checkpoint: (i: number) => `tp_nf_checkpoint_${i}`,

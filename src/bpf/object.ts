@@ -74,6 +74,11 @@ export class BpfObject {
     this.call(`cannot attach ${prog} to interface ${ifindex}`, () => this.native.attachLink(this.h, prog, ifindex, attachType, flags));
   }
 
+  /** Pins the program at `path` (a bpffs), for tools that take a path (tc). */
+  pin(prog: string, path: string): void {
+    this.call(`cannot pin ${prog}`, () => this.native.pinProgram(this.h, prog, path));
+  }
+
   lookup(map: string, key: Buffer): Buffer | null {
     return this.call(`cannot read map ${map}`, () => this.native.mapLookup(this.h, map, key));
   }

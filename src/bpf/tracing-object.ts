@@ -32,15 +32,16 @@ export function tracingPrograms(options: TracingObjectOptions): string[] {
 /**
  * Opens the object configured for these options, with the first
  * `checkpoints` copies of the netfilter checkpoint program (the kernel
- * takes ~7 ms to load each: only what the plans use). Not loaded yet.
+ * takes ~7 ms to load each: only what the plans use), and `extra` programs
+ * (table verdicts where checkpoints are missing). Not loaded yet.
  */
-export function openTracingObject(native: Native, options: TracingObjectOptions, checkpoints = 0): BpfObject {
+export function openTracingObject(native: Native, options: TracingObjectOptions, checkpoints = 0, extra: readonly string[] = []): BpfObject {
   const obj = new BpfObject(native, bpfObjectPath(BPF_NAMES.object));
   try {
     obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
     obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
     const copies = Array.from({ length: Math.min(checkpoints, NF_CHECKPOINTS) }, (_, i) => BPF_NAMES.checkpoint(i));
-    obj.selectPrograms([...tracingPrograms(options), ...copies]);
+    obj.selectPrograms([...tracingPrograms(options), ...extra, ...copies]);
     for (const prog of copies) obj.setProgramType(prog, BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER);
     return obj;
   } catch (err) {

@@ -3,10 +3,12 @@
  * programs and links die with the process (they are owned by its file
  * descriptors), and so do our nftables tables where the kernel takes the
  * owner flag (5.12+). Left behind can be: the namespaces of a demo lab
- * (bind mounts outlive us) and, on older kernels, our nftables tables.
+ * (bind mounts outlive us) and, on older kernels, our nftables tables and
+ * the tc filters of `mangle --egress` (before tcx, 6.6).
  */
 import { execFileSync } from 'node:child_process';
 import { leftoverLabNamespaces, removeNamespace } from '../lab/lab';
+import { removeLeftoverFilters } from '../mangle/legacy-tc';
 import { NetnsResolver } from '../names/netns';
 import { inNetns } from '../names/netns-path';
 import { TABLE_PREFIX } from '../netfilter/watch';
@@ -44,6 +46,10 @@ export function cleanupCommand(io: Output): number {
       io.out(`removed nftables table inet ${m[1]} in namespace ${ns.name ?? ns.inode}`);
       removed++;
     }
+  }
+  for (const f of removeLeftoverFilters()) {
+    io.out(`removed tc filter pref ${f.pref} on ${f.dev}'s egress${f.netns ? ` in ${f.netns}` : ''} (tracepkt mangle, pid ${f.pid})`);
+    removed++;
   }
   if (removed === 0) io.out('nothing to clean up');
   return 0;

@@ -1,12 +1,14 @@
 /**
  * A mangling program attached to one interface for as long as the process
  * holds it: XDP on receive, tc on transmit, both as links owned by file
- * descriptors, so nothing remains after exit, Ctrl-C or SIGKILL.
+ * descriptors, so nothing remains after exit, Ctrl-C or SIGKILL. Before
+ * tcx (6.6) the transmit path takes a tc filter instead (legacy-tc.ts).
  */
 import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS_FIELDS } from '../bpf/layout';
 import { BpfObject } from '../bpf/object';
 import { BpfError, TracepktError } from '../errors';
 import { bpfObjectPath, loadNative, type Native } from '../native';
+import { attachLegacyEgress, removeLegacyEgress, type LegacyFilter } from './legacy-tc';
 import { encodeMangleConfig, type MangleSpec } from './spec';
 
 export interface MangleCounters {
@@ -23,7 +25,11 @@ export interface MangleTarget {
 }
 
 export class Mangler {
-  private constructor(private readonly obj: BpfObject, readonly hook: 'xdp' | 'tcx egress') {}
+  private constructor(
+    private readonly obj: BpfObject,
+    readonly hook: 'xdp' | 'tcx egress' | 'tc egress',
+    private readonly legacy?: LegacyFilter,
+  ) {}
 
   static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
     const obj = new BpfObject(native, bpfObjectPath(MANGLE_NAMES.object));
@@ -34,6 +40,7 @@ export class Mangler {
       await obj.loadAsync();
       // Interface indexes and links belong to the namespace the thread is in.
       if (target.netns) native.enterNetns(target.netns);
+      let tcxRefused = false;
       try {
         let ifindex: number;
         try {
@@ -44,17 +51,15 @@ export class Mangler {
         try {
           obj.attachLink(prog, ifindex, spec.egress ? BPF_TCX_EGRESS : BPF_XDP);
         } catch (err) {
-          if (spec.egress && err instanceof BpfError && err.errno === 22) {
-            throw new TracepktError('--egress needs tcx links (Linux 6.6 or later); this kernel refused one');
-          }
-          if (!spec.egress && err instanceof BpfError && err.errno === 16) {
+          if (spec.egress && err instanceof BpfError && err.errno === 22) tcxRefused = true; // no tcx: before 6.6
+          else if (!spec.egress && err instanceof BpfError && err.errno === 16) {
             throw new TracepktError(`${target.dev} already has an XDP program: tracepkt leaves it alone`);
-          }
-          throw err;
+          } else throw err;
         }
       } finally {
         if (target.netns) native.leaveNetns();
       }
+      if (tcxRefused) return new Mangler(obj, 'tc egress', attachLegacyEgress(obj, prog, target.netns ?? null, target.dev));
       return new Mangler(obj, spec.egress ? 'tcx egress' : 'xdp');
     } catch (err) {
       obj.close();
@@ -74,8 +79,9 @@ export class Mangler {
     return sum;
   }
 
-  /** Detaches (closing the links) and frees the program. Safe to call twice. */
+  /** Detaches (closing the links, removing a tc filter) and frees the program. Safe to call twice. */
   close(): void {
+    if (this.legacy) removeLegacyEgress(this.legacy);
     this.obj.close();
   }
 }

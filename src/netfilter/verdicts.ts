@@ -14,8 +14,8 @@
  */
 import { formatAddress } from '../addr';
 import { tcpFlags } from '../decode';
-import type { CheckpointEvent, Direction, HopEvent, NetfilterEvent } from '../events';
-import { hookName, verdictName } from './hooks';
+import type { CheckpointEvent, Direction, DropEvent, HopEvent, NetfilterEvent, RouteEvent, TableVerdictEvent, TraceEvent } from '../events';
+import { FAMILY_NAMES, hookName, verdictName } from './hooks';
 import { judgesInBand, type HookPlan, type Judge } from './judges';
 import { TRACE_TYPE, type TraceMessage } from './nftables';
 
@@ -49,7 +49,7 @@ interface ChainDecision {
   /** The chain the deciding rule is in (a jump target, or the base chain itself). */
   chain: string;
   handle: number | null;
-  decidedBy: 'rule' | 'policy';
+  decidedBy: 'rule' | 'policy' | 'table';
 }
 
 /** Reads the probe's identity out of the headers a trace message carries. */
@@ -180,9 +180,29 @@ function passages(ns: NamespaceVerdicts, checkpoints: readonly CheckpointEvent[]
   return [...byKey.values()];
 }
 
-export function netfilterEvents(namespaces: readonly NamespaceVerdicts[], checkpoints: readonly CheckpointEvent[], hops: readonly HopEvent[]): NetfilterEvent[] {
+export function netfilterEvents(
+  namespaces: readonly NamespaceVerdicts[],
+  checkpoints: readonly CheckpointEvent[],
+  /** What the hooks saw (hops, drops, route lookups): places decisions no checkpoint dated. */
+  seen: readonly TraceEvent[],
+  tables: readonly TableVerdictEvent[] = [],
+): NetfilterEvent[] {
   const out: NetfilterEvent[] = [];
   for (const ns of namespaces) {
+    // Kernels without checkpoints: iptables-legacy tables report their own verdicts.
+    for (const t of tables) {
+      if (t.netns !== ns.netns) continue;
+      const judge = ns.judges.find((j) => j.backend === 'iptables-legacy' && j.table === t.table && j.hooknum === t.nf_hook && j.pfs.includes(t.nf_pf)) ?? {
+        backend: 'iptables-legacy' as const,
+        tableFamily: FAMILY_NAMES[t.nf_pf] ?? String(t.nf_pf),
+        table: t.table,
+        chain: hookName(t.nf_hook),
+        hooknum: t.nf_hook,
+        priority: t.priority,
+        pfs: [t.nf_pf],
+      };
+      out.push(event(ns, judge, t, t.time_ns, { verdict: verdictName(t.verdict), decidedBy: 'table' }));
+    }
     const decisions = chainDecisions(ns);
     const decisionOf = (judge: Judge, p: Identity) =>
       decisions.find((d) => d.judge === judge && samePacket(d.packet, p));
@@ -227,23 +247,29 @@ export function netfilterEvents(namespaces: readonly NamespaceVerdicts[], checkp
     // Decisions no checkpoint placed: kernels without BPF netfilter links.
     for (const d of decisions) {
       if (placed.has(d)) continue;
-      out.push(event(ns, d.judge, d.packet, nearHops(ns.netns, d, hops), d));
+      out.push(event(ns, d.judge, d.packet, nearHops(ns.netns, d, seen), d));
     }
   }
   return out.sort((a, b) => a.time_ns - b.time_ns);
 }
 
 /**
- * A time for a decision that no checkpoint dated: just after the packet was
- * received in that namespace (PREROUTING, INPUT, FORWARD) or just before it
- * was sent (OUTPUT, POSTROUTING), ordered by hook.
+ * A time for a decision that no checkpoint dated (kernels before 6.4), from
+ * what the hooks saw of the packet in that namespace: a DROP just before the
+ * kernel freed it; PREROUTING just after it was received, INPUT and FORWARD
+ * after its input route lookup, OUTPUT and POSTROUTING just before it was sent.
  */
-function nearHops(netns: number, d: ChainDecision, hops: readonly HopEvent[]): number {
-  const mine = hops.filter((h) => h.netns === netns && samePacket(d.packet, h));
+function nearHops(netns: number, d: ChainDecision, seen: readonly TraceEvent[]): number {
+  const mine = seen.filter((h): h is HopEvent | DropEvent => (h.kind === 'hop' || h.kind === 'drop') && h.netns === netns && samePacket(d.packet, h));
   const hook = d.judge.hooknum;
-  const received = mine.filter((h) => h.hook === 'netif_receive_skb').pop();
-  const sent = mine.find((h) => h.hook === 'net_dev_queue');
-  if (hook <= 2 && received) return received.time_ns + 1 + hook;
+  const freed = mine.find((h) => h.kind === 'drop');
+  if (d.verdict === 'DROP' && freed) return freed.time_ns - 1;
+  const received = mine.filter((h) => h.kind === 'hop' && h.hook === 'netif_receive_skb').pop();
+  const sent = mine.find((h) => h.kind === 'hop' && h.hook === 'net_dev_queue');
+  if (hook <= 2 && received) {
+    const routed = seen.filter((r): r is RouteEvent => r.kind === 'route' && r.netns === netns && r.purpose === 'input' && r.dst === d.packet.dst && r.time_ns > received.time_ns)[0];
+    return hook > 0 && routed ? routed.time_ns + hook : received.time_ns + 1 + hook;
+  }
   if (hook >= 3 && sent) return sent.time_ns - 5 + hook;
   return (received ?? sent ?? mine[0])?.time_ns ?? 0;
 }

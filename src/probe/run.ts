@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
-import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../events';
+import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
 import { classifyRoutes } from '../kernel/names';
 import { markHops, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
@@ -200,7 +200,8 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
     plans: ns.plans,
     traces: ns.traces,
   }));
-  const verdicts = netfilterEvents(namespaces, checkpoints, hops);
+  const tables = kernel.filter((e): e is TableVerdictEvent => e.kind === 'xt-table');
+  const verdicts = netfilterEvents(namespaces, checkpoints, direct, tables);
   const paths = new Map(tracer.netfilter.namespaces.map((ns) => [ns.netns.inode, ns.netns.path]));
   await fillRuleTexts(verdicts, (netns) => paths.get(netns) ?? null);
   return [...direct, ...verdicts].sort((a, b) => a.time_ns - b.time_ns);

@@ -155,20 +155,29 @@ test('--egress --set-tcp-flags PSH --ratio 0.1 on a router: the share tcpdump se
     }
   }));
 
-test('after SIGKILL nothing stays attached: no XDP program, no tcx link, no program loaded', () =>
+test('after SIGKILL nothing stays attached: no XDP program, no tcx link (before 6.6: cleanup removes the tc filter), no program loaded', () =>
   withLab(async (lab) => {
     const { a } = pairLab(lab);
     const runs: { child: ChildProcess; done: ReturnType<typeof finished> }[] = [];
+    let tcx = true;
     try {
       runs.push(await startMangle(['eth0', '--netns', a, '--ttl', 'random']));
       runs.push(await startMangle(['eth0', '--netns', a, '--egress', '--drop', '--ratio', '0.5']));
+      tcx = !/mangle_tc/.test(lab.exec(a, 'tc', 'filter', 'show', 'dev', 'eth0', 'egress')); // else a classic tc filter
       assert.match(lab.ip(a, 'link', 'show', 'eth0'), /prog\/xdp/, 'attached while running');
-      assert.equal(mangleLinks(), 2, 'an XDP link and a tcx link');
+      assert.equal(mangleLinks(), tcx ? 2 : 1, 'an XDP link, and a tcx link where the kernel has them');
+      if (!tcx) assert.match(lab.exec(a, 'tc', 'filter', 'show', 'dev', 'eth0', 'egress'), /mangle_tc/);
     } finally {
       for (const run of runs) run.child.kill('SIGKILL');
       await Promise.all(runs.map((run) => run.done));
     }
     assert.ok(await eventually(() => !/xdp/.test(lab.ip(a, 'link', 'show', 'eth0'))), 'no XDP program on eth0');
+    if (!tcx) {
+      // A tc filter outlives a SIGKILL: that is what cleanup is for.
+      const cleanup = await runCli(['cleanup']);
+      assert.match(cleanup.stdout, /removed tc filter pref \d+ on eth0's egress/);
+      assert.doesNotMatch(lab.exec(a, 'tc', 'filter', 'show', 'dev', 'eth0', 'egress'), /mangle_tc/);
+    }
     assert.ok(await eventually(() => mangleLinks() === 0 && !mangleProgramsLoaded()), 'no link, no program left');
   }));
 

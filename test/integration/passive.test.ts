@@ -59,7 +59,7 @@ test('events the kernel could not deliver are counted, and the journeys they hit
     const lines: string[] = [];
     const io = { out: (l: string) => lines.push(l), err: () => {} };
     // A one-page ring (about 25 records) cannot hold a ping flood's sightings: the kernel must lose some.
-    const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 500 }, io);
+    const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
     await eventually(() => lines.length > 0); // the start line: attached
     await new Promise((resolve) => spawn('ip', ['netns', 'exec', host, 'ping', '-f', '-q', '-c', '3000', v4], { stdio: 'ignore' }).on('exit', resolve));
     assert.equal(await run, 0);

@@ -41,6 +41,7 @@ class FakeNative {
       attach: log('attach'),
       attachNetfilter: log('attachNetfilter'),
       attachLink: log('attachLink'),
+      pinProgram: log('pinProgram'),
       ifIndex: () => 1,
       mapUpdate: log('mapUpdate'),
       mapLookup: () => {

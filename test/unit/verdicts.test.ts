@@ -93,3 +93,16 @@ test('judges from chains: the recorded router has exactly the four iptables-nft 
   assert.deepEqual(router.judges.map((j) => `${j.table} ${j.chain} ${j.priority}`).sort(), ['filter FORWARD 0', 'mangle FORWARD -150', 'nat POSTROUTING 100', 'raw PREROUTING -300']);
   assert.deepEqual(judgesFromChains([], 'x'), []);
 });
+
+test('without checkpoints, iptables-legacy tables report their own verdicts (fexit), at the time they gave them', () => {
+  const { hops, namespaces } = routerRun();
+  const { b } = ROUTER.roles;
+  const inB = namespaces.find((ns) => ns.netnsName === b)!;
+  const request = hops.find((h) => h.netns === inB.netns && h.dir === 'request')!;
+  const verdict = (table: string, nf_hook: number, code: number) => ({ ...request, kind: 'xt-table' as const, nf_hook, nf_pf: 2, table, priority: 0, verdict: code, time_ns: request.time_ns + 10 });
+  const events = netfilterEvents([{ ...inB, traces: [] }], [], hops, [verdict('filter', 1, 0)]);
+  assert.deepEqual(events.map(row), [[b, 'request', 'INPUT', 'ip filter INPUT', 'DROP', 'table', 'iptables-legacy', false]]);
+  assert.equal(events[0].time_ns, request.time_ns + 10);
+  // A table of a namespace not traced is nobody's verdict here.
+  assert.deepEqual(netfilterEvents([{ ...inB, traces: [], netns: 1 }], [], hops, [verdict('filter', 1, 0)]), []);
+});
