@@ -484,8 +484,10 @@ static __always_inline bool emit(unsigned char *l3, struct sighting *at, struct 
 	e->location = at->location;
 	e->reason = at->reason;
 	if (at->xt) {
-		e->table = BPF_CORE_READ(at->xt, priority);
-		bpf_core_read_str(e->gateway, sizeof(e->gateway), &at->xt->name);
+		struct xt_table *xt = at->xt; /* CO-RE reads on the kernel's type only, not on struct sighting */
+
+		e->table = BPF_CORE_READ(xt, priority);
+		bpf_core_read_str(e->gateway, sizeof(e->gateway), &xt->name);
 	}
 	fill_packet(e, m);
 	set_device(e, at->dev);

@@ -7,7 +7,7 @@
  * the tc filters of `mangle --egress` (before tcx, 6.6).
  */
 import { execFileSync } from 'node:child_process';
-import { leftoverLabNamespaces, removeNamespace } from '../lab/lab';
+import { forgetLab, leftoverLabNamespaces, removeNamespace } from '../lab/lab';
 import { removeLeftoverFilters } from '../mangle/legacy-tc';
 import { NetnsResolver } from '../names/netns';
 import { inNetns } from '../names/netns-path';
@@ -25,6 +25,7 @@ export function cleanupCommand(io: Output): number {
   let removed = 0;
   for (const ns of leftoverLabNamespaces()) {
     removeNamespace(ns);
+    forgetLab(ns.split('-')[1]);
     io.out(`removed network namespace ${ns}`);
     removed++;
   }

@@ -3,11 +3,13 @@
  * Docker-like host and container, and the integration tests' topologies.
  * Every namespace a Lab creates is named "tpk-<id>-<role>" and removed by
  * destroy() (deleting a namespace takes its interfaces with it);
- * `tracepkt cleanup` removes any a killed run left behind.
+ * `tracepkt cleanup` removes those a killed run left behind (a record with
+ * the owner's pid tells them from those of a run still going).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from '../random';
 import * as fs from 'node:fs';
+import { alive, readRecords, removeRecord, writeRecord } from '../records';
 
 export const LAB_PREFIX = 'tpk-';
 const LAB_NAME = /^tpk-[0-9a-f]{4}-[a-z0-9]+$/;
@@ -33,6 +35,7 @@ export class Lab {
    */
   netns(role: string): string {
     const name = `${LAB_PREFIX}${this.id}-${role}`;
+    if (this.created.length === 0) writeRecord(`lab-${this.id}`, {});
     run('ip', ['netns', 'add', name]);
     this.created.push(name);
     this.sysctl(name, 'net.ipv6.conf.default.accept_dad', 0);
@@ -96,16 +99,23 @@ export class Lab {
         // already gone
       }
     }
+    removeRecord(`lab-${this.id}`);
   }
 }
 
-/** Namespaces that labs of killed runs left behind. */
+/** Namespaces that labs of killed runs left behind: not those of a lab whose owner still runs. */
 export function leftoverLabNamespaces(netnsDir = '/run/netns'): string[] {
+  const running = new Set(readRecords<{ pid: number }>('lab-').filter((r) => alive(r.data.pid)).map((r) => r.name.slice(4)));
   try {
-    return fs.readdirSync(netnsDir).filter((n) => LAB_NAME.test(n));
+    return fs.readdirSync(netnsDir).filter((n) => LAB_NAME.test(n) && !running.has(n.split('-')[1]));
   } catch {
     return [];
   }
+}
+
+/** Forgets the records of labs whose namespaces cleanup removed. */
+export function forgetLab(id: string): void {
+  removeRecord(`lab-${id}`);
 }
 
 export function removeNamespace(name: string): void {

@@ -2,8 +2,8 @@
  * Kernels without tcx links (before 6.6): the transmit-path program goes in
  * as a classic tc filter, through iproute2's `tc`, which takes a pinned
  * program. A filter is not owned by our file descriptors, so each one is
- * written down in RECORDS with our pid, removed on every exit path we see,
- * and by `tracepkt cleanup` after a SIGKILL.
+ * written down with our pid (src/records.ts), removed on every exit path we
+ * see, and by `tracepkt cleanup` after a SIGKILL.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,8 +12,7 @@ import * as path from 'node:path';
 import type { BpfObject } from '../bpf/object';
 import { TracepktError } from '../errors';
 import { inNetns } from '../names/netns-path';
-
-export const RECORDS = '/run/tracepkt';
+import { alive, readRecords, removeRecord, writeRecord } from '../records';
 /** Where our filters sit among a device's egress filters: out of the way of the usual 1-100. */
 const FIRST_PREF = 49152;
 
@@ -52,7 +51,7 @@ export function attachLegacyEgress(obj: BpfObject, prog: string, netns: string |
     let pref = FIRST_PREF;
     while (used.has(pref)) pref++;
     const record: LegacyFilter = { pid: process.pid, netns, dev, pref, qdisc };
-    writeRecord(record); // before it exists: a kill between the two leaves a record, never a filter unknown
+    writeRecord(recordName(record), record); // first: a kill between the two leaves a record, never an unknown filter
     try {
       tc(netns, 'filter', 'add', 'dev', dev, 'egress', 'pref', String(pref), 'bpf', 'direct-action', 'object-pinned', path.join(dir, prog));
     } catch (err) {
@@ -81,39 +80,18 @@ function tryTc(netns: string | null, ...args: string[]): void {
 export function removeLegacyEgress(f: LegacyFilter): void {
   tryTc(f.netns, 'filter', 'del', 'dev', f.dev, 'egress', 'pref', String(f.pref));
   if (f.qdisc) tryTc(f.netns, 'qdisc', 'del', 'dev', f.dev, 'clsact');
-  fs.rmSync(recordPath(f), { force: true });
+  removeRecord(recordName(f));
 }
 
-const recordPath = (f: LegacyFilter) => path.join(RECORDS, `mangle-${f.pid}-${f.pref}.json`);
-
-function writeRecord(f: LegacyFilter): void {
-  fs.mkdirSync(RECORDS, { recursive: true });
-  fs.writeFileSync(recordPath(f), JSON.stringify(f));
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const recordName = (f: LegacyFilter) => `mangle-${f.pid}-${f.pref}`;
 
 /** Filters of runs that are gone (killed): removed; returns what was removed. */
-export function removeLeftoverFilters(records = RECORDS): LegacyFilter[] {
-  let files: string[];
-  try {
-    files = fs.readdirSync(records).filter((f) => /^mangle-\d+-\d+\.json$/.test(f));
-  } catch {
-    return [];
-  }
+export function removeLeftoverFilters(): LegacyFilter[] {
   const removed: LegacyFilter[] = [];
-  for (const file of files) {
-    const f = JSON.parse(fs.readFileSync(path.join(records, file), 'utf8')) as LegacyFilter;
-    if (alive(f.pid)) continue;
-    removeLegacyEgress(f);
-    removed.push(f);
+  for (const { data } of readRecords<LegacyFilter>('mangle-')) {
+    if (alive(data.pid)) continue;
+    removeLegacyEgress(data);
+    removed.push(data);
   }
   return removed;
 }

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { leftoverLabNamespaces } from '../../src/lab/lab';
 import { BIN, runCli } from './helpers';
+import { Lab } from '../../src/lab/lab';
 
 function assertOneLineError(run: { status: number | null; stdout: string; stderr: string }, message: RegExp) {
   assert.equal(run.status, 2, run.stderr);
@@ -121,18 +122,22 @@ test('cleanup removes a tracepkt table a run on an old kernel left behind, and n
   }
 });
 
-test('cleanup removes namespaces a killed demo left behind, and nothing else', async () => {
+test('cleanup removes namespaces a killed demo left behind, and nothing else: not a lab still in use', async () => {
   const leftover = 'tpk-dead-host'.replace('dead', Math.floor(Math.random() * 0xffff).toString(16).padStart(4, '0'));
   const unrelated = `tracepkt-keep-${process.pid}`;
   execFileSync('ip', ['netns', 'add', leftover]);
   execFileSync('ip', ['netns', 'add', unrelated]);
+  const inUse = new Lab(); // its owner (this process) is running
+  const live = inUse.netns('host');
   try {
     const run = await runCli(['cleanup']);
     assert.equal(run.status, 0, run.stderr);
     assert.match(run.stdout, new RegExp(`removed network namespace ${leftover}`));
     assert.ok(!fs.existsSync(`/run/netns/${leftover}`));
     assert.ok(fs.existsSync(`/run/netns/${unrelated}`), 'other namespaces are left alone');
+    assert.ok(fs.existsSync(`/run/netns/${live}`), 'a lab whose owner runs is left alone');
   } finally {
+    inUse.destroy();
     for (const ns of [leftover, unrelated]) {
       if (fs.existsSync(`/run/netns/${ns}`)) execFileSync('ip', ['netns', 'del', ns]);
     }
