@@ -77,6 +77,20 @@ export interface ProbeRun {
 }
 
 /** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
+/**
+ * A probe must not outlive us, even when we are killed with SIGKILL. The
+ * kernel's parent-death signal would do, but ping carries file capabilities
+ * and exec clears the signal for such programs; so a small shell of ours
+ * (no capabilities: the signal holds) gets SIGTERM when we die and kills the
+ * probe. It ends by itself once the probe has.
+ */
+function guardChild(pid: number): ReturnType<typeof spawn> | undefined {
+  const watch = 'trap "kill -KILL $0 2>/dev/null; exit" TERM; while kill -0 $0 2>/dev/null; do sleep 0.2; done';
+  const guard = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'sh', '-c', watch, String(pid)], { stdio: 'ignore' });
+  guard.on('error', () => undefined); // without setpriv (util-linux): no guard, the probe ends with its count
+  return guard;
+}
+
 export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
   const [cmd, ...args] = argv;
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -86,6 +100,8 @@ export function startGated(argv: string[], register: (pid: number) => void): Pro
     child.kill('SIGKILL'); // never let it go on, unregistered
     throw err;
   }
+  const guard = child.pid === undefined ? undefined : guardChild(child.pid);
+  child.on('close', () => guard?.kill());
   child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
   child.stdin?.end('\n');
   let stdout = '';

@@ -1,5 +1,7 @@
 /** Nothing of ours stays in the kernel, however the run ends. */
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as assert from 'node:assert/strict';
 import { leftoverLabNamespaces } from '../../src/lab/lab';
 import { bridgeLab, eventually, finished, OUR_MAPS, OUR_PROGRAMS, ourKernelObjects, runCli, startCli, withLab } from './helpers';
@@ -25,7 +27,13 @@ async function startLongTrace(from: string, target: string) {
   assert.ok(added.progs.length >= OUR_PROGRAMS.length, 'the hook programs are this run’s');
   assert.ok(added.links.length >= added.progs.length, 'every program attached through a link');
   assert.equal(added.maps.length, OUR_MAPS.length, 'this run’s maps');
-  return { child, done, added };
+  // The probe it started: 500 pings, 0.2 s apart, in the sender's namespace.
+  const pings = () =>
+    execFileSync('ip', ['netns', 'pids', from], { encoding: 'utf8' })
+      .split('\n')
+      .filter((p) => /^\d+$/.test(p) && /^ping/.test(fs.readFileSync(`/proc/${p}/comm`, 'utf8')));
+  assert.ok(await eventually(() => pings().length === 1), 'its ping runs while tracing');
+  return { child, done, added, probe: Number(pings()[0]) };
 }
 
 function stillHeld(added: { progs: number[]; maps: number[]; links: number[] }) {
@@ -68,7 +76,7 @@ for (const [signal, status] of [['SIGKILL', null], ['SIGTERM', 143], ['SIGINT', 
   test(`${signal} mid-trace leaves no BPF program, link or map behind`, () =>
     withLab(async (lab) => {
       const { host, v4 } = bridgeLab(lab);
-      const { child, done, added } = await startLongTrace(host, v4);
+      const { child, done, added, probe } = await startLongTrace(host, v4);
       child.kill(signal);
       const run = await done;
       if (status === null) assert.equal(run.signal, 'SIGKILL');
@@ -79,5 +87,6 @@ for (const [signal, status] of [['SIGKILL', null], ['SIGTERM', 143], ['SIGINT', 
       }
       // The kernel frees fd-owned objects asynchronously (RCU): wait, do not race it.
       assert.ok(await eventually(() => stillHeld(added).length === 0), `still held: ${stillHeld(added)}`);
+      assert.ok(await eventually(() => !fs.existsSync(`/proc/${probe}`)), 'its ping does not outlive it');
     }));
 }
