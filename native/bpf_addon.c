@@ -490,6 +490,20 @@ static napi_value js_attach(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+/* BPF_LINK_CREATE with a prepared attr (libbpf 1.1.2 predates these link kinds); the fd is the object's */
+static napi_value link_create(napi_env env, struct object *o, void *attr, size_t size)
+{
+	int fd;
+
+	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
+		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
+	fd = syscall(__NR_bpf, BPF_LINK_CREATE, attr, size);
+	if (fd < 0)
+		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
+	o->link_fds[o->nr_link_fds++] = fd;
+	return NULL;
+}
+
 /*
  * attachNetfilter(handle, program, pf, hooknum, priority, flags): a BPF
  * netfilter link (kernel 6.4+) through the raw syscall, because libbpf
@@ -501,7 +515,6 @@ static napi_value js_attach_netfilter(napi_env env, napi_callback_info info)
 	struct bpf_program *prog;
 	uint32_t pf, hooknum, flags;
 	int32_t priority;
-	int fd;
 	/* union bpf_attr as of 6.4: link_create.netfilter follows attach_type/flags */
 	struct {
 		uint32_t prog_fd, target_fd, attach_type, flags;
@@ -519,8 +532,6 @@ static napi_value js_attach_netfilter(napi_env env, napi_callback_info info)
 	    napi_get_value_int32(env, argv[4], &priority) != napi_ok ||
 	    napi_get_value_uint32(env, argv[5], &flags) != napi_ok)
 		return throw_type(env, "pf, hooknum, priority and flags must be numbers");
-	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
-		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
 	memset(&attr, 0, sizeof(attr));
 	attr.prog_fd = bpf_program__fd(prog);
 	attr.attach_type = 45; /* BPF_NETFILTER */
@@ -528,11 +539,7 @@ static napi_value js_attach_netfilter(napi_env env, napi_callback_info info)
 	attr.hooknum = hooknum;
 	attr.priority = priority;
 	attr.nf_flags = flags;
-	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	if (fd < 0)
-		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
-	o->link_fds[o->nr_link_fds++] = fd;
-	return NULL;
+	return link_create(env, o, &attr, sizeof(attr));
 }
 
 /*
@@ -545,7 +552,6 @@ static napi_value js_attach_link(napi_env env, napi_callback_info info)
 	struct object *o;
 	struct bpf_program *prog;
 	uint32_t ifindex, attach_type, flags;
-	int fd;
 	/* union bpf_attr's link_create: target_ifindex shares target_fd's place */
 	struct {
 		uint32_t prog_fd, target_ifindex, attach_type, flags;
@@ -559,18 +565,12 @@ static napi_value js_attach_link(napi_env env, napi_callback_info info)
 	    napi_get_value_uint32(env, argv[3], &attach_type) != napi_ok ||
 	    napi_get_value_uint32(env, argv[4], &flags) != napi_ok)
 		return throw_type(env, "ifindex, attachType and flags must be numbers");
-	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
-		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
 	memset(&attr, 0, sizeof(attr));
 	attr.prog_fd = bpf_program__fd(prog);
 	attr.target_ifindex = ifindex;
 	attr.attach_type = attach_type;
 	attr.flags = flags;
-	fd = syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr));
-	if (fd < 0)
-		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
-	o->link_fds[o->nr_link_fds++] = fd;
-	return NULL;
+	return link_create(env, o, &attr, sizeof(attr));
 }
 
 /* pinProgram(handle, program, path): pins it in a bpffs (for tools that take a path: tc) */

@@ -10,10 +10,28 @@ import type { HopEvent, RouteEvent, TraceEvent } from './events';
 const AFTER_DELIVERY = new Set(['QUEUE_PURGE', 'SOCKET_CLOSE']);
 
 /**
- * ping as root reads replies on a raw socket, which gets a copy; the original
- * goes on to ping_rcv, which finds no ICMP datagram socket and frees it.
+ * Older kernels (6.1) free a socket's queues on close without a reason
+ * (NOT_SPECIFIED): there the place says it, e.g. an ICMP error the sender
+ * had queued (IP_RECVERR) freed with its socket.
  */
-const rawPingLeftover = (e: TraceEvent) => e.kind === 'drop' && e.reason === 'NO_SOCKET' && e.location.startsWith('ping_rcv') && e.dir === 'reply';
+const socketTeardown = /^(inet6?_sock_destruct|__skb_queue_purge|sk_common_release)\b/;
+
+/**
+ * ping as root reads replies on a raw socket, which gets a copy; the original
+ * goes on to ping_rcv, which finds no ICMP datagram socket and frees it
+ * (6.1 reports the free from icmp_rcv, into which ping_rcv's caller is inlined).
+ */
+const rawPingLeftover = (e: TraceEvent) => e.kind === 'drop' && e.reason === 'NO_SOCKET' && /^(ping_rcv|icmp_rcv)\b/.test(e.location) && e.dir === 'reply';
+
+/**
+ * 6.1 frees every ICMPv6 message icmpv6_rcv has handled (an error passed on
+ * to the sender's socket) without a reason; later kernels consume it.
+ */
+const handledIcmpv6 = (e: TraceEvent) => e.kind === 'drop' && e.dir === 'error' && e.reason === 'NOT_SPECIFIED' && /^icmpv6_rcv\b/.test(e.location);
+
+/** Freed after it was delivered: not a drop on the way. */
+export const freedAfterDelivery = (e: TraceEvent): boolean =>
+  e.kind === 'drop' && (AFTER_DELIVERY.has(e.reason) || socketTeardown.test(e.location) || rawPingLeftover(e) || handledIcmpv6(e));
 
 export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
   const seenRoutes = new Set<string>();
@@ -28,7 +46,7 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
     if (!seen || seen.error !== null) decisive.set(group(e), e);
   }
   return events.filter((e) => {
-    if (e.kind === 'drop') return !AFTER_DELIVERY.has(e.reason) && !rawPingLeftover(e);
+    if (e.kind === 'drop') return !freedAfterDelivery(e);
     if (e.kind === 'route' && e.error !== null && decisive.get(group(e)) !== e) return false;
     if (e.kind !== 'route') return true;
     // Lookups in table local with no source, made while handling a packet, are

@@ -5,7 +5,7 @@ import { decodeBatch } from '../../src/decode';
 import type { DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../../src/events';
 import { describeIcmpError } from '../../src/icmp';
 import { classifyRoutes } from '../../src/kernel/names';
-import { tidy } from '../../src/tidy';
+import { freedAfterDelivery, tidy } from '../../src/tidy';
 import { verdictLine } from '../../src/verdict';
 
 const TTL: { netns: { a: number; r: number; b: number }; ring: string[] } = require('../../../test/fixtures/router-ttl.json');
@@ -124,4 +124,19 @@ test('decodes a recorded TCP probe to a closed port: ports, flags, the RST, the 
   // Decoding leaves TCP packets as requests: the probe, which knows its port, turns answers round.
   assert.ok(packets.every((e) => e.dir === 'request'));
   assert.ok(packets.every((e) => e.icmp_type === 0 && e.quotes === null));
+});
+
+test('frees after delivery are not drops, whichever kernel words them', () => {
+  const after = [
+    drop({ reason: 'SOCKET_CLOSE', location: 'inet_sock_destruct+0x1a0', dir: 'error' }), // 6.18
+    drop({ reason: 'NOT_SPECIFIED', location: 'inet_sock_destruct+0x1a0', dir: 'error' }), // 6.1: no reason, the place says it
+    drop({ reason: 'NO_SOCKET', location: 'ping_rcv+0x90', dir: 'reply' }),
+    drop({ reason: 'NO_SOCKET', location: 'icmp_rcv+0x1b1', dir: 'reply' }), // 6.1
+    drop({ reason: 'NOT_SPECIFIED', location: 'icmpv6_rcv+0x258', dir: 'error', family: 6 }), // 6.1: an ICMPv6 error handled
+  ];
+  for (const d of after) assert.equal(freedAfterDelivery(d), true, `${d.reason} at ${d.location}`);
+  assert.deepEqual(tidy(after), []);
+  // A NO_SOCKET drop of a request is a real one (nobody listens), as is any drop on the way.
+  assert.equal(freedAfterDelivery(drop({ reason: 'NO_SOCKET', location: 'icmp_rcv+0x1b1', dir: 'request' })), false);
+  assert.equal(freedAfterDelivery(drop({ reason: 'NOT_SPECIFIED', location: 'ip_error+0x94' })), false);
 });
