@@ -36,3 +36,8 @@ export function formatIPv6(buf: Buffer, offset: number): string {
 export function formatAddress(family: number, buf: Buffer, offset: number): string {
   return family === 4 ? formatIPv4(buf, offset) : formatIPv6(buf, offset);
 }
+
+/** "10.0.0.1:80", "[fd00::1]:80": an address with a port, as ss and curl write it. */
+export function withPort(addr: string, port: number): string {
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}

@@ -4,6 +4,7 @@
  * forward direction: those are requests, the other way replies. A journey
  * is complete once it has been idle for a while.
  */
+import { withPort } from './addr';
 import type { KernelEvent } from './events';
 
 type PacketEvent = Exclude<KernelEvent, { kind: 'route' }>;
@@ -26,8 +27,7 @@ const PROTOS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'ic
 function labelOf(e: PacketEvent): string {
   const name = PROTOS[e.proto] ?? `proto ${e.proto}`;
   const ports = e.proto === 6 || e.proto === 17;
-  const at = (addr: string, port: number) => (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`);
-  if (ports) return `${name} ${at(e.src, e.sport)} -> ${at(e.dst, e.dport)}`;
+  if (ports) return `${name} ${withPort(e.src, e.sport)} -> ${withPort(e.dst, e.dport)}`;
   return `${name} ${e.src} -> ${e.dst} id ${e.icmp_id}`;
 }
 

@@ -4,6 +4,7 @@
  * routing decisions, and packets freed after they arrived (a socket purged
  * its queue on close) not shown as drops on the path.
  */
+import { withPort } from './addr';
 import type { HopEvent, RouteEvent, TraceEvent } from './events';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
@@ -61,7 +62,7 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
   });
 }
 
-const endpoint = (addr: string, port: number) => (port ? (addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`) : addr);
+const endpoint = (addr: string, port: number) => (port ? withPort(addr, port) : addr);
 
 /**
  * Compares each hop with the same packet's previous hop: the time it took

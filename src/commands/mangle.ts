@@ -4,6 +4,7 @@
  * Counters every second while they change, and at the end.
  */
 import { parseArgs } from 'node:util';
+import { MangleSelect } from '../bpf/layout';
 import { TracepktError } from '../errors';
 import { compileFilter } from '../filter/compile';
 import { parseFilter } from '../filter/parse';
@@ -85,7 +86,7 @@ export function describeSpec(spec: MangleSpec, filter?: string): string {
     spec.tcpFlags !== undefined ? 'set TCP flags' : '',
     spec.drop ? 'drop' : '',
   ].filter(Boolean).join(' and ');
-  const which = filter ? `packets matching "${filter}"` : selection(spec) === 1 ? 'ICMP echo replies' : spec.tcpFlags !== undefined ? 'TCP segments' : 'IP packets';
+  const which = filter ? `packets matching "${filter}"` : selection(spec) === MangleSelect.ECHO_REPLIES ? 'ICMP echo replies' : spec.tcpFlags !== undefined ? 'TCP segments' : 'IP packets';
   return `${what} on ${spec.ratio < 1 ? `${+(spec.ratio * 100).toFixed(4)}% of ` : ''}${which}`;
 }
 
