@@ -11,6 +11,13 @@ all: bpf native ts
 
 bpf: $(BPF_OBJS)
 
+# The TypeScript view of each object (its BTF and ELF symbols), generated, never edited: tsc compiles it.
+GENERATED := src/bpf/generated/tracepkt.ts src/bpf/generated/mangle.ts src/bpf/generated/probes.ts
+
+src/bpf/generated/%.ts: dist/bpf/%.bpf.o tools/gen-bindings.js
+	@mkdir -p src/bpf/generated
+	node tools/gen-bindings.js $< > $@.tmp && mv $@.tmp $@
+
 dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
 	@mkdir -p dist/bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
@@ -25,11 +32,11 @@ NODEDIR ?= $(shell node -p "require('path').resolve(process.execPath, '../..')")
 
 native: build/Release/bpf_addon.node
 
-build/Release/bpf_addon.node: native/bpf_addon.c binding.gyp
+build/Release/bpf_addon.node: native/*.c native/*.h binding.gyp
 	npx --no-install node-gyp rebuild --silent --nodedir=$(NODEDIR)
 
-ts:
+ts: $(GENERATED)
 	npx --no-install tsc -p .
 
 clean:
-	rm -rf build dist
+	rm -rf build dist src/bpf/generated

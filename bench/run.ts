@@ -210,7 +210,7 @@ function replay(seconds: number) {
   while (process.hrtime.bigint() < until) {
     decodeBatch(batch, (ev) => {
       ev.netns_name = names.get(ev.netns) ?? null;
-      if (ev.kind !== 'route') journeys.add(ev, 0);
+      if (ev.kind !== 'route') journeys.add(ev);
       events++;
     });
   }

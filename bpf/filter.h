@@ -9,6 +9,7 @@
 #define TRACEPKT_FILTER_H
 
 #include "tracepkt.h"
+#include "bits.h"
 
 /*
  * The filter runs with its program in .rodata, so the verifier knows every
@@ -18,15 +19,6 @@
  * took ~15 ms to load per program. Branch-free, loading costs the same as
  * without a filter, whatever the packet.
  */
-
-/* 1 when a == b, else 0, as arithmetic (the verifier does not fork on it). */
-static __always_inline __u32 same(__u32 a, __u32 b)
-{
-	__u32 x = a ^ b;
-
-	barrier_var(x); /* keep clang from turning this back into a compare-and-branch */
-	return ((x | -x) >> 31) ^ 1;
-}
 
 /* 1 when addr is within the instruction's network (addr & mask == net). */
 static __always_inline __u32 in_net(const __u8 *addr, const volatile struct tp_filter_insn *in)

@@ -33,9 +33,53 @@ struct net_device {
 
 struct sk_buff {
 	struct net_device *dev;
+	unsigned int len;      /* bytes of the packet from data on, linear and paged */
+	unsigned int data_len; /* of which in pages (frags) and frag_list */
 	unsigned char *head;
 	unsigned char *data;
+	unsigned int end;      /* skb_shared_info sits at head + end (64-bit kernels: an offset) */
 	__u16 network_header;
+	__be16 protocol;       /* the frame's EtherType: 802.1Q / 802.1ad while a tag is still in-band */
+	__be16 vlan_proto;     /* an offloaded VLAN tag: its protocol (0: none, from 6.2) and TCI */
+	__u16 vlan_tci;
+};
+
+/* Before 6.2 an offloaded tag's presence was a bit of its own, and clearing it left vlan_proto set. */
+struct sk_buff___vlan_present {
+	__u8 vlan_present : 1;
+};
+
+/*
+ * Paged data (packet bytes outside the linear part), read only by the
+ * page reader (bpf/packet.h) on kernels whose tracing programs have no
+ * bpf_dynptr_from_skb (before 6.10). A fragment names its page as a
+ * struct bio_vec (to 6.8) or as a netmem reference (6.9+); both are read
+ * through CO-RE and bpf_core_field_exists picks the one the kernel has.
+ */
+struct page {
+	unsigned long flags;
+};
+
+struct bio_vec {
+	struct page *bv_page;
+	unsigned int bv_len;
+	unsigned int bv_offset;
+};
+
+struct skb_frag {
+	unsigned long netmem; /* a struct page * for page-backed memory (bit 0 clear) */
+	unsigned int len;
+	unsigned int offset;
+};
+
+struct skb_shared_info___bio {
+	__u8 nr_frags;
+	struct bio_vec frags[17];
+};
+
+struct skb_shared_info___netmem {
+	__u8 nr_frags;
+	struct skb_frag frags[17];
 };
 
 /* Route lookups (tracepoints fib:fib_table_lookup, fib6:fib6_table_lookup). */
@@ -45,6 +89,10 @@ struct flowi_common {
 };
 
 union flowi_uli {
+	struct {
+		__be16 dport;
+		__be16 sport;
+	} ports;
 	struct {
 		__u8 type;
 		__u8 code;

@@ -21,6 +21,12 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 const volatile struct tp_mangle_config CFG = {};
 
+/* Never read: the enums' values reach the object's BTF, from which the build generates their TypeScript view. */
+const volatile enum tp_mangle_action tp_mangle_action_btf_anchor = 0;
+const volatile enum tp_mangle_select tp_mangle_select_btf_anchor = 0;
+const volatile enum tp_limits tp_limits_btf_anchor = 0;
+
+#include "bits.h"
 #include "filter.h"
 
 struct {

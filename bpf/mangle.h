@@ -2,8 +2,8 @@
 /*
  * The contract between the mangling programs (mangle.bpf.c) and TypeScript
  * (src/mangle/): the configuration written before load and the counters.
- * src/bpf/layout.ts mirrors it; test/unit/layout.test.ts checks the mirror
- * against the object's BTF.
+ * The build generates TypeScript's view of it from the object's BTF
+ * (tools/gen-bindings.js).
  */
 #ifndef TRACEPKT_MANGLE_H
 #define TRACEPKT_MANGLE_H

@@ -33,3 +33,22 @@ int probe_netfilter(void *ctx)
 {
 	return 1;
 }
+
+/*
+ * Tracing programs may read an sk_buff through a dynptr from 6.10 on
+ * (bpf_dynptr_from_skb allowed for tp_btf): then packets are read beyond
+ * their linear part without knowing the kernel's memory layout.
+ */
+struct __sk_buff;
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym __weak;
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(probe_dynptr, void *skb)
+{
+	struct bpf_dynptr p;
+	__u8 byte;
+
+	if (!bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &p))
+		bpf_dynptr_read(&byte, sizeof(byte), &p, 0, 0);
+	return 0;
+}

@@ -1,4 +1,6 @@
-/** IP addresses from raw bytes, formatted as `ip` prints them. */
+import * as net from 'node:net';
+
+/** IP addresses: from raw bytes, formatted as `ip` prints them; and back to the bytes the kernel holds. */
 
 export function formatIPv4(buf: Buffer, offset: number): string {
   return `${buf[offset]}.${buf[offset + 1]}.${buf[offset + 2]}.${buf[offset + 3]}`;
@@ -40,4 +42,21 @@ export function formatAddress(family: number, buf: Buffer, offset: number): stri
 /** "10.0.0.1:80", "[fd00::1]:80": an address with a port, as ss and curl write it. */
 export function withPort(addr: string, port: number): string {
   return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/** An IP address as the kernel holds it: 4 or 16 bytes, network order. */
+export function addressBytes(address: string): Buffer {
+  const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
+  if (sa.family === 'ipv4') return Buffer.from(sa.address.split('.').map(Number));
+  // A dotted IPv4 tail (::ffff:10.0.0.1) is two groups.
+  const text = sa.address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
+    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
+  );
+  const [head, tail = ''] = text.split('::');
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = text.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
+  const buf = Buffer.alloc(16);
+  groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
+  return buf;
 }

@@ -1,6 +1,6 @@
 /**
  * The addon hands JavaScript batches of records: [u32 length][record], each
- * padded to 4 bytes (native/bpf_addon.c, batch_add). Ring-buffer events and
+ * padded to 4 bytes (native/watch.c, batch_add). Ring-buffer events and
  * netlink datagrams arrive the same way.
  */
 export function forEachRecord(batch: Buffer, onRecord: (offset: number, length: number) => void): void {

@@ -1,35 +1,55 @@
 /**
- * Decodes ring-buffer batches (src/batch.ts) into events. One pass, no
+ * Decodes ring-buffer batches (src/batch.ts) into events: each record's
+ * header says its kind, its kind's struct (bpf/tracepkt.h, laid out as the
+ * generated view in src/bpf/layout.ts says) what follows. One pass, no
  * intermediate arrays. Numbers the kernel reports (drop reasons, code
  * addresses, table ids) are named later, where names are needed.
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
-import { EVENT_FIELDS as F, EVENT_SIZE, EventKind, HOOK_NAMES, PACKET_FIELDS as P } from './bpf/layout';
-import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent, TableVerdictEvent } from './events';
+import { CHECKPOINT, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
+import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
+import { tcpFlags } from './tcp';
+import { isIcmp } from './ip';
 
-const ECHO_REQUEST = new Set([8, 128]);
 const ECHO_REPLY = new Set([0, 129]);
+/** ICMP errors, which quote the packet they are about: destination unreachable, time exceeded, parameter problem (and ICMPv6's packet too big). */
+const ICMP_ERRORS = new Set([3, 11, 12]);
+const ICMPV6_ERRORS = new Set([1, 2, 3, 4]);
 /** ICMP "fragmentation needed" (3/4) and ICMPv6 "packet too big" (2) announce an MTU. */
 const announcesMtu = (family: number, type: number, code: number) => (family === 4 ? type === 3 && code === 4 : type === 2);
 
 /**
- * The packet bytes a sighting carried (struct tp_packet, when the trace asked
- * for them), from the IP header on. Kept beside the events, not in them, so
- * JSON output stays small.
+ * The packet bytes a sighting carried (struct tp_snapshot, when the trace
+ * asked for them), from the IP header on. Kept beside the events, not in
+ * them, so JSON output stays small.
  */
 export const packetBytes = new WeakMap<object, Buffer>();
+
+/** Route lookups whose flow does not say what they were for: their stack id in tp_stacks. Beside the events too. */
+export const routeStackIds = new WeakMap<object, number>();
+
+/** Each kind's record size: the snapshot, when there is one, follows it. */
+const SIZES: Record<number, number> = {
+  [EventKind.HOP]: HOP.$size,
+  [EventKind.DROP]: DROP.$size,
+  [EventKind.NF_CHECKPOINT]: CHECKPOINT.$size,
+  [EventKind.NF_TABLE]: TABLE_VERDICT.$size,
+  [EventKind.ROUTE]: ROUTE.$size,
+};
 
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
 export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): number {
   let count = 0;
   forEachRecord(batch, (rec, len) => {
-    if (len < EVENT_SIZE) return;
+    if (len < HEADER.$size) return;
+    const size = SIZES[batch[rec + HEADER.kind[0]]];
+    if (size === undefined || len < size) return; // an unknown kind, or a truncated record
     const ev = decodeRecord(batch, rec);
-    if (!ev) return;
-    if (len >= P.data[0] && ev.kind !== 'route') {
-      const caplen = Math.min(batch.readUInt16LE(rec + P.caplen[0]), P.data[1]);
-      if (caplen > 0) packetBytes.set(ev, Buffer.from(batch.subarray(rec + P.data[0], rec + P.data[0] + caplen)));
+    if (len >= size + SNAPSHOT.$size && ev.kind !== 'route') {
+      const caplen = Math.min(batch.readUInt16LE(rec + size + SNAPSHOT.caplen[0]), SNAPSHOT.data[1]);
+      const data = rec + size + SNAPSHOT.data[0];
+      if (caplen > 0) packetBytes.set(ev, Buffer.from(batch.subarray(data, data + caplen)));
     }
     onEvent(ev);
     count++;
@@ -37,43 +57,45 @@ export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): 
   return count;
 }
 
-function decodeRecord(buf: Buffer, rec: number): KernelEvent | null {
-  switch (buf[rec + F.kind[0]]) {
+function decodeRecord(buf: Buffer, rec: number): KernelEvent {
+  switch (buf[rec + HEADER.kind[0]]) {
     // One object per event, its kind first (JSON keeps the order), the kind's fields added after.
     case EventKind.HOP: {
       const ev = packetFields<HopEvent>(buf, rec, 'hop');
-      ev.hook = HOOK_NAMES[buf[rec + F.hook[0]]] ?? `hook${buf[rec + F.hook[0]]}`;
+      ev.hook = hookName(buf, rec);
+      const vlan = buf.readUInt16LE(rec + HEADER.vlan[0]);
+      ev.vlan = vlan ? vlan - 1 : null;
       return ev;
     }
     case EventKind.NF_CHECKPOINT: {
       const ev = packetFields<CheckpointEvent>(buf, rec, 'checkpoint');
-      ev.nf_hook = buf[rec + F.nf_hook[0]];
-      ev.nf_pf = buf[rec + F.nf_pf[0]];
-      ev.index = buf[rec + F.nf_index[0]];
+      ev.nf_hook = buf[rec + CHECKPOINT.nf_hook[0]];
+      ev.nf_pf = buf[rec + CHECKPOINT.nf_pf[0]];
+      ev.index = buf[rec + CHECKPOINT.index[0]];
       return ev;
     }
     case EventKind.DROP: {
       const ev = packetFields<DropEvent>(buf, rec, 'drop');
       ev.reason = '';
-      ev.reason_code = buf.readUInt32LE(rec + F.reason[0]);
-      ev.location = `0x${hex64(buf, rec + F.location[0])}`;
+      ev.reason_code = buf.readUInt32LE(rec + DROP.reason[0]);
+      ev.location = `0x${hex64(buf, rec + DROP.location[0])}`;
       return ev;
     }
-    case EventKind.ROUTE:
-      return decodeRoute(buf, rec);
     case EventKind.NF_TABLE: {
       const ev = packetFields<TableVerdictEvent>(buf, rec, 'xt-table');
-      ev.nf_hook = buf[rec + F.nf_hook[0]];
-      ev.nf_pf = buf[rec + F.nf_pf[0]];
-      ev.table = readCString(buf, rec + F.gateway[0], F.gateway[1]);
-      ev.priority = buf.readInt32LE(rec + F.table[0]);
-      ev.verdict = buf.readUInt32LE(rec + F.reason[0]);
+      ev.nf_hook = buf[rec + TABLE_VERDICT.nf_hook[0]];
+      ev.nf_pf = buf[rec + TABLE_VERDICT.nf_pf[0]];
+      ev.table = readCString(buf, rec + TABLE_VERDICT.table[0], TABLE_VERDICT.table[1]);
+      ev.priority = buf.readInt32LE(rec + TABLE_VERDICT.priority[0]);
+      ev.verdict = buf.readUInt32LE(rec + TABLE_VERDICT.verdict[0]);
       return ev;
     }
     default:
-      return null;
+      return decodeRoute(buf, rec);
   }
 }
+
+const hookName = (buf: Buffer, rec: number) => HOOK_NAMES[buf[rec + HEADER.hook[0]]] ?? `hook${buf[rec + HEADER.hook[0]]}`;
 
 function readU64(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off + 4) * 0x1_0000_0000 + buf.readUInt32LE(off);
@@ -137,66 +159,97 @@ function readCString(buf: Buffer, off: number, size: number): string {
 }
 
 /**
- * ICMP packets by type: echo request, echo reply, or an error. Other packets
+ * ICMP packets by type: echo request, echo reply, or an error (one whose
+ * quote the programs read); other ICMP a passive filter selects (neighbour
+ * discovery, timestamps) is a message of its own, a request. Other packets
  * start as requests, made replies by whoever knows the flow (src/probe/run.ts).
  */
-function direction(proto: number, type: number): Direction {
+function direction(proto: number, type: number, quotes: boolean): Direction {
   if (proto !== 1 && proto !== 58) return 'request';
-  if (ECHO_REQUEST.has(type)) return 'request';
   if (ECHO_REPLY.has(type)) return 'reply';
-  return 'error'; // the programs emit no other ICMP
+  return quotes && (proto === 1 ? ICMP_ERRORS : ICMPV6_ERRORS).has(type) ? 'error' : 'request';
 }
 
-/** TCP flags in tcpdump's letters. */
-export function tcpFlags(bits: number): string {
-  return TCP_FLAG_NAMES[bits & 0x3f];
-}
-
-const TCP_FLAG_NAMES = Array.from({ length: 64 }, (_, bits) =>
-  ([[0x02, 'S'], [0x01, 'F'], [0x04, 'R'], [0x08, 'P'], [0x10, '.'], [0x20, 'U']] as const)
-    .filter(([bit]) => bits & bit)
-    .map(([, letter]) => letter)
-    .join(''),
-);
-
-const isIcmp = (proto: number) => proto === 1 || proto === 58;
-
-/** The fields every packet event has, in a new event of `kind` (the caller adds the kind's own). */
+/** The fields every packet record has (header, packet, quote), in a new event of `kind` (the caller adds the kind's own). */
 function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['kind']): E {
-  const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
-  const type = buf[rec + F.icmp_type[0]];
-  const code = buf[rec + F.icmp_code[0]];
-  const proto = buf[rec + F.l4proto[0]];
-  const dir = direction(proto, type);
-  const rest = buf.readUInt32BE(rec + F.l4_rest[0]);
+  const P = HOP.p;
+  const Q = HOP.q;
+  const family = buf[rec + P.family[0]] === 6 ? 6 : 4;
+  const type = buf[rec + P.icmp_type[0]];
+  const code = buf[rec + P.icmp_code[0]];
+  const proto = buf[rec + P.proto[0]];
+  const quoted = buf[rec + Q.present[0]] === 1;
+  const dir = direction(proto, type, quoted);
+  const error = dir === 'error';
+  const info = buf.readUInt32BE(rec + P.icmp_info[0]);
+  const quotedProto = buf[rec + Q.proto[0]];
+  // The echo: the packet's own, or the one an error quotes.
+  const echo = error ? (isIcmp(quotedProto) ? buf.readUInt32BE(rec + Q.echo_info[0]) : 0) : isIcmp(proto) ? info : 0;
+  const fragFlags = buf[rec + P.frag_flags[0]];
   const ev: PacketFields & { kind: string } = {
     kind,
-    time_ns: readU64(buf, rec + F.time_ns[0]),
-    skb: skbName(buf, rec + F.skb[0]),
-    netns: buf.readUInt32LE(rec + F.netns[0]),
+    time_ns: readU64(buf, rec + HEADER.time_ns[0]),
+    skb: skbName(buf, rec + HEADER.skb[0]),
+    lost_so_far: buf.readUInt32LE(rec + HEADER.lost[0]),
+    netns: buf.readUInt32LE(rec + HEADER.netns[0]),
     netns_name: null,
-    ifindex: buf.readUInt32LE(rec + F.ifindex[0]),
-    ifname: readCString(buf, rec + F.ifname[0], F.ifname[1]),
+    ifindex: buf.readUInt32LE(rec + HEADER.ifindex[0]),
+    ifname: readCString(buf, rec + HEADER.ifname[0], HEADER.ifname[1]),
     dir,
     family,
-    src: address(family, buf, rec + F.saddr[0]),
-    dst: address(family, buf, rec + F.daddr[0]),
-    icmp_id: buf.readUInt16LE(rec + F.icmp_id[0]),
-    icmp_seq: buf.readUInt16LE(rec + F.icmp_seq[0]),
+    src: address(family, buf, rec + P.saddr[0]),
+    dst: address(family, buf, rec + P.daddr[0]),
+    icmp_id: echo >>> 16,
+    icmp_seq: echo & 0xffff,
     icmp_type: type,
     icmp_code: code,
     // An error about an echo says which one; about anything else, the probe itself.
-    quotes: dir === 'error' ? (ECHO_REPLY.has(buf[rec + F.inner_type[0]]) && isIcmp(buf[rec + F.inner_proto[0]]) ? 'reply' : 'request') : null,
-    mtu: dir === 'error' && announcesMtu(family, type, code) ? (family === 4 ? rest & 0xffff : rest) : null,
-    proto: dir === 'error' ? buf[rec + F.inner_proto[0]] : proto,
-    sport: buf.readUInt16LE(rec + F.sport[0]),
-    dport: buf.readUInt16LE(rec + F.dport[0]),
-    tcp_flags: proto === 6 ? tcpFlags(buf[rec + F.tcp_flags[0]]) : '',
-    tcp_seq: proto === 6 ? rest : 0,
-    ttl: buf[rec + F.ttl[0]],
-    len: buf.readUInt16LE(rec + F.ip_len[0]),
+    quotes: error ? (ECHO_REPLY.has(buf[rec + Q.icmp_type[0]]) && isIcmp(quotedProto) ? 'reply' : 'request') : null,
+    mtu: error && announcesMtu(family, type, code) ? (family === 4 ? info & 0xffff : info) : null,
+    proto: error ? quotedProto : proto,
+    sport: buf.readUInt16LE(rec + (error ? Q.sport[0] : P.sport[0])),
+    dport: buf.readUInt16LE(rec + (error ? Q.dport[0] : P.dport[0])),
+    tcp_flags: proto === 6 ? tcpFlags(buf[rec + P.tcp_flags[0]]) : '',
+    tcp_seq: proto === 6 ? buf.readUInt32LE(rec + P.tcp_seq[0]) : 0,
+    ttl: buf[rec + P.ttl[0]],
+    len: buf.readUInt16LE(rec + P.ip_len[0]),
+    quoted_src: error ? address(family, buf, rec + Q.saddr[0]) : null,
+    quoted_dst: error ? address(family, buf, rec + Q.daddr[0]) : null,
+    fragment: fragFlags & Frag.FRAGMENT
+      ? { id: buf.readUInt32LE(rec + P.frag_id[0]), offset: buf.readUInt16LE(rec + P.frag_offset[0]), more: (fragFlags & Frag.MORE_FRAGMENTS) !== 0 }
+      : null,
+    tunnel: decodeTunnel(buf, rec),
   };
   return ev as unknown as E;
+}
+
+const TUNNEL_TYPES: Record<number, TunnelInfo['type']> = {
+  [Tunnel.VXLAN]: 'vxlan',
+  [Tunnel.GENEVE]: 'geneve',
+  [Tunnel.GRE]: 'gre',
+  [Tunnel.GRETAP]: 'gretap',
+  [Tunnel.IPIP]: 'ipip',
+};
+
+/** The outer packet (struct tp_outer), where the probe was seen in a tunnel. */
+function decodeTunnel(buf: Buffer, rec: number): TunnelInfo | null {
+  const O = HOP.o; // every packet record has it at the same offset
+  const type = TUNNEL_TYPES[buf[rec + O.tunnel[0]]];
+  if (type === undefined) return null;
+  const family = buf[rec + O.family[0]] === 6 ? 6 : 4;
+  const id = buf.readUInt32LE(rec + O.tunnel_id[0]);
+  return {
+    type,
+    id: type === 'ipip' || (id === 0 && (type === 'gre' || type === 'gretap')) ? null : id,
+    family,
+    src: address(family, buf, rec + O.saddr[0]),
+    dst: address(family, buf, rec + O.daddr[0]),
+    proto: buf[rec + O.proto[0]],
+    sport: buf.readUInt16LE(rec + O.sport[0]),
+    dport: buf.readUInt16LE(rec + O.dport[0]),
+    ttl: buf[rec + O.ttl[0]],
+    len: buf.readUInt16LE(rec + O.ip_len[0]),
+  };
 }
 
 /** IPv4 lookups report -errno (fib_props in net/ipv4/fib_semantics.c). */
@@ -211,40 +264,39 @@ const IPV4_ERRORS: Record<number, string> = {
 /** IPv6 lookups report the route's type (RTN_*). The "no route" entry is an unreachable one. */
 const IPV6_TYPES: Record<number, string | null> = { 1: null, 2: null, 3: null, 4: null, 5: null, 6: 'blackhole', 7: 'unreachable', 8: 'prohibit', 9: 'throw' };
 
-/**
- * Input routing names the receiving device as the flow's input interface;
- * output routing names loopback. Among output lookups made while receiving
- * the probe, rp_filter's reverse-path check (not ICMP: no answer is being
- * sent) is told apart once the packet is known (src/kernel/names.ts).
- */
-function routePurpose(buf: Buffer, rec: number): RouteEvent['purpose'] {
-  const iif = buf.readUInt32LE(rec + F.iif[0]);
-  return iif > 1 ? 'input' : 'output';
-}
-
 function decodeRoute(buf: Buffer, rec: number): RouteEvent {
-  const family = buf[rec + F.family[0]] === 6 ? 6 : 4;
-  const err = buf.readInt32LE(rec + F.error[0]);
-  const error = family === 4 ? (err === 0 ? null : (IPV4_ERRORS[err] ?? `error ${err}`)) : (IPV6_TYPES[buf[rec + F.route_type[0]]] ?? null);
-  const gwFamily = buf[rec + F.gw_family[0]];
-  const gateway = gwFamily === 2 ? formatAddress(4, buf, rec + F.gateway[0]) : gwFamily === 10 ? formatAddress(6, buf, rec + F.gateway[0]) : null;
-  const oif = readCString(buf, rec + F.ifname[0], F.ifname[1]);
-  const tableId = buf.readUInt32LE(rec + F.table[0]);
-  return {
+  const R = ROUTE;
+  const family = buf[rec + R.family[0]] === 6 ? 6 : 4;
+  const err = buf.readInt32LE(rec + R.error[0]);
+  const error = family === 4 ? (err === 0 ? null : (IPV4_ERRORS[err] ?? `error ${err}`)) : (IPV6_TYPES[buf[rec + R.route_type[0]]] ?? null);
+  const gwFamily = buf[rec + R.gw_family[0]];
+  const gateway = gwFamily === 2 ? formatAddress(4, buf, rec + R.gateway[0]) : gwFamily === 10 ? formatAddress(6, buf, rec + R.gateway[0]) : null;
+  const oif = readCString(buf, rec + HEADER.ifname[0], HEADER.ifname[1]);
+  const tableId = buf.readUInt32LE(rec + R.table[0]);
+  const ev: RouteEvent = {
     kind: 'route',
-    time_ns: readU64(buf, rec + F.time_ns[0]),
-    skb: skbName(buf, rec + F.skb[0]),
-    netns: buf.readUInt32LE(rec + F.netns[0]),
+    time_ns: readU64(buf, rec + HEADER.time_ns[0]),
+    skb: skbName(buf, rec + HEADER.skb[0]),
+    lost_so_far: buf.readUInt32LE(rec + HEADER.lost[0]),
+    netns: buf.readUInt32LE(rec + HEADER.netns[0]),
     netns_name: null,
     family,
-    src: address(family, buf, rec + F.saddr[0]),
-    dst: address(family, buf, rec + F.daddr[0]),
+    src: address(family, buf, rec + R.saddr[0]),
+    dst: address(family, buf, rec + R.daddr[0]),
     table: String(tableId),
     table_id: tableId,
     oif: error === null && oif !== '' ? oif : null,
     gateway: error === null ? gateway : null,
     error,
-    purpose: routePurpose(buf, rec),
-    proto: buf[rec + F.proto[0]],
+    // Input routing names the receiving device as the flow's input interface; output routing
+    // names loopback (src/kernel/route-purpose.ts tells reverse-path checks apart later).
+    purpose: buf.readInt32LE(rec + R.iif[0]) > 1 ? 'input' : 'output',
+    proto: buf[rec + R.proto[0]],
+    sport: buf.readUInt16LE(rec + R.sport[0]),
+    dport: buf.readUInt16LE(rec + R.dport[0]),
+    flow_icmp_type: buf[rec + R.icmp_type[0]],
   };
+  const stack = buf.readInt32LE(rec + R.stack_id[0]);
+  if (stack >= 0) routeStackIds.set(ev, stack);
+  return ev;
 }

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER } from './bpf/layout';
 import { BpfObject } from './bpf/object';
 import { NetnsResolver } from './names/netns';
-import { Tracer } from './tracer';
+import { createTracer, type Tracer } from './tracer';
 import { BpfError, errnoName } from './errors';
 import { bpfObjectPath, loadNative, type Native } from './native';
 import { canTrace } from './privileges';
@@ -32,10 +32,10 @@ function describe(err: unknown): string {
 }
 
 /** Builds a tracer, asks `check` what it lacks (null: nothing), always closes it. */
-function tryTracer(make: () => Tracer, check: (t: Tracer) => string | null = () => null): string | null {
+async function tryTracer(make: () => Promise<Tracer>, check: (t: Tracer) => string | null = () => null): Promise<string | null> {
   let tracer: Tracer | undefined;
   try {
-    tracer = make();
+    tracer = await make();
     return check(tracer);
   } catch (err) {
     return describe(err);
@@ -68,7 +68,7 @@ function probeProgram(native: Native, prog: string, setup?: (obj: BpfObject) => 
   });
 }
 
-export function runChecks(native: Native = loadNative()): Check[] {
+export async function runChecks(native: Native = loadNative()): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (feature: string, required: boolean, failure: string | null, okDetail: string, meaning: string, missing: string) =>
     checks.push({ feature, required, ok: failure === null, detail: failure ?? okDetail, meaning: failure === null ? meaning : missing });
@@ -83,16 +83,17 @@ export function runChecks(native: Native = loadNative()): Check[] {
 
   if (!privileged) return checks;
 
-  const filter = { marker: Buffer.alloc(8), markerOffset: 0, family: 0 as const };
+  // The linear reader: what the packet-bytes check below measures is not needed to attach.
+  const filter = { marker: Buffer.alloc(8), markerOffset: 0, family: 0 as const, reader: { kind: 'linear' as const } };
   add('tp_btf tracepoints + ring buffer', true,
-    tryTracer(() => new Tracer({ filter, native })),
+    await tryTracer(() => createTracer({ filter, native })),
     'net_dev_queue and netif_receive_skb attached',
     'interface hops in every namespace, both directions', 'no hop tracing: tracepkt cannot run');
 
   // Our own namespace only: enough to know whether the kernel lets us.
-  const own = new NetnsResolver().list().slice(0, 1);
+  const own = (await new NetnsResolver().listAsync()).slice(0, 1);
   add('nftables tracing', false,
-    tryTracer(() => new Tracer({ filter, native, netfilter: true, namespaces: own }), (t) => {
+    await tryTracer(() => createTracer({ filter, native, netfilter: true, namespaces: own }), (t) => {
       const ns = t.netfilter?.namespaces[0];
       if (!ns?.socket) return ns?.notes.join('; ') || 'not set up';
       return ns.ownedTable ? null : 'the kernel refused the owner flag: tables are removed on exit, and by `tracepkt cleanup` after a kill';
@@ -109,6 +110,10 @@ export function runChecks(native: Native = loadNative()): Check[] {
 
   add('kprobes', false, probeProgram(native, 'probe_kprobe'), 'attached to ip_rcv',
     'kprobe fallbacks available', 'no kprobes (CONFIG_KPROBES unset?): tracepkt uses tracepoints only');
+
+  add('packet bytes past the linear part', false, probeProgram(native, 'probe_dynptr'), 'bpf_dynptr_from_skb in tp_btf programs',
+    'large probes, jumbo and GRO frames recognised wherever their marker lies',
+    'tracepkt reads such bytes through the direct map where kallsyms names page_offset_base and vmemmap_base (x86-64, CONFIG_KALLSYMS_ALL), else not: then probes larger than ~16 KB may go unseen');
 
   add('netfilter BPF links', false,
     probeProgram(native, 'probe_netfilter',

@@ -12,6 +12,11 @@ export interface PacketFields {
   time_ns: number;
   /** Address of the kernel's struct sk_buff, hex: the same packet keeps it across hops. */
   skb: string;
+  /**
+   * Records the kernel had lost (ring buffer full) when it wrote this one, low
+   * 32 bits: two events that differ here may have lost events between them.
+   */
+  lost_so_far: number;
   /** Inode number of the network namespace. */
   netns: number;
   /** `ip netns` name, "host", or a process living there, e.g. "nginx[1234]"; null if none found. */
@@ -45,6 +50,32 @@ export interface PacketFields {
   ttl: number;
   /** IP packet length in bytes. */
   len: number;
+  /** For an ICMP error, the addresses of the packet it quotes; else null. */
+  quoted_src: string | null;
+  quoted_dst: string | null;
+  /** An IP fragment: the identification its fragments share, where its data goes (bytes), whether more follow; else null. */
+  fragment: { id: number; offset: number; more: boolean } | null;
+  /** Where the packet travels in a tunnel (an overlay's underlay): the outer packet; null elsewhere. */
+  tunnel: TunnelInfo | null;
+}
+
+/** The outer packet that carries the probe through a tunnel; the event's other fields are the probe's, inside. */
+export interface TunnelInfo {
+  /** vxlan, geneve, gre (IP inside), gretap (Ethernet inside), ipip (IP directly in IP: ipip, sit, ip6tnl). */
+  type: 'vxlan' | 'geneve' | 'gre' | 'gretap' | 'ipip';
+  /** The VNI (VXLAN, Geneve) or the GRE key; null without one. */
+  id: number | null;
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  /** Outer IP protocol: 17 UDP, 47 GRE, 4 IPIP, 41 IPv6. */
+  proto: number;
+  /** Outer UDP ports (VXLAN, Geneve); 0 otherwise. */
+  sport: number;
+  dport: number;
+  ttl: number;
+  /** Outer IP packet length in bytes. */
+  len: number;
 }
 
 /** The probe seen on an interface. */
@@ -52,6 +83,8 @@ export interface HopEvent extends PacketFields {
   kind: 'hop';
   /** The kernel hook: a tracepoint name. */
   hook: string;
+  /** The 802.1Q VLAN id the frame carried at this hop, where the hook could read one; else null. */
+  vlan: number | null;
   /** What changed since this packet's previous hop (NAT), e.g. "dst 10.0.0.1:8080 -> 172.17.0.2:80"; null if nothing. */
   rewritten?: string | null;
   /** A field no hop changes that changed since this packet's previous hop, e.g. "ttl 64 -> 17"; null if none. */
@@ -102,6 +135,8 @@ export interface RouteEvent {
   time_ns: number;
   /** The packet the lookup was made for ("0" for the sender's own lookup, before any packet exists). */
   skb: string;
+  /** As PacketFields.lost_so_far. */
+  lost_so_far: number;
   netns: number;
   netns_name: string | null;
   family: 4 | 6;
@@ -121,13 +156,20 @@ export interface RouteEvent {
   purpose: 'input' | 'output' | 'reverse-path';
   /** The flow's IP protocol (1 ICMP, 58 ICMPv6, 17 UDP for ping's source-address probe, 0 unset). */
   proto: number;
+  /** The flow's ports (TCP/UDP), 0 when unset: the kernel's own lookups (reverse-path checks) set none. */
+  sport: number;
+  dport: number;
+  /** The flow's ICMP type where it names one (the kernel routing an ICMPv6 answer), else 0. */
+  flow_icmp_type: number;
+  /** Made for an ICMP error the kernel is sending (its caller chain says so: ICMP's re-lookup of the error's way); absent otherwise. */
+  for_icmp_error?: boolean;
 }
 
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'tcp_seq'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;

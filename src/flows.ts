@@ -1,34 +1,59 @@
 /**
  * Passive tracing's journeys: the packets of one flow (both directions),
  * numbered in the order flows appear. The first packet of a flow sets its
- * forward direction: those are requests, the other way replies. A journey
- * is complete once it has been idle for a while.
+ * forward direction: those are requests, the other way replies. An ICMP
+ * error joins the journey of the flow it quotes; a later IP fragment, which
+ * has no ports, the journey of its first fragment. A journey is complete
+ * once it has been idle for a while, in kernel time (events may wait in
+ * user space for a name, and that is no silence of the flow's): then it is
+ * handed out and forgotten, so that memory stays flat however long the
+ * trace runs.
  */
 import { withPort } from './addr';
 import type { KernelEvent } from './events';
+import { hasPorts } from './ip';
 
 type PacketEvent = Exclude<KernelEvent, { kind: 'route' }>;
 
-const endpoint = (addr: string, port: number) => `${addr}#${port}`;
+/** One side of a flow in its key: an address and its port (TCP/UDP) or echo identifier. */
+const sideKey = (addr: string, port: number) => `${addr}#${port}`;
 
-/** The flow a packet belongs to, the same both ways; its forward side first. Per event: kept cheap. */
+/**
+ * The flow a packet belongs to, the same both ways; its forward side first.
+ * An ICMP error's is the flow of the packet it quotes. Per event: kept cheap.
+ */
 export function flowOf(e: PacketEvent): { key: string; forward: string } {
-  const ports = e.proto === 6 || e.proto === 17;
-  // ICMP echoes pair by their identifier, errors by the packet they quote.
-  const a = endpoint(e.src, ports ? e.sport : e.icmp_id);
-  const b = endpoint(e.dst, ports ? e.dport : e.icmp_id);
-  const proto = e.dir === 'error' ? e.proto : e.proto === 58 ? 1 : e.proto;
+  const error = e.dir === 'error';
+  const src = error ? (e.quoted_src ?? e.dst) : e.src;
+  const dst = error ? (e.quoted_dst ?? e.src) : e.dst;
+  const ports = hasPorts(e.proto);
+  // ICMP echoes pair by their identifier (ICMP and ICMPv6 alike).
+  const a = sideKey(src, ports ? e.sport : e.icmp_id);
+  const b = sideKey(dst, ports ? e.dport : e.icmp_id);
+  const proto = e.proto === 58 ? 1 : e.proto;
   const forward = `${a} ${b}`;
   return { key: a < b ? `${proto} ${forward}` : `${proto} ${b} ${a}`, forward };
 }
+
+/**
+ * What a datagram's fragments share: the key from a first fragment to its
+ * later ones. IPv6's later fragments name the fragment header's next header
+ * (destination options, say), not the first's L4: its 32-bit id suffices.
+ */
+const fragmentKey = (e: PacketEvent) => `${e.family} ${e.family === 4 ? e.proto : ''} ${e.src} ${e.dst} ${e.fragment!.id}`;
+
+/** A datagram's fragments arrive within this (kernel time): its key is forgotten after. */
+const FRAGMENTS_NS = 2_000_000_000;
 
 const PROTOS: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 58: 'icmp6' };
 
 function labelOf(e: PacketEvent): string {
   const name = PROTOS[e.proto] ?? `proto ${e.proto}`;
-  const ports = e.proto === 6 || e.proto === 17;
-  if (ports) return `${name} ${withPort(e.src, e.sport)} -> ${withPort(e.dst, e.dport)}`;
-  return `${name} ${e.src} -> ${e.dst} id ${e.icmp_id}`;
+  const src = e.dir === 'error' ? (e.quoted_src ?? e.dst) : e.src;
+  const dst = e.dir === 'error' ? (e.quoted_dst ?? e.src) : e.dst;
+  if (e.fragment && e.fragment.offset > 0) return `${name} fragments ${src} -> ${dst} id ${e.fragment.id}`;
+  if (hasPorts(e.proto)) return `${name} ${withPort(src, e.sport)} -> ${withPort(dst, e.dport)}`;
+  return `${name} ${src} -> ${dst} id ${e.icmp_id}`;
 }
 
 export interface Journey {
@@ -37,62 +62,107 @@ export interface Journey {
   forward: string;
   /** "tcp 10.0.1.2:40000 -> 10.0.2.2:80", "icmp 10.0.1.2 -> 10.0.2.2 id 7": its first packet's way. */
   label: string;
-  /** Namespaces crossed, inode → name. */
   packets: number;
+  /** Namespaces crossed, inode → name. */
   namespaces: Map<number, string | null>;
-  lastSeenMs: number;
+  /** Kernel times (CLOCK_MONOTONIC ns) of its first and last packets. */
+  firstNs: number;
+  lastNs: number;
   complete: boolean;
   /** Events were lost (ring buffer full) while it was open: it may lack packets. */
   incomplete: boolean;
 }
 
+/** How many intervals of loss are remembered: journeys older than the oldest kept are long complete. */
+const LOSSES_KEEP = 1000;
+
+/** How many complete journeys the final summary remembers (each was handed out when it completed). */
+export const SUMMARY_KEEP = 1000;
+
 export class FlowJourneys {
-  private journeys = new Map<string, Journey>();
+  private open = new Map<string, Journey>();
+  private byFragment = new Map<string, { journey: Journey; ns: number }>();
+  /** The last SUMMARY_KEEP complete journeys, oldest first. */
+  private done: Journey[] = [];
   private nextId = 1;
+  /** Journeys completed and no longer kept for the summary. */
+  forgotten = 0;
 
   constructor(private readonly idleMs = 1000) {}
 
+  /** Journeys open now (for tests and the summary). */
+  get openCount(): number {
+    return this.open.size;
+  }
+
   /** Numbers the event's journey and orients it; returns the journey. */
-  add(e: PacketEvent, nowMs: number): Journey {
-    const { key, forward } = flowOf(e);
-    let j = this.journeys.get(key);
-    if (!j || j.complete) {
-      j = { id: this.nextId++, key, forward, label: labelOf(e), packets: 0, namespaces: new Map(), lastSeenMs: nowMs, complete: false, incomplete: false };
-      this.journeys.set(key, j);
+  add(e: PacketEvent): Journey {
+    const later = e.fragment !== null && e.fragment.offset > 0;
+    let j = later ? this.byFragment.get(fragmentKey(e))?.journey : undefined;
+    const { key, forward } = later && j ? { key: j.key, forward: j.forward } : flowOf(e);
+    if (!j) j = this.open.get(later ? `frag ${fragmentKey(e)}` : key);
+    if (!j) {
+      const own = later ? `frag ${fragmentKey(e)}` : key;
+      j = { id: this.nextId++, key: own, forward, label: labelOf(e), packets: 0, namespaces: new Map(), firstNs: e.time_ns, lastNs: e.time_ns, complete: false, incomplete: false };
+      this.open.set(own, j);
     }
+    if (e.fragment && e.fragment.offset === 0) this.byFragment.set(fragmentKey(e), { journey: j, ns: e.time_ns });
     j.packets++;
     j.namespaces.set(e.netns, e.netns_name);
-    j.lastSeenMs = nowMs;
-    // ICMP knows its own direction (echo request or reply); TCP and UDP are told by the flow.
-    if (e.dir !== 'error' && (e.proto === 6 || e.proto === 17)) {
-      e.dir = forward === j.forward ? 'request' : 'reply'; // for TCP/UDP, forward is "src#sport dst#dport"
-    }
+    j.firstNs = Math.min(j.firstNs, e.time_ns);
+    j.lastNs = Math.max(j.lastNs, e.time_ns);
+    // ICMP knows its own direction (echo request or reply); TCP and UDP are told by the flow,
+    // a later fragment (no ports) by its source address. Forward is "src#sport dst#dport".
+    if (e.dir !== 'error' && later) e.dir = e.src === j.forward.slice(0, j.forward.indexOf('#')) ? 'request' : 'reply';
+    else if (e.dir !== 'error' && hasPorts(e.proto)) e.dir = flowOf(e).forward === j.forward ? 'request' : 'reply';
     return j;
   }
 
+  /** Kernel-time intervals in which the kernel lost events (the last LOSSES_KEEP). */
+  private losses: [number, number][] = [];
+
   /**
-   * The kernel lost events: which journey they belonged to is unknown, so
-   * every journey open now, or seen since `sinceMs`, may have a gap.
+   * The kernel lost events between these kernel times (CLOCK_MONOTONIC ns):
+   * which journey they belonged to is unknown, so every journey whose
+   * packets span any of that time may have a gap, including journeys whose
+   * first packets still wait to be read.
    */
-  markGaps(sinceMs: number): void {
-    for (const j of this.journeys.values()) {
-      if (!j.complete || j.lastSeenMs >= sinceMs) j.incomplete = true;
-    }
+  recordLoss(fromNs: number, toNs: number): void {
+    this.losses.push([fromNs, toNs]);
+    if (this.losses.length > LOSSES_KEEP) this.losses.shift();
+    for (const j of [...this.open.values(), ...this.done]) this.checkGap(j);
   }
 
-  /** Journeys idle for idleMs are complete: returns those that just became so. */
-  completeIdle(nowMs: number): Journey[] {
-    const done: Journey[] = [];
-    for (const j of this.journeys.values()) {
-      if (!j.complete && nowMs - j.lastSeenMs >= this.idleMs) {
-        j.complete = true;
-        done.push(j);
-      }
-    }
-    return done;
+  private checkGap(j: Journey): void {
+    if (!j.incomplete && this.losses.some(([from, to]) => from <= j.lastNs && to >= j.firstNs)) j.incomplete = true;
   }
 
+  /**
+   * Journeys without a packet for idleMs before kernel time `nowNs` (every
+   * event up to it handed in) are complete: returns those that just became
+   * so, and forgets them.
+   */
+  completeIdle(nowNs: number): Journey[] {
+    const finished: Journey[] = [];
+    for (const [key, j] of this.open) {
+      if (nowNs - j.lastNs < this.idleMs * 1e6) continue;
+      j.complete = true;
+      this.checkGap(j);
+      finished.push(j);
+      this.open.delete(key);
+      this.done.push(j);
+    }
+    for (const [key, f] of this.byFragment) if (f.journey.complete || nowNs - f.ns >= FRAGMENTS_NS) this.byFragment.delete(key);
+    if (this.done.length > SUMMARY_KEEP) {
+      this.forgotten += this.done.length - SUMMARY_KEEP;
+      this.done.splice(0, this.done.length - SUMMARY_KEEP);
+    }
+    return finished;
+  }
+
+  /** The journeys the summary shows: the last complete ones kept, and the open ones. */
   all(): Journey[] {
-    return [...this.journeys.values()].sort((a, b) => a.id - b.id);
+    for (const j of this.open.values()) this.checkGap(j);
+    return [...this.done, ...this.open.values()].sort((a, b) => a.id - b.id);
   }
 }

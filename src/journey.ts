@@ -3,12 +3,24 @@
  * the request go, which way did the reply come back, which namespaces were
  * crossed, and where was the packet last seen.
  */
-import type { Direction, HopEvent, NetfilterEvent, TraceEvent } from './events';
+import type { Direction, HopEvent, NetfilterEvent, PacketFields, TraceEvent, TunnelInfo } from './events';
+import { isIcmp } from './ip';
+
+/**
+ * Which probe a packet belongs to: ping numbers its echoes, and an ICMP
+ * error about one quotes its number; a TCP or UDP probe is its run's only
+ * one, probe 1.
+ */
+export function probeSeq(e: Pick<PacketFields, 'proto' | 'icmp_seq'>): number {
+  return isIcmp(e.proto) ? e.icmp_seq : 1;
+}
 
 export interface PathStep {
   netns: number;
   netnsName: string | null;
   ifname: string;
+  /** The tunnel the probe travels in there (an overlay's underlay); null elsewhere. */
+  tunnel: TunnelInfo | null;
 }
 
 export interface JourneySummary {
@@ -33,10 +45,10 @@ function hops(events: readonly TraceEvent[]): HopEvent[] {
 export function pathOf(events: readonly HopEvent[], dir: Direction, seq: number): PathStep[] {
   const steps: PathStep[] = [];
   for (const e of events) {
-    if (e.dir !== dir || e.icmp_seq !== seq) continue;
+    if (e.dir !== dir || probeSeq(e) !== seq) continue;
     const prev = steps[steps.length - 1];
     if (prev && prev.netns === e.netns && prev.ifname === e.ifname) continue;
-    steps.push({ netns: e.netns, netnsName: e.netns_name, ifname: e.ifname });
+    steps.push({ netns: e.netns, netnsName: e.netns_name, ifname: e.ifname, tunnel: e.tunnel });
   }
   return steps;
 }
@@ -47,14 +59,14 @@ export function summarize(events: readonly TraceEvent[]): JourneySummary {
   for (const e of all) {
     if (!namespaces.some((n) => n.netns === e.netns)) namespaces.push({ netns: e.netns, name: e.netns_name });
   }
-  const firstSeq = all.length ? Math.min(...all.map((e) => e.icmp_seq)) : 0;
+  const firstSeq = all.length ? Math.min(...all.map(probeSeq)) : 0;
   // The first exchange: TCP sends several packets each way (SYN, ACK, RST): the path is the first's.
-  const firstReply = all.find((e) => e.dir === 'reply' && e.icmp_seq === firstSeq);
-  const nextRequest = firstReply && all.find((e) => e.dir === 'request' && e.time_ns > firstReply.time_ns && e.icmp_seq === firstSeq);
+  const firstReply = all.find((e) => e.dir === 'reply' && probeSeq(e) === firstSeq);
+  const nextRequest = firstReply && all.find((e) => e.dir === 'request' && e.time_ns > firstReply.time_ns && probeSeq(e) === firstSeq);
   const exchange = all.filter((e) =>
     e.dir === 'request' ? !firstReply || e.time_ns < firstReply.time_ns : !nextRequest || e.time_ns < nextRequest.time_ns,
   );
-  const distinct = (dir: Direction) => new Set(all.filter((e) => e.dir === dir).map((e) => e.icmp_seq)).size;
+  const distinct = (dir: Direction) => new Set(all.filter((e) => e.dir === dir).map(probeSeq)).size;
   return {
     namespaces,
     request: pathOf(exchange, 'request', firstSeq),

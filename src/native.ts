@@ -1,5 +1,5 @@
 /**
- * The typed face of the Node-API addon (native/bpf_addon.c). The rest of
+ * The typed face of the Node-API addon (native/, registered in native/addon.c). The rest of
  * the code receives a `Native` and never loads the addon itself, so tests of
  * the layers above can hand in a fake.
  */
@@ -41,8 +41,6 @@ export interface Native {
   /** A netlink socket in the calling thread's namespace; each datagram is one batch record. */
   netlinkOpen(protocol: number, groups: number[], onBatch: (batch: Buffer) => void): WatchHandle;
   netlinkSend(socket: WatchHandle, message: Buffer): void;
-  /** Waits up to timeoutMs for one datagram: for request/acknowledge exchanges. */
-  netlinkReceive(socket: WatchHandle, timeoutMs: number): Buffer | null;
 
 }
 

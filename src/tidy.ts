@@ -6,6 +6,7 @@
  */
 import { withPort } from './addr';
 import type { HopEvent, RouteEvent, TraceEvent } from './events';
+import { isIcmp } from './ip';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
 const AFTER_DELIVERY = new Set(['QUEUE_PURGE', 'SOCKET_CLOSE']);
@@ -62,7 +63,8 @@ export function tidy(events: readonly TraceEvent[]): TraceEvent[] {
   });
 }
 
-const endpoint = (addr: string, port: number) => (port ? withPort(addr, port) : addr);
+/** An address as users read it, with its port where it has one: 10.0.0.1:80, [fd00::1]:80, 10.0.0.1. */
+const shownAddress = (addr: string, port: number) => (port ? withPort(addr, port) : addr);
 
 /**
  * Compares each hop with the same packet's previous hop: the time it took
@@ -70,60 +72,106 @@ const endpoint = (addr: string, port: number) => (port ? withPort(addr, port) : 
  * change (a mangled packet: `tracepkt mangle`, or a bug in the path).
  */
 export class HopChain {
+  /** The last sighting per sk_buff, in two generations of SAME_SKB_NS: flat memory over a long trace. */
   private bySkb = new Map<string, HopEvent>();
+  private olderSkb = new Map<string, HopEvent>();
+  private skbGenerationNs = 0;
   /**
-   * Packets by what identifies them whatever their sk_buff (see previous()),
-   * in two generations of SAME_PACKET_NS: older sightings cannot match, so
-   * a long trace keeps only the last few milliseconds.
+   * Recent sightings by what identifies a packet whatever its sk_buff (see
+   * identityOf), the last one per sk_buff, in two generations of
+   * SAME_PACKET_NS: older sightings cannot match, so a long trace keeps only
+   * the last few milliseconds.
    */
-  private byIdentity = new Map<string, HopEvent>();
-  private older = new Map<string, HopEvent>();
+  private byIdentity = new Map<string, HopEvent[]>();
+  private older = new Map<string, HopEvent[]>();
   private generationNs = 0;
 
   add(e: HopEvent): void {
-    const seen = this.bySkb.get(e.skb);
+    if (e.time_ns - this.skbGenerationNs >= SAME_SKB_NS) {
+      this.olderSkb = this.bySkb;
+      this.bySkb = new Map();
+      this.skbGenerationNs = e.time_ns;
+    }
+    const seen = this.bySkb.get(e.skb) ?? this.olderSkb.get(e.skb);
     this.bySkb.set(e.skb, e);
-    // The kernel reuses sk_buffs: another direction, probe or TCP segment is another packet.
-    const before = seen && seen.dir === e.dir && seen.icmp_seq === e.icmp_seq && seen.proto === e.proto && seen.tcp_flags === e.tcp_flags ? seen : undefined;
+    // The kernel reuses sk_buffs: another direction, probe or TCP segment, or a sighting long
+    // before (a UDP flow's next datagram in a reused sk_buff), is another packet.
+    const before =
+      seen && seen.dir === e.dir && seen.icmp_seq === e.icmp_seq && seen.proto === e.proto && seen.tcp_flags === e.tcp_flags && seen.tcp_seq === e.tcp_seq && e.time_ns - seen.time_ns < SAME_SKB_NS
+        ? seen
+        : undefined;
     e.latency_ns = before ? e.time_ns - before.time_ns : null;
+    // Every hop has the fields (docs/json.md), also where nothing is compared.
+    e.rewritten = null;
+    e.altered = null;
     if (e.dir === 'error') return;
-    e.altered = alteredSince(this.previous(e), e);
+    e.altered = alteredSince(this.previous(e, seen), e);
     if (!before || before.dir === 'error') return;
     const changes: string[] = [];
-    if (before.src !== e.src || before.sport !== e.sport) changes.push(`src ${endpoint(before.src, before.sport)} -> ${endpoint(e.src, e.sport)}`);
-    if (before.dst !== e.dst || before.dport !== e.dport) changes.push(`dst ${endpoint(before.dst, before.dport)} -> ${endpoint(e.dst, e.dport)}`);
+    if (before.src !== e.src || before.sport !== e.sport) changes.push(`src ${shownAddress(before.src, before.sport)} -> ${shownAddress(e.src, e.sport)}`);
+    if (before.dst !== e.dst || before.dport !== e.dport) changes.push(`dst ${shownAddress(before.dst, before.dport)} -> ${shownAddress(e.dst, e.dport)}`);
     e.rewritten = changes.length ? changes.join(', ') : null;
   }
 
   /**
-   * This packet's previous sighting, even where a field of it changed or it
-   * moved to another sk_buff (XDP on a veth copies): ICMP echoes by
-   * identifier and sequence, TCP segments by sequence number and length.
+   * This packet's previous sighting, even where a field of it changed: first
+   * in its own sk_buff (forwarding, bridging, veth and NAT keep it), else in
+   * another one (XDP on a veth copies the packet) found by identity. Where two
+   * copies of a packet are in flight at once (a TCP retransmission sent before
+   * the original arrived), only the sk_buff tells them apart: if it cannot,
+   * nothing is inferred.
    */
-  private previous(e: HopEvent): HopEvent | undefined {
-    const key = e.proto === 1 || e.proto === 58 ? `${e.family} ${e.dir} ${e.icmp_id} ${e.icmp_seq}` : e.proto === 6 ? `tcp ${e.dir} ${e.tcp_seq} ${e.len}` : undefined;
+  private previous(e: HopEvent, sameSkb: HopEvent | undefined): HopEvent | undefined {
+    const key = identityOf(e);
     if (key === undefined) return undefined;
     if (e.time_ns - this.generationNs >= SAME_PACKET_NS) {
       this.older = this.byIdentity;
       this.byIdentity = new Map();
       this.generationNs = e.time_ns;
     }
-    const prev = this.byIdentity.get(key) ?? this.older.get(key);
-    this.byIdentity.set(key, e);
-    if (!prev || e.time_ns - prev.time_ns >= SAME_PACKET_NS) return undefined; // later: another packet
-    // A packet leaves a namespace only by being transmitted and enters the next by being
-    // received: anything else is another transmission of it (a TCP retransmission, say).
-    return prev.netns === e.netns || (prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb') ? prev : undefined;
+    // The last sighting of each sk_buff that carried this packet lately (newest first); older: another packet.
+    const recent: HopEvent[] = [];
+    for (const s of [...(this.byIdentity.get(key) ?? []), ...(this.older.get(key) ?? [])])
+      if (e.time_ns - s.time_ns < SAME_PACKET_NS && !recent.some((r) => r.skb === s.skb)) recent.push(s);
+    this.byIdentity.set(key, [e, ...recent.filter((s) => s.skb !== e.skb)]);
+    if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_PACKET_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
+    // Another sk_buff: the last sighting of each copy that could have come here.
+    const candidates = recent.filter((s) => s.skb !== e.skb && consecutive(s, e));
+    return candidates.length === 1 ? candidates[0] : undefined;
   }
+}
+
+/** What identifies a packet whatever its sk_buff: ICMP echoes by identifier and sequence, TCP segments by sequence number and length. */
+function identityOf(e: HopEvent): string | undefined {
+  return isIcmp(e.proto) ? `${e.family} ${e.dir} ${e.icmp_id} ${e.icmp_seq}` : e.proto === 6 ? `tcp ${e.dir} ${e.tcp_seq} ${e.len}` : undefined;
+}
+
+/**
+ * Whether `prev` can be the sighting just before `e` of the same packet.
+ * Records lost in between (the ring was full): a hop may be missing, so no
+ * field is inferred across the gap. A packet leaves a namespace only by being
+ * transmitted and enters the next by being received: anything else is another
+ * transmission of it (a TCP retransmission, say).
+ */
+function consecutive(prev: HopEvent, e: HopEvent): boolean {
+  return prev.lost_so_far === e.lost_so_far && (prev.netns === e.netns || (prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb'));
 }
 
 /** A packet crosses a host in microseconds; a sighting this much later is another packet. */
 const SAME_PACKET_NS = 1_000_000;
+/**
+ * The same sk_buff seen this much later is another packet in a reused one:
+ * generous, because queues and emulated kernels (the kernel matrix) slow
+ * hops down to milliseconds.
+ */
+const SAME_SKB_NS = 100_000_000;
 
 /**
  * TTL and TCP flags between two sightings of a packet: across a link
  * (transmitted, then received) nothing changes them; inside a namespace,
  * forwarding lowers the TTL by one. Anything else was done to the packet.
+ * Only for consecutive sightings (HopChain.previous): across lost records a
+ * transmit followed by a receive may hide a router.
  */
 export function alteredSince(prev: HopEvent | undefined, e: HopEvent): string | null {
   if (!prev) return null;

@@ -8,14 +8,15 @@
  */
 import * as fs from 'node:fs';
 import { randomBytes } from './random';
-import { BPF_NAMES } from './bpf/layout';
+import { BPF_NAMES, STATS } from './bpf/layout';
 import type { KernelFilter } from './bpf/config';
 import type { BpfObject } from './bpf/object';
-import { loadTracingObject, openTracingObject, tracingPrograms, type TracingObjectOptions } from './bpf/tracing-object';
-import { decodeBatch } from './decode';
+import { loadTracingObject, tracingPrograms, withSkbReader, type TracingObjectOptions } from './bpf/tracing-object';
+import { decodeBatch, routeStackIds } from './decode';
+import { routeStacks } from './kernel/route-purpose';
 import { describeError } from './errors';
-import type { KernelEvent } from './events';
-import { nameDrop, nameRoute } from './kernel/names';
+import type { DropEvent, KernelEvent, RouteEvent } from './events';
+import { loadTableNames, lookUpDropNames, nameDropCached, nameRoute, tableNamesLoaded } from './kernel/names';
 import { NetnsResolver, type KnownNetns } from './names/netns';
 import { loadNative, type Native, type WatchHandle } from './native';
 import { traceMarkerExpressions, tracePortExpressions } from './netfilter/nftables';
@@ -38,8 +39,22 @@ export interface TracerOptions extends TracingObjectOptions {
   preloaded?: Promise<BpfObject>;
 }
 
+/** What a Tracer runs on, ready before it attaches (createTracer prepares it without blocking). */
+interface Prepared {
+  resolver: NetnsResolver;
+  /** Loaded, not attached. */
+  obj: BpfObject;
+  /** What to attach: the trace's programs and any extra ones (table verdicts). */
+  programs: string[];
+  netfilter?: NetfilterWatcher;
+  /** Checkpoint programs loaded, for the netfilter plans to attach. */
+  checkpoints: number;
+  notes: string[];
+  /** performance.now() when createTracer began. */
+  started: number;
+}
+
 export class Tracer implements AsyncIterable<KernelEvent> {
-  private readonly native: Native;
   private readonly obj: BpfObject;
   private readonly ring: WatchHandle;
   private readonly resolver: NetnsResolver;
@@ -49,89 +64,38 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   readonly notes: string[] = [];
   private queue: KernelEvent[] = [];
   private head = 0;
+  /** Events waiting for a name the caches lack; the iterator holds them (and what follows) back until named. */
+  private unnamed = new Set<KernelEvent>();
+  private naming: Promise<void> | undefined;
   private lostAtClose = 0;
   private wake: (() => void) | undefined;
   private closed = false;
-  /** Programs loaded beyond the usual ones (table verdicts where checkpoints are missing). */
-  private extra: string[] = [];
   /** Milliseconds from open to everything attached. */
   readonly startupMs: number;
 
-  /** `loaded`: the object already loaded for these options (then without netfilter). */
-  constructor(options: TracerOptions, loaded?: BpfObject) {
-    const started = performance.now();
-    this.native = options.native ?? loadNative();
-    this.resolver = options.resolver ?? new NetnsResolver();
-    // Netfilter first: what judges packets where decides how many checkpoint programs to load.
-    if (options.netfilter) {
-      this.netfilter = new NetfilterWatcher(
-        this.native,
-        { traceRules: traceRules(options), table: `${TABLE_PREFIX}${randomBytes(4).toString('hex')}` },
-        options.namespaces ?? this.resolver.list(),
-      );
-    }
+  /**
+   * Attaches what createTracer prepared: a few system calls per program and
+   * checkpoint, nothing loaded, scanned or exchanged here. On failure
+   * everything prepared is closed.
+   */
+  constructor(p: Prepared) {
+    this.resolver = p.resolver;
+    this.obj = p.obj;
+    this.netfilter = p.netfilter;
+    this.notes.push(...p.notes);
     try {
-      let checkpoints = this.netfilter?.checkpointsNeeded() ?? 0;
-      let obj: BpfObject;
-      try {
-        obj = loaded ?? this.openObject(options, checkpoints);
-      } catch (err) {
-        if (checkpoints === 0) throw err;
-        checkpoints = 0;
-        this.netfilter!.forgetCheckpoints();
-        obj = this.withoutCheckpoints(options, describeError(err));
-      }
-      this.obj = obj;
-      try {
-        for (const prog of [...tracingPrograms(options), ...this.extra]) obj.attach(prog);
-        this.ring = obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
-        if (checkpoints > 0) this.netfilter?.attachCheckpoints(obj);
-      } catch (err) {
-        obj.close();
-        throw err;
-      }
+      for (const prog of p.programs) p.obj.attach(prog);
+      this.ring = p.obj.openRing(BPF_NAMES.events, (batch) => this.accept(batch));
+      if (p.checkpoints > 0) p.netfilter?.attachCheckpoints(p.obj);
     } catch (err) {
-      this.netfilter?.close();
+      p.obj.close();
+      p.netfilter?.close();
       throw err;
     }
-    for (const ns of this.netfilter?.namespaces ?? []) {
+    for (const ns of p.netfilter?.namespaces ?? []) {
       for (const note of ns.notes) this.notes.push(`${ns.netns.name ?? ns.netns.inode}: ${note}`);
     }
-    this.startupMs = performance.now() - started;
-  }
-
-  /**
-   * Kernels without BPF netfilter links (before 6.4): iptables-legacy tables
-   * report their verdicts through fexit on the functions that evaluate them
-   * (for the families whose module is loaded), nftables through tracing.
-   */
-  private withoutCheckpoints(options: TracerOptions, why: string): BpfObject {
-    const families = ([4, 6] as const).filter((f) => fs.existsSync(`/sys/module/${f === 4 ? 'ip_tables' : 'ip6_tables'}`));
-    const programs = families.map((f) => BPF_NAMES.tableVerdicts[f]);
-    if (programs.length > 0) {
-      try {
-        const obj = this.openObject(options, 0, programs);
-        this.extra = programs;
-        this.notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy verdicts come from fexit on ${families.map((f) => (f === 4 ? 'ipt_do_table' : 'ip6t_do_table')).join(' and ')}, nftables ones from tracing`);
-        return obj;
-      } catch (err) {
-        why += `; fexit: ${describeError(err)}`;
-      }
-    }
-    this.notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy tables are not seen, nftables ones through tracing only`);
-    return this.openObject(options, 0);
-  }
-
-  /** Opens and loads the object, with `checkpoints` netfilter checkpoint programs and `extra` ones. */
-  private openObject(options: TracerOptions, checkpoints: number, extra: readonly string[] = []): BpfObject {
-    const obj = openTracingObject(this.native, options, checkpoints, extra);
-    try {
-      obj.load();
-      return obj;
-    } catch (err) {
-      obj.close();
-      throw err;
-    }
+    this.startupMs = performance.now() - p.started;
   }
 
   /** Called from the addon once per wake-up: must not throw, or delivery would stop. */
@@ -143,20 +107,85 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     }
   }
 
+  /**
+   * Decodes a batch and names its events from the caches alone: the
+   * ring-buffer path never touches a file. What the caches lack is looked up
+   * beside it (nameMissing), and those events wait for it in the queue.
+   */
   private acceptBatch(batch: Buffer): void {
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
-      ev.netns_name = this.resolver.name(ev.netns);
-      if (ev.kind === 'drop') nameDrop(ev);
-      else if (ev.kind === 'route') nameRoute(ev);
+      // Namespace 0: the hook saw no device (a drop before one was set); nothing to wait for.
+      const name = ev.netns === 0 ? null : this.resolver.cached(ev.netns);
+      let named = name !== undefined;
+      if (!named) this.resolver.want(ev.netns);
+      ev.netns_name = name ?? null;
+      if (ev.kind === 'drop') named = nameDropCached(ev) && named;
+      else if (ev.kind === 'route') {
+        if (tableNamesLoaded()) nameRoute(ev);
+        else named = false;
+        const stack = routeStackIds.get(ev);
+        if (stack !== undefined) this.readStack(ev, stack);
+      }
+      if (!named) this.unnamed.add(ev);
       this.queue.push(ev);
     });
+    if (this.unnamed.size > 0) this.nameMissing();
     // The ring is shared by all CPUs: order each batch by kernel time.
     if (this.queue.length - start > 1) {
       const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
       for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
     }
     this.wake?.();
+  }
+
+  /** A route lookup's caller chain, read from tp_stacks while the object lives (a map lookup, no file). */
+  private readStack(ev: RouteEvent, id: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(id);
+    const value = this.obj.lookup(BPF_NAMES.stacks, key);
+    if (!value) return;
+    const frames: bigint[] = [];
+    for (let off = 0; off + 8 <= value.length; off += 8) {
+      const ip = value.readBigUInt64LE(off);
+      if (ip === 0n) break;
+      frames.push(ip);
+    }
+    routeStacks.set(ev, frames);
+  }
+
+  /** Looks up what the waiting events need (namespaces, drop reasons and places, table names), asynchronously. */
+  private nameMissing(): void {
+    if (this.naming) return;
+    const waiting = [...this.unnamed];
+    this.naming = (async () => {
+      if (waiting.some((e) => this.resolver.cached(e.netns) === undefined)) await this.resolver.scanAsync().catch(() => undefined);
+      // A scan already under way when these came may not have looked for them: then one more.
+      if (waiting.some((e) => this.resolver.cached(e.netns) === undefined)) await this.resolver.scanAsync().catch(() => undefined);
+      const drops = waiting.filter((e): e is DropEvent => e.kind === 'drop');
+      await Promise.all([drops.length ? lookUpDropNames(drops) : undefined, loadTableNames()]);
+    })()
+      .catch(() => undefined) // what could not be looked up stays a number: never a reason to stop
+      .finally(() => {
+        for (const ev of waiting) {
+          ev.netns_name = ev.netns === 0 ? null : (this.resolver.cached(ev.netns) ?? null);
+          try {
+            if (ev.kind === 'drop') nameDropCached(ev);
+            else if (ev.kind === 'route') nameRoute(ev);
+          } catch {
+            // left as decoded
+          }
+          this.unnamed.delete(ev);
+        }
+        this.naming = undefined;
+        if (this.unnamed.size > 0) this.nameMissing();
+        this.wake?.();
+      });
+  }
+
+  /** Kernel time of the oldest event read but not yet handed out (waiting for a name, say); null when none waits. */
+  pendingSince(): number | null {
+    return this.head < this.queue.length ? this.queue[this.head].time_ns : null;
   }
 
   /** Ties the route lookups of process `pid` (the probe's sender) to the probe. */
@@ -170,11 +199,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   lost(): number {
     if (this.closed) return this.lostAtClose;
     const values = this.obj.lookup(BPF_NAMES.stats, Buffer.alloc(4));
-    if (!values) return 0;
-    let lost = 0;
-    // One 8-byte-aligned struct tp_stats per possible CPU; `lost` is its first field.
-    for (let off = 0; off + 8 <= values.length; off += 8) lost += Number(values.readBigUInt64LE(off));
-    return lost;
+    // One struct tp_stats for all CPUs.
+    return values ? Number(values.readBigUInt64LE(STATS.lost[0])) : 0;
   }
 
   /** Drains what the kernel has already emitted, detaches everything and ends the iteration. */
@@ -195,7 +221,16 @@ export class Tracer implements AsyncIterable<KernelEvent> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<KernelEvent> {
     for (;;) {
-      while (this.head < this.queue.length) yield this.queue[this.head++];
+      while (this.head < this.queue.length) {
+        const ev = this.queue[this.head];
+        if (this.unnamed.has(ev)) {
+          this.nameMissing();
+          await this.naming; // in order: what follows waits too
+          continue;
+        }
+        this.head++;
+        yield ev;
+      }
       this.queue = [];
       this.head = 0;
       if (this.closed) return;
@@ -210,25 +245,97 @@ export class Tracer implements AsyncIterable<KernelEvent> {
  * pings, by source or destination port for a TCP/UDP probe. Passive filters
  * are not translated to nftables: their verdicts come from checkpoints.
  */
+/**
+ * Where the inner echo's ICMP header starts, counted from the outer packet's
+ * transport header, in the tunnels nftables can be asked to look into: UDP
+ * (VXLAN, and Geneve without options: UDP, 8 bytes of tunnel header, an
+ * Ethernet header), GRE (4 bytes, 8 with a key; an Ethernet header for
+ * gretap), IP in IP. Each for an inner IPv4 (20 bytes) and IPv6 (40) header.
+ */
+const TUNNELLED_ECHOES: { l4: number; before: number }[] = [
+  ...[20, 40].map((ip) => ({ l4: 17, before: 8 + 8 + 14 + ip })),
+  ...[4, 8, 4 + 14, 8 + 14].flatMap((gre) => [20, 40].map((ip) => ({ l4: 47, before: gre + ip }))),
+  { l4: 4, before: 20 },
+  { l4: 41, before: 40 },
+];
+
 function traceRules(options: TracerOptions): Buffer[][] {
   const { filter, flow } = options;
-  if (filter.match !== 'filter') {
-    return [1, 58].map((l4) => traceMarkerExpressions(l4, filter.markerOffset, filter.marker));
+  if (filter.match === undefined || filter.match === 'marker') {
+    return [
+      ...[1, 58].map((l4) => traceMarkerExpressions(l4, filter.markerOffset, filter.marker)),
+      // The probe in a tunnel: the marker behind the tunnel's headers, the inner IP header and its ICMP header.
+      ...TUNNELLED_ECHOES.map(({ l4, before }) => traceMarkerExpressions(l4, before + filter.markerOffset, filter.marker)),
+    ];
   }
   if (!flow) return [];
   const l4 = flow.proto === 'tcp' ? 6 : 17;
   return [tracePortExpressions(l4, flow.port, 'sport'), tracePortExpressions(l4, flow.port, 'dport')];
 }
 
-/** Loads and attaches the programs; events flow from the moment it resolves. */
-export async function createTracer(options: TracerOptions): Promise<Tracer> {
-  if (options.netfilter) return new Tracer(options); // the plans decide what to load
-  const native = options.native ?? loadNative();
-  const obj = await (options.preloaded ?? loadTracingObject({ ...options, native }));
+/**
+ * Loads and attaches the programs; events flow from the moment it resolves.
+ * Nothing on the way blocks the event loop: the kernel verifies the object
+ * on a worker thread, namespaces are scanned and netlink answers awaited
+ * asynchronously; only the attaching itself (system calls) is synchronous.
+ */
+export async function createTracer(given: TracerOptions): Promise<Tracer> {
+  const started = performance.now();
+  const native = given.native ?? loadNative();
+  void loadTableNames(); // small, and route lookups need it: read while the programs load
+  const { options, note } = await withSkbReader({ ...given, native }, native);
+  const resolver = options.resolver ?? new NetnsResolver();
+  const prepared: Prepared = options.netfilter
+    ? { resolver, started, ...(await prepareNetfilter(native, resolver, options)) }
+    : { resolver, started, obj: await (options.preloaded ?? loadTracingObject(options)), programs: tracingPrograms(options), checkpoints: 0, notes: [] };
+  const tracer = new Tracer(prepared);
+  if (note) tracer.notes.push(note);
+  return tracer;
+}
+
+/** Netfilter set up in every namespace first: what judges packets where decides how many checkpoint programs to load. */
+async function prepareNetfilter(native: Native, resolver: NetnsResolver, options: TracerOptions): Promise<Omit<Prepared, 'resolver' | 'started'>> {
+  const netfilter = await NetfilterWatcher.start(
+    native,
+    { traceRules: traceRules(options), table: `${TABLE_PREFIX}${randomBytes(4).toString('hex')}` },
+    options.namespaces ?? (await resolver.listAsync()),
+  );
   try {
-    return new Tracer({ ...options, native }, obj);
+    const notes: string[] = [];
+    const checkpoints = netfilter.checkpointsNeeded();
+    if (checkpoints > 0) {
+      try {
+        return { obj: await loadTracingObject(options, checkpoints), programs: tracingPrograms(options), netfilter, checkpoints, notes };
+      } catch (err) {
+        netfilter.forgetCheckpoints();
+        const { obj, extra } = await withoutCheckpoints(options, describeError(err), notes);
+        return { obj, programs: [...tracingPrograms(options), ...extra], netfilter, checkpoints: 0, notes };
+      }
+    }
+    return { obj: await loadTracingObject(options), programs: tracingPrograms(options), netfilter, checkpoints: 0, notes };
   } catch (err) {
-    obj.close();
+    netfilter.close();
     throw err;
   }
+}
+
+/**
+ * Kernels without BPF netfilter links (before 6.4): iptables-legacy tables
+ * report their verdicts through fexit on the functions that evaluate them
+ * (for the families whose module is loaded), nftables through tracing.
+ */
+async function withoutCheckpoints(options: TracerOptions, why: string, notes: string[]): Promise<{ obj: BpfObject; extra: string[] }> {
+  const families = ([4, 6] as const).filter((f) => fs.existsSync(`/sys/module/${f === 4 ? 'ip_tables' : 'ip6_tables'}`));
+  const extra = families.map((f) => BPF_NAMES.tableVerdicts[f]);
+  if (extra.length > 0) {
+    try {
+      const obj = await loadTracingObject(options, 0, extra);
+      notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy verdicts come from fexit on ${families.map((f) => (f === 4 ? 'ipt_do_table' : 'ip6t_do_table')).join(' and ')}, nftables ones from tracing`);
+      return { obj, extra };
+    } catch (err) {
+      why += `; fexit: ${describeError(err)}`;
+    }
+  }
+  notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy tables are not seen, nftables ones through tracing only`);
+  return { obj: await loadTracingObject(options), extra: [] };
 }

@@ -7,7 +7,10 @@
  */
 import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
-import { chainLabel, decidedBy } from './render/table';
+import { probeSeq } from './journey';
+import { chainLabel, decidedBy } from './netfilter/describe';
+import type { NetfilterGap } from './netfilter/verdicts';
+import { tunnelLabel } from './tunnel';
 
 /** Interfaces that are down, by namespace inode. */
 export type DownInterfaces = ReadonlyMap<number, string[]>;
@@ -29,31 +32,129 @@ function routeFailure(r: RouteEvent, down: DownInterfaces): string {
 
 const icmpError = (e: HopEvent) => describeIcmpError(e.family, e.icmp_type, e.icmp_code, e.mtu);
 
+/**
+ * A tunnel device that could not send the probe on: the drop reasons of
+ * VXLAN and Geneve transmit paths (6.9+ name them; 6.1 frees without one).
+ */
+function tunnelDrop(d: DropEvent): string | null {
+  const m = /^(vxlan|geneve)_(xmit)?/.exec(d.location);
+  if (!m) return null;
+  const [, driver, sending] = m;
+  const dev = d.ifname ? `${driver} device ${d.ifname}` : `the ${driver} device`;
+  switch (d.reason) {
+    case 'NO_TX_TARGET':
+    case 'VXLAN_NO_REMOTE':
+      return `${dev} has no remote and no forwarding entry for the destination (${d.reason})`;
+    case 'VXLAN_VNI_NOT_FOUND':
+      return `no ${driver} device for VNI ${d.tunnel?.id ?? '?'} here (${d.reason})`;
+    case 'NOT_SPECIFIED':
+      // Kernels before 6.9 free without a reason: only where it was sending is a guess fair.
+      return sending
+        ? `${dev} could not send it on, and this kernel gives no reason (no remote or forwarding entry for the destination, or no route to the remote endpoint)`
+        : `the ${driver} driver dropped it on receive, and this kernel gives no reason`;
+    default:
+      return null;
+  }
+}
+
 /** Why a drop happened, in words, from what else happened to the packet in that namespace. */
 function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces): string {
-  const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0'));
+  // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
+  const packet = d.tunnel ?? d;
+  const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
   if (failed) return routeFailure(failed, down);
   if (d.reason.startsWith('NEIGH_')) {
     const via = routes.filter((r) => r.oif !== null && r.purpose !== 'reverse-path').pop();
-    const protocol = d.family === 4 ? 'ARP' : 'neighbour discovery';
-    return `next hop ${via?.gateway ?? d.dst} did not answer ${protocol}${via?.oif ? ` on ${via.oif}` : ''} (${d.reason})`;
+    const protocol = packet.family === 4 ? 'ARP' : 'neighbour discovery';
+    const what = d.tunnel ? ` (for the ${tunnelLabel(d.tunnel)} packet carrying the probe)` : '';
+    return `next hop ${via?.gateway ?? packet.dst} did not answer ${protocol}${via?.oif ? ` on ${via.oif}` : d.ifname ? ` on ${d.ifname}` : ''}${what} (${d.reason})`;
   }
   if (d.reason === 'IP_RPFILTER') {
     const reverse = routes.find((r) => r.purpose === 'reverse-path');
-    const back = reverse?.oif ? `replies to ${d.src} would leave by ${reverse.oif}` : `no route back to ${d.src}`;
+    const back = reverse?.oif ? `replies to ${packet.src} would leave by ${reverse.oif}` : `no route back to ${packet.src}`;
     return `reverse path filter: ${back}, but it came in on ${d.ifname || 'another interface'}`;
   }
+  const tunnel = tunnelDrop(d);
+  if (tunnel) return tunnel;
   // The kernel told the sender why, in an ICMP error from here: its words beat the reason's.
   const told = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && e.netns === d.netns);
   if (told) return icmpError(told);
   return d.reason.toLowerCase().replace(/_/g, ' ');
 }
 
-export function verdictLine(events: readonly TraceEvent[], replied: boolean, down: DownInterfaces = new Map()): string {
+/** What else is known about a journey besides its events. */
+export interface VerdictContext {
+  down?: DownInterfaces;
+  /** Netfilter bands the packet entered and did not leave, unexplained. */
+  gaps?: readonly NetfilterGap[];
+  /** The kernel refused to send: the MTU it named (ping's local error), and the output device's own MTU where known. */
+  localMtu?: { mtu: number; deviceMtu: number | null } | null;
+  /** An ICMP "too big" came from a tunnel device: what it and the link beneath it allow. */
+  tunnelMtu?: TunnelMtu | null;
+}
+
+/** A tunnel device that took the probe in and could not carry it (src/probe/run.ts reads it with ip). */
+export interface TunnelMtu {
+  netns: number;
+  device: string;
+  /** ip -d link's kind: vxlan, geneve, gre... */
+  kind: string;
+  /** The device's own MTU: what it accepts. */
+  mtu: number;
+  /** The probe's IP length as it entered the device. */
+  probeLen: number;
+  /** The link the tunnel's outer packets leave by, where the device names one. */
+  lower: { name: string; mtu: number } | null;
+}
+
+/**
+ * The probe fit the tunnel device's MTU, but not the path its outer packet
+ * takes: the device answered with the MTU that path leaves for the probe.
+ */
+function tooBigForTunnel(error: HopEvent, t: TunnelMtu): string {
+  const room = error.mtu ?? 0;
+  // The link beneath explains the room left only where it is what limits it.
+  const beneath = t.lower && t.lower.mtu > room ? `over ${t.lower.name} (MTU ${t.lower.mtu}, ${t.lower.mtu - room} bytes of it for the tunnel's headers)` : 'over its underlay';
+  const unfragmentable = error.family === 6 ? 'IPv6 is never fragmented on the way' : 'the probe carries DF';
+  return `too big for the ${t.kind} tunnel ${t.device} in namespace ${nsName(error)}: its own MTU ${t.mtu} let the ${t.probeLen}-byte probe in, but it carries at most ${room} bytes ${beneath}; ${unfragmentable}, so ${t.device} sent back ${icmpError(error)}`;
+}
+
+/**
+ * The sentence for a probe the sender's kernel refused to send: larger than
+ * the way out allows. The MTU the kernel names is the device's, or a path
+ * MTU it learned from an ICMP error earlier (then the device's differs).
+ */
+function tooBigToSend(events: readonly TraceEvent[], local: { mtu: number; deviceMtu: number | null }): string {
+  const out = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === '0' && e.error === null && e.oif !== null);
+  const via = out ? ` (route out of namespace ${nsName(out)} via ${out.oif})` : '';
+  const learned = local.deviceMtu !== null && local.deviceMtu !== local.mtu;
+  const what = learned ? `the path MTU ${local.mtu} the kernel learned from an earlier ICMP error (${out?.oif ?? 'the device'} itself has ${local.deviceMtu})` : `the MTU ${local.mtu}`;
+  return `not sent: larger than ${what} of its way out${via}; it carries DF, so the sender may not fragment it`;
+}
+
+/** A verdict on a tunnel's outer packet: which tunnel, and the interface it came in on or left by. */
+function inTunnel(v: NetfilterEvent, hops: readonly HopEvent[]): string {
+  if (!v.tunnel) return '';
+  const at = hops.filter((h) => h.netns === v.netns && h.tunnel && h.time_ns <= v.time_ns).pop();
+  return ` (it matched the ${tunnelLabel(v.tunnel)} packet carrying the probe${at ? `, on ${at.ifname}` : ''})`;
+}
+
+function gapSentence(g: NetfilterGap): string {
+  return `last seen in namespace ${nsName(g)} entering ${g.tables.join(', ')} at ${g.hook}; it did not come out, and nothing recorded a drop there (queued or stolen by netfilter, dropped by a hook that is no table, or a record lost)`;
+}
+
+export function verdictLine(events: readonly TraceEvent[], replied: boolean, context: VerdictContext = {}): string {
+  const down = context.down ?? new Map<number, string[]>();
   const hops = events.filter((e): e is HopEvent => e.kind === 'hop');
   const reply = hops.find((h) => h.dir === 'reply');
   if (replied && reply) {
+    // The request stopped by a rule where the answer came from: that rule answered (`reject with
+    // tcp reset`, in the target's name), not the target.
+    const stop = events.find((e): e is NetfilterEvent => e.kind === 'netfilter' && e.dir === 'request' && e.verdict !== 'ACCEPT' && e.netns === reply.netns);
+    if (stop && stop.time_ns <= reply.time_ns) {
+      return `rejected in namespace ${nsName(stop)} by ${chainLabel(stop)}: ${decidedBy(stop)}; the answer came from there, in ${reply.src}'s name, not from the target`;
+    }
     if (reply.proto !== 6) return 'delivered and answered';
     // The first reply hop is the server itself; the last, what the sender saw (NAT may differ).
     const seen = [...hops].reverse().find((h) => h.dir === 'reply' && h.tcp_flags === reply.tcp_flags)!;
@@ -66,17 +167,90 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, dow
   const errorNote = firstError ? `; ${firstError.family === 6 ? 'ICMPv6' : 'ICMP'} error sent back by ${firstError.src}` : '';
 
   const stopped = events.find((e): e is NetfilterEvent => e.kind === 'netfilter' && e.verdict !== 'ACCEPT');
-  if (stopped) return `dropped in namespace ${nsName(stopped)} by ${chainLabel(stopped)}: ${decidedBy(stopped)}${errorNote}`;
+  if (stopped) return `dropped in namespace ${nsName(stopped)} by ${chainLabel(stopped)}: ${decidedBy(stopped)}${inTunnel(stopped, hops)}${errorNote}`;
 
   const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.dir !== 'error');
   if (drop) {
     const where = drop.location.replace(/\+0x[0-9a-f]+$/, '');
     return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down)}${errorNote}`;
   }
+  const t = context.tunnelMtu;
+  if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
   if (firstError) return `${icmpError(firstError)} from ${firstError.src} (namespace ${nsName(firstError)})`;
   const failed = events.find((e): e is RouteEvent => e.kind === 'route' && e.error !== null && e.purpose !== 'reverse-path');
   if (failed) return `not sent: ${routeFailure(failed, down)} in namespace ${nsName(failed)}`;
+  const requested = hops.some((h) => h.dir === 'request');
+  if (!requested && context.localMtu) return tooBigToSend(events, context.localMtu);
   const last = hops[hops.length - 1];
+  const gap = context.gaps?.filter((g) => !last || g.time_ns >= last.time_ns).pop();
+  if (gap) return `no reply: ${gapSentence(gap)}`;
   if (!last) return 'not seen on any interface';
   return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})`;
+}
+
+/**
+ * What the sender itself says of its probes, independent of the trace:
+ * ping's reply lines and its local errors (src/probe/ping.ts reads them).
+ */
+export interface SenderReport {
+  /** Sequence numbers the sender received an answer to. */
+  answered: ReadonlySet<number>;
+  /** Errors the kernel gave the sender when it tried to send. */
+  localErrors: readonly string[];
+  /** The MTU such an error named, if any. */
+  localMtu: number | null;
+}
+
+/** One probe's fate. */
+export interface ProbeOutcome {
+  /** Its ICMP sequence number (1 for a TCP/UDP probe). */
+  seq: number;
+  answered: boolean;
+  verdict: string;
+}
+
+/** The events of probe `seq`: its packets' sightings and verdicts, the route lookups made for them, the sender's own. */
+export function eventsOfProbe(events: readonly TraceEvent[], seq: number): TraceEvent[] {
+  const skbs = new Set<string>();
+  for (const e of events) if (e.kind !== 'route' && e.kind !== 'netfilter' && probeSeq(e) === seq) skbs.add(e.skb);
+  return events.filter((e) => (e.kind === 'route' ? e.skb === '0' || skbs.has(e.skb) : probeSeq(e) === seq));
+}
+
+/**
+ * Every ping probe's outcome. Whether it was answered is ping's word (its
+ * reply lines): an independent witness of the trace. Where ping and the
+ * trace disagree, both are said.
+ */
+export function probeOutcomes(events: readonly TraceEvent[], count: number, ping: SenderReport, context: VerdictContext = {}): ProbeOutcome[] {
+  const outcomes: ProbeOutcome[] = [];
+  for (let seq = 1; seq <= count; seq++) {
+    const mine = eventsOfProbe(events, seq);
+    const answered = ping.answered.has(seq);
+    const sawReply = mine.some((e) => e.kind === 'hop' && e.dir === 'reply');
+    const gaps = context.gaps?.filter((g) => g.icmp_seq === seq);
+    // ping's local errors concern the probes it could not send: those the trace never saw leave.
+    const local = ping.localErrors.length && ping.localMtu !== null ? (context.localMtu ?? { mtu: ping.localMtu, deviceMtu: null }) : null;
+    let verdict = verdictLine(mine, answered, { ...context, gaps, localMtu: local });
+    if (answered && !sawReply) verdict = 'answered (ping received the reply, but no hop of it was traced: events lost?)';
+    const lastReply = mine.filter((e): e is HopEvent => e.kind === 'hop' && e.dir === 'reply').pop();
+    if (!answered && lastReply && !mine.some((e) => e.kind === 'drop' || (e.kind === 'netfilter' && e.verdict !== 'ACCEPT'))) {
+      verdict = `no reply received by ping, though one was traced as far as ${lastReply.ifname} in namespace ${nsName(lastReply)} (${lastReply.hook})`;
+    }
+    outcomes.push({ seq, answered, verdict });
+  }
+  return outcomes;
+}
+
+/** The verdict over several probes: how many were answered, and each other one's fate (alike ones together). */
+export function probesVerdict(outcomes: readonly ProbeOutcome[]): string {
+  if (outcomes.length === 1) return outcomes[0].verdict;
+  const answered = outcomes.filter((o) => o.answered).length;
+  const n = outcomes.length;
+  const lost = outcomes.filter((o) => !o.answered || o.verdict !== 'delivered and answered');
+  if (lost.length === 0) return `delivered and answered (all ${n} probes)`;
+  const byVerdict = new Map<string, number[]>();
+  for (const o of lost) byVerdict.set(o.verdict, [...(byVerdict.get(o.verdict) ?? []), o.seq]);
+  const head = answered === 0 ? `none of ${n} probes answered` : `${answered} of ${n} probes answered`;
+  const fates = [...byVerdict].map(([verdict, seqs]) => `${seqs.length === 1 ? 'probe' : 'probes'} ${seqs.join(', ')}: ${verdict}`);
+  return `${head}; ${fates.join('; ')}`;
 }

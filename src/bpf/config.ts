@@ -1,13 +1,36 @@
 /** Encodes struct tp_config (bpf/tracepkt.h) for the programs' .rodata. */
-import * as net from 'node:net';
-import { FIELD, type FilterInsn } from '../filter/compile';
-import { CONFIG_FIELDS, CONFIG_SIZE, FILTER_INSN_FIELDS as I, FILTER_INSN_SIZE } from './layout';
+import { addressBytes } from '../addr';
+import type { FilterInsn } from '../filter/compile';
+import { CONFIG, FILTER_INSN as I, FilterField, Match, Reader, Tunnel, TUPLE, UDP_TUNNEL, UDP_TUNNELS } from './layout';
+
+const T = TUPLE;
+
+/** A flow as it leaves its sender: addresses, protocol and ports. */
+export interface FlowTuple {
+  family: 4 | 6;
+  proto: number;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+/** How bytes beyond an sk_buff's linear part are read (bpf/packet.h). */
+export type SkbReader = { kind: 'linear' } | { kind: 'dynptr' } | { kind: 'pages'; pageOffsetBase: bigint; vmemmapBase: bigint };
 
 export interface KernelFilter {
-  /** Recognise ping probes by their marker (default), or packets by a compiled filter. */
-  match?: 'marker' | 'filter';
+  /**
+   * Recognise ping probes by their marker (default), packets by a compiled
+   * filter (passive tracing), or one flow exactly, either way and through
+   * NAT (TCP/UDP probes).
+   */
+  match?: 'marker' | 'filter' | 'flow';
   /** For match "filter": the compiled program (src/filter/compile.ts). */
   program?: FilterInsn[];
+  /** For match "flow": the probe's flow. */
+  flow?: FlowTuple;
+  /** Default: linear reads only. */
+  reader?: SkbReader;
   /** The 8 bytes the probe carries in its ICMP payload. */
   marker: Buffer;
   /** Where the marker sits, counted from the start of the ICMP header. */
@@ -18,7 +41,24 @@ export interface KernelFilter {
   target?: string;
   /** Bytes of each sighted packet to capture (for --pcap), up to SNAP_MAX; 0 or absent: none. */
   snapLen?: number;
+  /** UDP destination ports that carry tunnels, looked into for the probe (default: DEFAULT_UDP_TUNNELS). */
+  udpTunnels?: readonly UdpTunnel[];
 }
+
+export interface UdpTunnel {
+  port: number;
+  tunnel: 'vxlan' | 'geneve';
+}
+
+/**
+ * The ports overlays use: VXLAN's IANA port (Docker Swarm, Calico), the
+ * Linux kernel's default VXLAN port (Flannel, Cilium), Geneve's (OVN, Cilium).
+ */
+export const DEFAULT_UDP_TUNNELS: readonly UdpTunnel[] = [
+  { port: 4789, tunnel: 'vxlan' },
+  { port: 8472, tunnel: 'vxlan' },
+  { port: 6081, tunnel: 'geneve' },
+];
 
 /**
  * How long after the probe is received a route lookup on that CPU may still
@@ -31,55 +71,67 @@ export interface KernelFilter {
 export const CURRENT_PACKET_NS = 20_000_000;
 
 /**
- * How long a packet recognised by its sk_buff address (filtered tracing,
- * through NAT) stays recognised without being seen again. A packet crosses
- * the kernel in microseconds to milliseconds; a reused address must not
- * inherit its identity.
+ * How long a packet recognised by its sk_buff address (filtered and flow
+ * tracing, through NAT) stays recognised without being seen again; also how
+ * long learned flows, fragments and echoes hold. A packet crosses the kernel
+ * in microseconds to milliseconds; a reused address must not inherit its
+ * identity for longer (and even then only with a tuple NAT could have made).
  */
 export const TRACKED_PACKET_NS = 1_000_000_000;
 
-/** An IP address as the kernel holds it: 4 or 16 bytes, network order. */
-export function addressBytes(address: string): Buffer {
-  const sa = new net.SocketAddress({ address, family: net.isIPv6(address) ? 'ipv6' : 'ipv4' });
-  if (sa.family === 'ipv4') return Buffer.from(sa.address.split('.').map(Number));
-  // A dotted IPv4 tail (::ffff:10.0.0.1) is two groups.
-  const text = sa.address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_, a, b, c, d) =>
-    `${((+a << 8) | +b).toString(16)}:${((+c << 8) | +d).toString(16)}`,
-  );
-  const [head, tail = ''] = text.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = text.includes('::') ? [...h, ...Array(8 - h.length - t.length).fill('0'), ...t] : h;
-  const buf = Buffer.alloc(16);
-  groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
+export function encodeConfig(filter: KernelFilter): Buffer {
+  if (filter.marker.length !== CONFIG.marker[1]) {
+    throw new RangeError(`marker must be ${CONFIG.marker[1]} bytes`);
+  }
+  const buf = Buffer.alloc(CONFIG.$size);
+  filter.marker.copy(buf, CONFIG.marker[0]);
+  buf.writeUInt16LE(filter.markerOffset, CONFIG.marker_offset[0]);
+  buf.writeUInt8(filter.family, CONFIG.family[0]);
+  buf.writeUInt32LE(CURRENT_PACKET_NS, CONFIG.current_ns[0]);
+  buf.writeUInt16LE(filter.snapLen ?? 0, CONFIG.snap_len[0]);
+  if (filter.target) addressBytes(filter.target).copy(buf, CONFIG.target[0]);
+  // Packets remembered by sk_buff, flows learned through NAT, fragments and echoes: how long each holds.
+  buf.writeUInt32LE(TRACKED_PACKET_NS, CONFIG.track_ns[0]);
+  const reader = filter.reader ?? { kind: 'linear' };
+  buf[CONFIG.reader[0]] = reader.kind === 'dynptr' ? Reader.DYNPTR : reader.kind === 'pages' ? Reader.PAGES : Reader.LINEAR;
+  if (reader.kind === 'pages') {
+    buf.writeBigUInt64LE(reader.pageOffsetBase, CONFIG.page_offset_base[0]);
+    buf.writeBigUInt64LE(reader.vmemmapBase, CONFIG.vmemmap_base[0]);
+  }
+  const tunnels = filter.udpTunnels ?? DEFAULT_UDP_TUNNELS;
+  if (tunnels.length > UDP_TUNNELS) throw new RangeError(`at most ${UDP_TUNNELS} UDP tunnel ports`);
+  tunnels.forEach((t, i) => {
+    const at = CONFIG.udp_tunnels[0] + i * UDP_TUNNEL.$size;
+    buf.writeUInt16LE(t.port, at + UDP_TUNNEL.port[0]);
+    buf[at + UDP_TUNNEL.tunnel[0]] = t.tunnel === 'vxlan' ? Tunnel.VXLAN : Tunnel.GENEVE;
+  });
+  if (filter.match === 'filter') {
+    const program = filter.program ?? [];
+    buf[CONFIG.match[0]] = Match.FILTER;
+    buf[CONFIG.filter_len[0]] = program.length;
+    encodeFilterProgram(buf, CONFIG.filter[0], program);
+  } else if (filter.match === 'flow') {
+    if (!filter.flow) throw new RangeError('match "flow" needs the flow');
+    buf[CONFIG.match[0]] = Match.FLOW;
+    encodeTuple(buf, CONFIG.flow.$offset, filter.flow);
+  }
   return buf;
 }
 
-export function encodeConfig(filter: KernelFilter): Buffer {
-  if (filter.marker.length !== CONFIG_FIELDS.marker[1]) {
-    throw new RangeError(`marker must be ${CONFIG_FIELDS.marker[1]} bytes`);
-  }
-  const buf = Buffer.alloc(CONFIG_SIZE);
-  filter.marker.copy(buf, CONFIG_FIELDS.marker[0]);
-  buf.writeUInt16LE(filter.markerOffset, CONFIG_FIELDS.marker_offset[0]);
-  buf.writeUInt8(filter.family, CONFIG_FIELDS.family[0]);
-  buf.writeUInt32LE(CURRENT_PACKET_NS, CONFIG_FIELDS.current_ns[0]);
-  buf.writeUInt16LE(filter.snapLen ?? 0, CONFIG_FIELDS.snap_len[0]);
-  if (filter.target) addressBytes(filter.target).copy(buf, CONFIG_FIELDS.target[0]);
-  if (filter.match === 'filter') {
-    const program = filter.program ?? [];
-    buf[CONFIG_FIELDS.match[0]] = 1;
-    buf[CONFIG_FIELDS.filter_len[0]] = program.length;
-    buf.writeUInt32LE(TRACKED_PACKET_NS, CONFIG_FIELDS.track_ns[0]);
-    encodeFilterProgram(buf, CONFIG_FIELDS.filter[0], program);
-  }
-  return buf;
+/** Writes struct tp_tuple at `offset`. */
+export function encodeTuple(buf: Buffer, offset: number, t: FlowTuple): void {
+  addressBytes(t.src).copy(buf, offset + T.saddr[0]);
+  addressBytes(t.dst).copy(buf, offset + T.daddr[0]);
+  buf.writeUInt16LE(t.sport, offset + T.sport[0]);
+  buf.writeUInt16LE(t.dport, offset + T.dport[0]);
+  buf[offset + T.family[0]] = t.family;
+  buf[offset + T.proto[0]] = t.proto;
 }
 
 /** Writes a compiled filter as struct tp_filter_insn[] at `offset` (shared by tracing and mangling configs). */
 export function encodeFilterProgram(buf: Buffer, offset: number, program: readonly FilterInsn[]): void {
   program.forEach((insn, n) => {
-    const at = offset + n * FILTER_INSN_SIZE;
+    const at = offset + n * I.$size;
     buf[at + I.op[0]] = insn.op;
     buf[at + I.field[0]] = insn.field;
     buf[at + I.dir[0]] = insn.dir;
@@ -87,11 +139,11 @@ export function encodeFilterProgram(buf: Buffer, offset: number, program: readon
     buf.writeUInt16LE(insn.port, at + I.port[0]);
     buf[at + I.family[0]] = insn.family;
     insn.addr.copy(buf, at + I.addr[0]);
-    if (insn.field === FIELD.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
+    if (insn.field === FilterField.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
   });
 }
 
-/** A prefix length as the 16-byte mask the kernel compares with (bpf/tracepkt.bpf.c: in_net). */
+/** A prefix length as the 16-byte mask the kernel compares with (bpf/filter.h: in_net). */
 export function prefixMask(bits: number): Buffer {
   const mask = Buffer.alloc(16);
   for (let i = 0; i < 16 && bits > 0; i++, bits -= 8) mask[i] = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;

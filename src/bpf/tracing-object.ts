@@ -9,6 +9,7 @@ import { encodeConfig, type KernelFilter } from './config';
 import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './layout';
 import { BpfObject } from './object';
 import { bpfObjectPath, loadNative, type Native } from '../native';
+import { skbReaderOnce } from '../kernel/skb-reader';
 
 export interface TracingObjectOptions {
   filter: KernelFilter;
@@ -24,8 +25,9 @@ export function tracingPrograms(options: TracingObjectOptions): string[] {
   return [
     ...BPF_NAMES.programs,
     ...(options.routes === false ? [] : BPF_NAMES.routes),
-    // Filtered tracing remembers packets by address: forget them when freed.
-    ...(options.filter.match === 'filter' ? [BPF_NAMES.forgetFreed] : []),
+    // Freed packets: their remembered identity goes (filtered and flow tracing), and route lookups
+    // on that CPU stop being tied to them (probes).
+    ...(options.filter.match === 'filter' || options.filter.match === 'flow' || options.routes !== false ? [BPF_NAMES.forgetFreed] : []),
   ];
 }
 
@@ -50,9 +52,21 @@ export function openTracingObject(native: Native, options: TracingObjectOptions,
   }
 }
 
-/** Opens and loads on a worker thread (no netfilter checkpoints); closed again if the load fails. */
-export async function loadTracingObject(options: TracingObjectOptions): Promise<BpfObject> {
-  const obj = openTracingObject(options.native ?? loadNative(), options);
+/**
+ * The options with the filter's packet reader set to what this kernel
+ * offers (src/kernel/skb-reader.ts), and why not, if it offers none.
+ */
+export async function withSkbReader<T extends TracingObjectOptions>(options: T, native: Native): Promise<{ options: T; note: string | null }> {
+  if (options.filter.reader) return { options, note: null };
+  const { reader, note } = await skbReaderOnce(native);
+  return { options: { ...options, filter: { ...options.filter, reader } }, note };
+}
+
+/** Opens and loads on a worker thread, as openTracingObject says; closed again if the load fails. */
+export async function loadTracingObject(given: TracingObjectOptions, checkpoints = 0, extra: readonly string[] = []): Promise<BpfObject> {
+  const native = given.native ?? loadNative();
+  const { options } = await withSkbReader(given, native);
+  const obj = openTracingObject(native, options, checkpoints, extra);
   try {
     await obj.loadAsync();
     return obj;

@@ -2,8 +2,8 @@
 import { renderChecks, runChecks } from '../doctor';
 import type { Output } from './output';
 
-export function doctorCommand(io: Output): number {
-  const checks = runChecks();
+export async function doctorCommand(io: Output): Promise<number> {
+  const checks = await runChecks();
   for (const line of renderChecks(checks)) io.out(line);
   return checks.some((c) => c.required && !c.ok) ? 1 : 0;
 }

@@ -9,6 +9,7 @@ import { loadTracingObject } from '../bpf/tracing-object';
 import { compileFilter } from '../filter/compile';
 import { parseFilter } from '../filter/parse';
 import { requireTracingPrivileges } from '../privileges';
+import type { Journey } from '../flows';
 import type { Output } from './output';
 
 export interface PassiveOptions {
@@ -40,6 +41,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   const hops = new HopChain();
   const table = new TableRenderer(o.colour ? ansi : plain);
   let completed = 0;
+  let sightings = 0;
   const stop = () => tracer.close();
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
@@ -50,24 +52,47 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     if (!o.quiet) io.out(`JOURNEY ${table.header()}`);
   }
   // Lost events are never silent: the journeys open when the count grows are marked incomplete.
+  // Kernel time (bpf_ktime_get_ns and hrtime are both CLOCK_MONOTONIC): losses are placed in it.
+  const monoNs = () => Number(process.hrtime.bigint());
   let lost = 0;
-  let lossCheckedMs = Date.now();
+  let lossCheckedNs = monoNs();
   const checkLosses = () => {
+    const at = monoNs();
     const now = tracer.lost();
-    if (now > lost) journeys.markGaps(lossCheckedMs);
+    if (now > lost) journeys.recordLoss(lossCheckedNs, at);
     lost = now;
-    lossCheckedMs = Date.now();
+    lossCheckedNs = at;
   };
+  const journeyRecord = (j: Journey) => ({
+    journey: j.id,
+    flow: j.label,
+    packets: j.packets,
+    namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
+    complete: j.complete,
+    incomplete: j.incomplete,
+  });
+  const journeyLine = (j: Journey) => {
+    const gap = j.incomplete ? ' (incomplete: events were lost meanwhile)' : '';
+    return `#${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${gap}`;
+  };
+  // A complete journey is handed out at once and forgotten (all but the last few, for the summary).
   const timer = setInterval(() => {
     checkLosses();
-    completed += journeys.completeIdle(Date.now()).length;
+    // Idle up to the oldest event still waiting in the tracer (for a name, say), or now.
+    for (const j of journeys.completeIdle(tracer.pendingSince() ?? monoNs())) {
+      completed++;
+      if (o.quiet) continue;
+      if (o.json) io.out(jsonLine({ kind: 'journey', schema: JSON_SCHEMA_VERSION, ...journeyRecord(j) }));
+      else io.out(`  ${journeyLine(j)}: complete`);
+    }
     if (o.count !== undefined && completed >= o.count) stop();
   }, 100);
   try {
     for await (const ev of tracer) {
       if (ev.kind === 'checkpoint' || ev.kind === 'route' || ev.kind === 'xt-table') continue; // route lookups are not even loaded here
       if (tidy([ev]).length === 0) continue;
-      const j = journeys.add(ev, Date.now());
+      const j = journeys.add(ev);
+      sightings++;
       if (ev.kind === 'hop') hops.add(ev);
       if (o.quiet) continue;
       if (o.json) io.out(jsonLine({ ...ev, journey: j.id }));
@@ -80,28 +105,21 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     checkLosses();
   }
   const all = journeys.all();
+  const total = all.length + journeys.forgotten;
   if (o.json) {
     io.out(jsonLine({
       kind: 'summary',
       schema: JSON_SCHEMA_VERSION,
       filter: o.filter,
-      journeys: all.map((j) => ({
-        journey: j.id,
-        flow: j.label,
-        packets: j.packets,
-        namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
-        complete: j.complete,
-        incomplete: j.incomplete,
-      })),
+      journeys_total: total,
+      journeys: all.map(journeyRecord),
       lost_events: tracer.lost(),
     }));
   } else {
     io.out('');
-    io.out(`Summary: ${all.length} journey(s), ${all.reduce((n, j) => n + j.packets, 0)} packet sighting(s).`);
-    for (const j of all) {
-      const gap = j.incomplete ? ' (incomplete: events were lost meanwhile)' : '';
-      io.out(`  #${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${gap}`);
-    }
+    const older = journeys.forgotten ? `; the ${journeys.forgotten} oldest were listed as they completed, the rest follow` : '';
+    io.out(`Summary: ${total} journey(s), ${sightings} packet sighting(s)${older}.`);
+    for (const j of all) io.out(`  ${journeyLine(j)}`);
     if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
   }
   return 0;

@@ -1,13 +1,14 @@
 /** `tracepkt TARGET`: send the probe, print its journey, exit with ping's status. */
 import { summarize, type JourneySummary } from '../journey';
-import { verdictLine } from '../verdict';
+import { probeOutcomes, probesVerdict, verdictLine, type ProbeOutcome } from '../verdict';
 import { netnsPath } from '../names/netns-path';
 import { requireTracingPrivileges } from '../privileges';
 import { runProbe, type ProbeResult } from '../probe/run';
 import { resolveTarget } from '../probe/target';
 import { JSON_SCHEMA_VERSION, jsonLine } from '../render/json';
 import { renderPath } from '../render/path';
-import { chainLabel, decidedBy, netnsLabel, TableRenderer } from '../render/table';
+import { chainLabel, decidedBy } from '../netfilter/describe';
+import { netnsLabel, TableRenderer } from '../render/table';
 import { ansi, plain, type Paint } from '../render/colour';
 import type { Tracer } from '../tracer';
 import * as fs from 'node:fs';
@@ -66,7 +67,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   if (o.pcap !== undefined) writePcap(o.pcap, result.events);
   if (o.html !== undefined) {
     const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}`;
-    writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: verdictLine(result.events, result.status === 0, result.down), events: result.events }));
+    writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: probesVerdict(outcomesOf(o.count, result)), events: result.events }));
   }
   const summary = summarize(result.events);
   const paint = o.colour ? ansi : plain;
@@ -104,7 +105,19 @@ export function writePcap(file: string, events: readonly TraceEvent[]): void {
   writeFile(file, pcapng(events, (e) => packetBytes.get(e), monotonicOffsetNs(), SNAP_MAX));
 }
 
+/**
+ * Each probe's fate: for pings, one per probe ping sent (whether it was
+ * answered is ping's word); a TCP/UDP probe is one.
+ */
+export function outcomesOf(count: number, r: ProbeResult): ProbeOutcome[] {
+  const context = { down: r.down, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu };
+  if (!r.ping) return [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
+  const sent = r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count;
+  return probeOutcomes(r.events, sent, r.ping, context);
+}
+
 function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, s: JourneySummary) {
+  const outcomes = outcomesOf(o.count, r);
   return {
     kind: 'summary',
     schema: JSON_SCHEMA_VERSION,
@@ -113,6 +126,8 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     requests_seen: s.requestsSeen,
     replies_seen: s.repliesSeen,
     replied: r.status === 0,
+    answered: outcomes.filter((p) => p.answered).length,
+    outcomes,
     namespaces: s.namespaces.map((n) => ({ netns: n.netns, netns_name: n.name })),
     stopped_by: s.stoppedBy && {
       netns: s.stoppedBy.netns,
@@ -126,10 +141,11 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
       handle: s.stoppedBy.handle,
       decided_by: s.stoppedBy.decided_by,
     },
+    netfilter_gaps: r.gaps,
     notes: r.notes,
     lost_events: r.lost,
     incomplete: r.lost > 0,
-    verdict: verdictLine(r.events, r.status === 0, r.down),
+    verdict: probesVerdict(outcomes),
     exit_status: r.aborted ? 130 : r.status,
   };
 }
@@ -137,8 +153,10 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
 export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, paint: Paint = plain): string[] {
   const lines = [''];
   if (r.events.length === 0) lines.push('No packet of the probe was seen on any interface.');
-  const answered = r.status === 0 ? 'reply received' : 'no reply';
-  lines.push(`Summary: ${count} probe(s) sent, ${s.requestsSeen} request(s) and ${s.repliesSeen} reply(ies) seen; ${answered}.`);
+  const outcomes = outcomesOf(count, r);
+  const got = outcomes.filter((p) => p.answered).length;
+  const answered = outcomes.length === 1 ? (r.status === 0 ? 'reply received' : 'no reply') : `${got} of ${outcomes.length} answered`;
+  lines.push(`Summary: ${outcomes.length} probe(s) sent, ${s.requestsSeen} request(s) and ${s.repliesSeen} reply(ies) seen; ${answered}.`);
   if (s.namespaces.length > 0) {
     lines.push(`Namespaces crossed: ${s.namespaces.map((n) => netnsLabel(n.netns, n.name)).join(' -> ')}`);
   }
@@ -159,7 +177,8 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   }
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');
-  const verdict = verdictLine(r.events, r.status === 0, r.down);
-  lines.push(paint(`Verdict: ${verdict}.`, r.status === 0 ? 'green' : 'red'));
+  const verdict = probesVerdict(outcomes);
+  const all = outcomes.every((p) => p.answered);
+  lines.push(paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red'));
   return lines;
 }

@@ -4,16 +4,18 @@
  * two and push one, not flips the top. At most TP_FILTER_MAX instructions
  * and a stack of 32.
  */
-import { addressBytes } from '../bpf/config';
+import { addressBytes } from '../addr';
+import { FilterDir, FilterField, FilterOp, Limits } from '../bpf/layout';
 import { TracepktError } from '../errors';
 import type { FilterNode } from './parse';
+import { hasPorts } from '../ip';
 
-export const FILTER_MAX = 32;
+export const FILTER_MAX = Limits.FILTER_MAX;
 
 /** enum tp_filter_op, enum tp_filter_field, direction bits: bpf/tracepkt.h. */
-export const OP = { TEST: 1, AND: 2, OR: 3, NOT: 4 } as const;
-export const FIELD = { PROTO: 1, FAMILY: 2, ADDR: 3, PORT: 4 } as const;
-export const DIR = { src: 1, dst: 2, either: 3 } as const;
+export const OP = FilterOp;
+export const FIELD = FilterField;
+export const DIR = { src: FilterDir.SRC, dst: FilterDir.DST, either: FilterDir.SRC | FilterDir.DST } as const;
 const PROTO = { icmp: 1, icmp6: 58, tcp: 6, udp: 17 } as const;
 
 export interface FilterInsn {
@@ -97,7 +99,7 @@ export function evaluate(prog: readonly FilterInsn[], p: { family: 4 | 6; proto:
     else if (i.field === FIELD.PROTO) stack.push(p.proto === i.value);
     else if (i.field === FIELD.FAMILY) stack.push(p.family === i.value);
     else if (i.field === FIELD.ADDR) stack.push(p.family === i.family && either(i.dir, inPrefix(p.src, i.addr, i.value), inPrefix(p.dst, i.addr, i.value)));
-    else if (i.field === FIELD.PORT) stack.push((p.proto === 6 || p.proto === 17) && either(i.dir, p.sport === i.port, p.dport === i.port));
+    else if (i.field === FIELD.PORT) stack.push(hasPorts(p.proto) && either(i.dir, p.sport === i.port, p.dport === i.port));
   }
   return stack.pop() ?? false;
 }

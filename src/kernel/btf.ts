@@ -61,6 +61,27 @@ export function readEnum(btf: Buffer, name: string): Map<number, string> {
 let dropReasons: Map<number, string> | undefined;
 
 /** The running kernel's drop reasons, value → name without SKB_DROP_REASON_. */
+/** kernelDropReasons without blocking: the file is read with a promise. */
+export async function kernelDropReasonsAsync(file = '/sys/kernel/btf/vmlinux'): Promise<Map<number, string>> {
+  if (!dropReasons) {
+    const btf = await fs.promises.readFile(file).catch(() => null);
+    if (!dropReasons) {
+      dropReasons = new Map();
+      try {
+        if (btf) for (const [value, name] of readEnum(btf, 'skb_drop_reason')) dropReasons.set(value, name.replace(/^SKB_DROP_REASON_/, ''));
+      } catch {
+        // not BTF: reasons stay numbers
+      }
+    }
+  }
+  return dropReasons;
+}
+
+/** The drop reason names if they were read already; undefined if not yet. */
+export function cachedDropReasons(): Map<number, string> | undefined {
+  return dropReasons;
+}
+
 export function kernelDropReasons(file = '/sys/kernel/btf/vmlinux'): Map<number, string> {
   if (!dropReasons) {
     dropReasons = new Map();

@@ -4,19 +4,60 @@
  * (iproute2's rt_tables). Each source is read once, on first need.
  */
 import * as fs from 'node:fs';
-import type { DropEvent, HopEvent, RouteEvent } from '../events';
-import { kernelDropReasons } from './btf';
+import type { DropEvent, RouteEvent } from '../events';
+import { cachedDropReasons, kernelDropReasons, kernelDropReasonsAsync } from './btf';
 import { Kallsyms } from './kallsyms';
 
 let kallsyms: Kallsyms | undefined;
+
+/** The running kernel's symbols, one instance per process (it caches what it found). */
+export function systemKallsyms(): Kallsyms {
+  kallsyms ??= Kallsyms.fromSystem();
+  return kallsyms;
+}
 export function nameDrop(ev: DropEvent): void {
   ev.reason = kernelDropReasons().get(ev.reason_code) ?? `reason ${ev.reason_code}`;
-  kallsyms ??= Kallsyms.fromSystem();
-  ev.location = kallsyms.symbolize(BigInt(ev.location));
+  ev.location = systemKallsyms().symbolize(BigInt(ev.location));
 }
 
+/**
+ * Names a drop from what is already known, touching no file: false when its
+ * reason or code address still has to be looked up (lookUpDropNames).
+ */
+export function nameDropCached(ev: DropEvent): boolean {
+  if (!isAddress(ev.location)) return true; // named already
+  const reasons = cachedDropReasons();
+  const where = kallsyms?.cached(BigInt(ev.location));
+  if (!reasons || where === undefined) return false;
+  ev.reason = reasons.get(ev.reason_code) ?? `reason ${ev.reason_code}`;
+  ev.location = where;
+  return true;
+}
+
+/** Reads what naming these drops needs (BTF's reasons, kallsyms for their addresses) without blocking. */
+export async function lookUpDropNames(drops: readonly DropEvent[]): Promise<void> {
+  const addresses = drops.filter((d) => isAddress(d.location)).map((d) => BigInt(d.location));
+  await Promise.all([kernelDropReasonsAsync(), systemKallsyms().symbolizeAll(addresses)]);
+}
+
+/** A drop's location as decoded (a code address), not yet a name. */
+const isAddress = (location: string) => /^0x[0-9a-f]+$/.test(location);
+
 const WELL_KNOWN_TABLES: Record<number, string> = { 0: 'unspec', 253: 'default', 254: 'main', 255: 'local' };
+const RT_TABLES = ['/etc/iproute2/rt_tables', '/usr/share/iproute2/rt_tables'];
 let tables: Map<number, string> | undefined;
+
+/** Reads iproute2's table names without blocking (tableName then needs no file). */
+export async function loadTableNames(): Promise<void> {
+  if (tables) return;
+  const texts = await Promise.all(RT_TABLES.map((f) => fs.promises.readFile(f, 'utf8').catch(() => '')));
+  const read = new Map<number, string>();
+  for (const text of texts) parseRtTables(text, read);
+  tables ??= read;
+}
+
+/** Whether tableName can answer without reading a file. */
+export const tableNamesLoaded = (): boolean => tables !== undefined;
 
 /** iproute2's table names: /etc/iproute2/rt_tables ("NUMBER NAME" lines). */
 export function parseRtTables(text: string, into = new Map<number, string>()): Map<number, string> {
@@ -30,7 +71,7 @@ export function parseRtTables(text: string, into = new Map<number, string>()): M
 export function tableName(id: number): string {
   if (!tables) {
     tables = new Map();
-    for (const file of ['/etc/iproute2/rt_tables', '/usr/share/iproute2/rt_tables']) {
+    for (const file of RT_TABLES) {
       try {
         parseRtTables(fs.readFileSync(file, 'utf8'), tables);
       } catch {
@@ -43,18 +84,4 @@ export function tableName(id: number): string {
 
 export function nameRoute(ev: RouteEvent): void {
   ev.table = tableName(ev.table_id);
-}
-
-/**
- * A lookup made while receiving the probe, back towards its source, is
- * either the route of an answer sent from here (output routing of an ICMP
- * flow: an echo reply or an error) or rp_filter's reverse-path check.
- */
-export function classifyRoutes(routes: RouteEvent[], hops: readonly HopEvent[]): void {
-  for (const r of routes) {
-    if (r.skb === '0') continue;
-    const answer = r.purpose === 'output' && (r.proto === 1 || r.proto === 58);
-    const packet = hops.find((h) => h.skb === r.skb);
-    if (!answer && packet && r.src === packet.dst && r.dst === packet.src) r.purpose = 'reverse-path';
-  }
 }

@@ -4,7 +4,7 @@
  * descriptors, so nothing remains after exit, Ctrl-C or SIGKILL. Before
  * tcx (6.6) the transmit path takes a tc filter instead (legacy-tc.ts).
  */
-import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS_FIELDS } from '../bpf/layout';
+import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS } from '../bpf/layout';
 import { BpfObject } from '../bpf/object';
 import { BpfError, TracepktError } from '../errors';
 import { bpfObjectPath, loadNative, type Native } from '../native';
@@ -72,9 +72,10 @@ export class Mangler {
     const values = this.obj.lookup(MANGLE_NAMES.counters, Buffer.alloc(4));
     const sum: MangleCounters = { seen: 0, selected: 0, altered: 0, dropped: 0 };
     if (!values) return sum;
-    const size = MANGLE_STATS_FIELDS.dropped[0] + 8;
+    // Per-CPU values come 8-byte aligned, one struct each.
+    const size = (MANGLE_STATS.$size + 7) & ~7;
     for (let cpu = 0; cpu + size <= values.length; cpu += size) {
-      for (const key of Object.keys(sum) as (keyof MangleCounters)[]) sum[key] += Number(values.readBigUInt64LE(cpu + MANGLE_STATS_FIELDS[key][0]));
+      for (const key of Object.keys(sum) as (keyof MangleCounters)[]) sum[key] += Number(values.readBigUInt64LE(cpu + MANGLE_STATS[key][0]));
     }
     return sum;
   }

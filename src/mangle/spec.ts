@@ -4,7 +4,7 @@
  * packets each action applies to by default, which combinations make sense.
  */
 import { encodeFilterProgram } from '../bpf/config';
-import { MANGLE_CONFIG_FIELDS as M, MANGLE_CONFIG_SIZE, MangleAction, MangleSelect } from '../bpf/layout';
+import { MANGLE_CONFIG as M, MangleAction, MangleSelect } from '../bpf/layout';
 import { TracepktError } from '../errors';
 import type { FilterInsn } from '../filter/compile';
 
@@ -67,7 +67,7 @@ export function selection(spec: MangleSpec): number {
 }
 
 export function encodeMangleConfig(spec: MangleSpec): Buffer {
-  const buf = Buffer.alloc(MANGLE_CONFIG_SIZE);
+  const buf = Buffer.alloc(M.$size);
   const action = (spec.ttl !== undefined ? MangleAction.TTL : 0) | (spec.tcpFlags !== undefined ? MangleAction.TCP_FLAGS : 0) | (spec.drop ? MangleAction.DROP : 0);
   buf.writeUInt32LE(Math.round(spec.ratio * 1_000_000), M.ratio_ppm[0]);
   buf[M.action[0]] = action;

@@ -24,6 +24,56 @@ export const SYSTEM_CONTAINER_ROOTS: ContainerRoots = {
 
 const ID = '([0-9a-f]{64})';
 
+/** What a cgroup path says of its container: which runtime, and the id. */
+export type ContainerRef = { runtime: 'docker' | 'podman' | 'containerd'; id: string } | { runtime: 'kubernetes' };
+
+export function containerRef(cgroup: string): ContainerRef | null {
+  if (/kubepods/.test(cgroup)) return { runtime: 'kubernetes' };
+  let m = new RegExp(`(?:/docker/|docker-)${ID}`).exec(cgroup);
+  if (m) return { runtime: 'docker', id: m[1] };
+  m = new RegExp(`libpod-${ID}`).exec(cgroup);
+  if (m) return { runtime: 'podman', id: m[1] };
+  m = new RegExp(`(?:cri-containerd-|/containerd/|crio-)${ID}`).exec(cgroup);
+  if (m) return { runtime: 'containerd', id: m[1] };
+  return null;
+}
+
+/** The file that names such a container: Docker's config, podman's list, the pod's environment. */
+function nameFile(ref: ContainerRef, pid: number, roots: ContainerRoots): string | null {
+  switch (ref.runtime) {
+    case 'docker':
+      return path.join(roots.dockerDir, ref.id, 'config.v2.json');
+    case 'podman':
+      return path.join(roots.podmanDir, 'containers.json');
+    case 'kubernetes':
+      return path.join(roots.procDir, String(pid), 'environ');
+    default:
+      return null;
+  }
+}
+
+/** "docker:web", "podman:db", "pod:nginx-7c9f", "containerd:4f1c2a9b03de", from the ref and its name file's text. */
+export function containerName(ref: ContainerRef, text: string | null): string | null {
+  if (ref.runtime === 'kubernetes') {
+    const m = text && /(?:^|\0)HOSTNAME=([^\0]+)/.exec(text);
+    return m ? `pod:${m[1]}` : null;
+  }
+  const short = ref.id.slice(0, 12);
+  try {
+    if (ref.runtime === 'docker') {
+      const name = text && (JSON.parse(text) as { Name?: string }).Name;
+      return `docker:${name ? name.replace(/^\//, '') : short}`;
+    }
+    if (ref.runtime === 'podman') {
+      const entry = text ? (JSON.parse(text) as { id: string; names?: string[] }[]).find((c) => c.id === ref.id) : undefined;
+      return `podman:${entry?.names?.[0] ?? short}`;
+    }
+  } catch {
+    // unreadable: the id stands for the name
+  }
+  return `${ref.runtime}:${short}`;
+}
+
 function read(file: string): string | null {
   try {
     return fs.readFileSync(file, 'utf8');
@@ -32,47 +82,28 @@ function read(file: string): string | null {
   }
 }
 
-function dockerName(roots: ContainerRoots, id: string): string {
-  const config = read(path.join(roots.dockerDir, id, 'config.v2.json'));
-  try {
-    const name = config && (JSON.parse(config) as { Name?: string }).Name;
-    if (name) return name.replace(/^\//, '');
-  } catch {
-    // unreadable: fall back to the id
-  }
-  return id.slice(0, 12);
-}
-
-function podmanName(roots: ContainerRoots, id: string): string {
-  const list = read(path.join(roots.podmanDir, 'containers.json'));
-  try {
-    const entry = list ? (JSON.parse(list) as { id: string; names?: string[] }[]).find((c) => c.id === id) : undefined;
-    if (entry?.names?.[0]) return entry.names[0];
-  } catch {
-    // unreadable: fall back to the id
-  }
-  return id.slice(0, 12);
-}
-
-function hostnameOf(roots: ContainerRoots, pid: number): string | null {
-  const env = read(path.join(roots.procDir, String(pid), 'environ'));
-  const m = env && /(?:^|\0)HOSTNAME=([^\0]+)/.exec(env);
-  return m ? m[1] : null;
-}
-
-/** "docker:web", "podman:db", "pod:nginx-7c9f", "containerd:4f1c2a9b03de"; null if not in a container. */
+/** The container process `pid` runs in, by name; null if none. */
 export function containerOf(pid: number, roots: ContainerRoots = SYSTEM_CONTAINER_ROOTS): string | null {
   const cgroup = read(path.join(roots.procDir, String(pid), 'cgroup'));
-  if (!cgroup) return null;
-  if (/kubepods/.test(cgroup)) {
-    const pod = hostnameOf(roots, pid);
-    if (pod) return `pod:${pod}`;
+  const ref = cgroup ? containerRef(cgroup) : null;
+  if (!ref) return null;
+  const file = nameFile(ref, pid, roots);
+  return containerName(ref, file ? read(file) : null);
+}
+
+async function readAsync(file: string): Promise<string | null> {
+  try {
+    return await fs.promises.readFile(file, 'utf8');
+  } catch {
+    return null;
   }
-  let m = new RegExp(`(?:/docker/|docker-)${ID}`).exec(cgroup);
-  if (m) return `docker:${dockerName(roots, m[1])}`;
-  m = new RegExp(`libpod-${ID}`).exec(cgroup);
-  if (m) return `podman:${podmanName(roots, m[1])}`;
-  m = new RegExp(`(?:cri-containerd-|/containerd/|crio-)${ID}`).exec(cgroup);
-  if (m) return `containerd:${m[1].slice(0, 12)}`;
-  return null;
+}
+
+/** containerOf without blocking the event loop. */
+export async function containerOfAsync(pid: number, roots: ContainerRoots = SYSTEM_CONTAINER_ROOTS): Promise<string | null> {
+  const cgroup = await readAsync(path.join(roots.procDir, String(pid), 'cgroup'));
+  const ref = cgroup ? containerRef(cgroup) : null;
+  if (!ref) return null;
+  const file = nameFile(ref, pid, roots);
+  return containerName(ref, file ? await readAsync(file) : null);
 }

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { containerOf, SYSTEM_CONTAINER_ROOTS, type ContainerRoots } from './containers';
+import { containerOf, containerOfAsync, SYSTEM_CONTAINER_ROOTS, type ContainerRoots } from './containers';
 
 export interface NetnsRoots {
   procDir: string;
@@ -52,6 +52,73 @@ export class NetnsResolver {
     return null;
   }
 
+  /**
+   * The name as far as the cache knows, never touching the file system:
+   * undefined while it does not know (a namespace no scan has looked for
+   * yet: scanAsync will), null when the last scan, recent enough (5 ×
+   * rescanMs), looked for it and found nothing to name it by.
+   */
+  cached(inode: number): string | null | undefined {
+    const known = this.names.get(inode);
+    if (known !== undefined) return known;
+    // A namespace nothing names stays so for a while: not a full /proc scan per batch.
+    return this.nameless.has(inode) && performance.now() - this.lastScan < 5 * this.rescanMs ? null : undefined;
+  }
+
+  /** Namespaces the last scan found no name for. */
+  private nameless = new Set<number>();
+  private scanning: Promise<void> | undefined;
+
+  /** scan() without blocking the event loop: /proc is read with promises. One at a time. */
+  scanAsync(): Promise<void> {
+    this.scanning ??= this.scanOnce().finally(() => (this.scanning = undefined));
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    const started = performance.now();
+    const wanted = new Set(this.asked);
+    this.asked.clear();
+    const names = new Map<number, string>();
+    const paths = new Map<number, string>();
+    const containers = { ...SYSTEM_CONTAINER_ROOTS, ...this.roots };
+    const entries = (await fs.promises.readdir(this.roots.procDir).catch(() => [] as string[])).filter((e) => /^\d+$/.test(e));
+    const links = await Promise.all(entries.map((e) => fs.promises.readlink(path.join(this.roots.procDir, e, 'ns', 'net')).catch(() => null)));
+    const lowest = new Map<number, number>();
+    entries.forEach((entry, i) => {
+      const inode = parseNsLink(links[i] ?? '');
+      const pid = Number(entry);
+      if (inode !== null && (lowest.get(inode) ?? Infinity) > pid) lowest.set(inode, pid);
+    });
+    await Promise.all([...lowest].map(async ([inode, pid]) => {
+      const container = await containerOfAsync(pid, containers);
+      const comm = container ?? ((await fs.promises.readFile(path.join(this.roots.procDir, String(pid), 'comm'), 'utf8').catch(() => '')).trim() || 'pid');
+      names.set(inode, container ?? `${comm}[${pid}]`);
+      paths.set(inode, path.join(this.roots.procDir, String(pid), 'ns', 'net'));
+    }));
+    const host = this.hostInode();
+    if (host !== null) names.set(host, 'host');
+    for (const entry of await fs.promises.readdir(this.roots.netnsDir).catch(() => [] as string[])) {
+      const file = path.join(this.roots.netnsDir, entry);
+      const st = await fs.promises.stat(file).catch(() => null);
+      if (!st) continue; // removed while we looked
+      names.set(st.ino, entry);
+      paths.set(st.ino, file);
+    }
+    this.names = names;
+    this.paths = paths;
+    this.nameless = new Set([...wanted].filter((inode) => !names.has(inode)));
+    this.lastScan = started;
+  }
+
+  /** Namespaces asked about that the next scan must look for. */
+  private asked = new Set<number>();
+
+  /** Notes that `inode` needs a name: the next scanAsync looks for it. */
+  want(inode: number): void {
+    this.asked.add(inode);
+  }
+
   /** "name (inode)", or just the inode when nothing names it. */
   label(inode: number): string {
     const name = this.name(inode);
@@ -72,6 +139,17 @@ export class NetnsResolver {
   /** Every network namespace on the system, once each, ours first. */
   list(): KnownNetns[] {
     this.scan();
+    return this.known();
+  }
+
+  /** list() without blocking the event loop. */
+  async listAsync(): Promise<KnownNetns[]> {
+    await this.scanAsync();
+    return this.known();
+  }
+
+  /** The namespaces the last scan found, ours first. */
+  private known(): KnownNetns[] {
     const own = parseNsLink(readlinkOrNull(path.join(this.roots.procDir, 'self', 'ns', 'net')) ?? '');
     const out: KnownNetns[] = [];
     if (own !== null) out.push({ inode: own, name: this.names.get(own) ?? null, path: null });

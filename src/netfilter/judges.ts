@@ -18,11 +18,15 @@ export interface Judge {
   pfs: number[];
 }
 
-export function judgesFromChains(chains: readonly ChainInfo[], ownTable: string): Judge[] {
+/** A table tracepkt creates (this run's or another's): `inet tracepkt_` and 8 hex digits. */
+export const isTracepktTable = (name: string): boolean => /^tracepkt_[0-9a-f]{8}$/.test(name);
+
+/** The base chains that judge packets: every table's but tracepkt's own (this run's and other runs'). */
+export function judgesFromChains(chains: readonly ChainInfo[]): Judge[] {
   const judges: Judge[] = [];
   for (const c of chains) {
     // Hooks 0-4 are the IP path's; inet's ingress (5) is not one a BPF netfilter link can join.
-    if (c.hooknum === undefined || c.hooknum > 4 || c.priority === undefined || c.table === ownTable) continue;
+    if (c.hooknum === undefined || c.hooknum > 4 || c.priority === undefined || isTracepktTable(c.table)) continue;
     const pfs = c.family === 1 ? [NFPROTO_IPV4, NFPROTO_IPV6] : c.family === NFPROTO_IPV4 || c.family === NFPROTO_IPV6 ? [c.family] : [];
     if (pfs.length === 0) continue; // bridge, arp, netdev: not on the IP path
     judges.push({ backend: 'nftables', tableFamily: FAMILY_NAMES[c.family], table: c.table, chain: c.name, hooknum: c.hooknum, priority: c.priority, pfs });

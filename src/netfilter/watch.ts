@@ -53,12 +53,24 @@ const TRACE_CHAIN_PRIORITY = PRIORITY_MIN;
 const NF_INET_PRE_ROUTING = 0;
 const NF_INET_LOCAL_OUT = 3;
 const REPLY_TIMEOUT_MS = 2000;
+const NO_ANSWER = 'nftables did not answer';
 
 export interface NetfilterOptions {
   /** The expressions of each rule that sets nftrace on the probe's packets; none: no nftables tracing. */
   traceRules: Buffer[][];
   /** Name of our table, the same in every namespace. */
   table: string;
+}
+
+/** A request whose replies are awaited: they arrive with the socket's batches, on the event loop. */
+interface Exchange {
+  firstSeq: number;
+  lastSeq: number;
+  /** A dump: answered when NLMSG_DONE comes; else when every request is acknowledged (or one fails). */
+  untilDone: boolean;
+  replies: NlMessage[];
+  acked: Set<number>;
+  finish(err?: Error): void;
 }
 
 /** What tracing found and set up in one namespace. */
@@ -74,10 +86,11 @@ export class NamespaceWatch {
   ownedTable = true;
   socket: WatchHandle | undefined;
   private seq = 1;
+  private pending: Exchange | undefined;
 
   constructor(readonly netns: KnownNetns) {}
 
-  /** Routes the datagrams of a batch: traces are kept, the rest belongs to set-up. */
+  /** Routes the datagrams of a batch: traces are kept, replies go to the exchange awaiting them. */
   accept(batchBuf: Buffer): void {
     forEachRecord(batchBuf, (off, len) => {
       if (len === 0) this.lostTraces++;
@@ -91,13 +104,65 @@ export class NamespaceWatch {
     });
   }
 
+  /** Keeps the datagram's trace messages; returns the others (set-up answers), given to the exchange awaiting them. */
   acceptDatagram(datagram: Buffer): NlMessage[] {
     const others: NlMessage[] = [];
     for (const m of parseMessages(datagram)) {
       if (m.type === msgType(NFT_MSG.TRACE)) this.traces.push(decodeTrace(m));
-      else others.push(m);
+      else {
+        others.push(m);
+        if (this.pending) this.reply(this.pending, m);
+      }
     }
     return others;
+  }
+
+  private reply(x: Exchange, m: NlMessage): void {
+    if (m.seq < x.firstSeq || m.seq > x.lastSeq) return;
+    x.replies.push(m);
+    if (m.type === NLMSG.DONE) return x.finish();
+    if (m.type === NLMSG.ERROR) {
+      x.acked.add(m.seq);
+      if (errorCode(m) !== 0 || (!x.untilDone && x.acked.size >= x.lastSeq - x.firstSeq)) x.finish();
+    }
+  }
+
+  /**
+   * Sends one request and resolves with the replies that answer it, read
+   * from the socket's batches as they come: nothing waits on the event loop.
+   * One exchange at a time per namespace; an answer that does not come in
+   * REPLY_TIMEOUT_MS, or a socket closed meanwhile, rejects.
+   */
+  exchange(native: Native, request: Buffer, firstSeq: number, lastSeq: number, untilDone: boolean): Promise<NlMessage[]> {
+    if (this.pending) return Promise.reject(new Error('an nftables exchange is already under way'));
+    if (!this.socket) return Promise.reject(new Error('no netlink socket'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => x.finish(Object.assign(new Error(NO_ANSWER), { code: 'ETIMEDOUT' })), REPLY_TIMEOUT_MS);
+      const x: Exchange = {
+        firstSeq,
+        lastSeq,
+        untilDone,
+        replies: [],
+        acked: new Set(),
+        finish: (err) => {
+          clearTimeout(timer);
+          this.pending = undefined;
+          if (err) reject(err);
+          else resolve(x.replies);
+        },
+      };
+      this.pending = x;
+      try {
+        native.netlinkSend(this.socket!, request);
+      } catch (err) {
+        x.finish(err as Error);
+      }
+    });
+  }
+
+  /** Ends an exchange still awaiting replies: the socket is closing. */
+  abandon(): void {
+    this.pending?.finish(new Error('closed while waiting for nftables'));
   }
 
   nextSeq(count = 1): number {
@@ -110,26 +175,28 @@ export class NamespaceWatch {
 export class NetfilterWatcher {
   readonly namespaces: NamespaceWatch[] = [];
 
-  /**
-   * Finds what judges packets in each namespace and starts nftables tracing
-   * there. Checkpoints come later (attachCheckpoints): the BPF object is
-   * loaded with only as many checkpoint programs as the plans need.
-   */
-  constructor(
+  private constructor(
     private readonly native: Native,
     private readonly options: NetfilterOptions,
-    namespaces: readonly KnownNetns[],
-  ) {
+  ) {}
+
+  /**
+   * Finds what judges packets in each namespace and starts nftables tracing
+   * there, every namespace at once. The thread enters a namespace only to
+   * open its socket and read its legacy tables (a few system calls); the
+   * netlink exchanges are awaited, never waited for. Checkpoints come later
+   * (attachCheckpoints): the BPF object is loaded with only as many
+   * checkpoint programs as the plans need.
+   */
+  static async start(native: Native, options: NetfilterOptions, namespaces: readonly KnownNetns[]): Promise<NetfilterWatcher> {
+    const watcher = new NetfilterWatcher(native, options);
     try {
-      for (const netns of namespaces) {
-        const ns = new NamespaceWatch(netns);
-        this.namespaces.push(ns); // listed at once, so close() finds its socket whatever happens
-        this.inside(ns, () => this.discover(ns));
-      }
+      await Promise.all(namespaces.map((netns) => watcher.discover(netns)));
     } catch (err) {
-      this.close();
+      watcher.close();
       throw err;
     }
+    return watcher;
   }
 
   /** Runs fn with the thread in the namespace; false if the namespace is gone. */
@@ -148,6 +215,11 @@ export class NetfilterWatcher {
       if (ns.netns.path !== null) this.native.leaveNetns();
     }
     return true;
+  }
+
+  /** Our table's name, the same in every namespace. */
+  get table(): string {
+    return this.options.table;
   }
 
   /** Checkpoint programs the plans need: the most checkpoints any (namespace, family, hook) has. */
@@ -169,19 +241,31 @@ export class NetfilterWatcher {
     for (const ns of this.namespaces) ns.plans = [];
   }
 
-  private discover(ns: NamespaceWatch): void {
-    try {
-      ns.socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
-    } catch (err) {
-      ns.notes.push(`no nftables tracing: ${describe(err)}`);
+  private async discover(netns: KnownNetns): Promise<void> {
+    const ns = new NamespaceWatch(netns);
+    this.namespaces.push(ns); // listed at once, so close() finds its socket whatever happens
+    let legacy: Judge[] = [];
+    const entered = this.inside(ns, () => {
+      try {
+        ns.socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
+      } catch (err) {
+        ns.notes.push(`no nftables tracing: ${describe(err)}`);
+      }
+      legacy = [
+        ...judgesFromLegacy(NFPROTO_IPV4, readLegacyTables('ip_tables_names')),
+        ...judgesFromLegacy(NFPROTO_IPV6, readLegacyTables('ip6_tables_names')),
+      ];
+    });
+    if (!entered) return;
+    const chains = ns.socket ? await this.dumpChains(ns) : [];
+    ns.judges = [...judgesFromChains(chains ?? []), ...legacy];
+    if (chains === null) {
+      // Silent once, it would be silent again: one timeout per namespace, not one per request.
+      ns.notes.push(`no nftables tracing: ${NO_ANSWER}`);
+      this.native.closeWatch(ns.socket!);
+      ns.socket = undefined;
     }
-    const chains = ns.socket ? this.dumpChains(ns) : [];
-    ns.judges = [
-      ...judgesFromChains(chains, this.options.table),
-      ...judgesFromLegacy(NFPROTO_IPV4, readLegacyTables('ip_tables_names')),
-      ...judgesFromLegacy(NFPROTO_IPV6, readLegacyTables('ip6_tables_names')),
-    ];
-    if (ns.socket && this.options.traceRules.length > 0) this.createTraceTable(ns);
+    if (ns.socket && this.options.traceRules.length > 0) await this.createTraceTable(ns);
     ns.plans = planCheckpoints(ns.judges, NF_CHECKPOINTS);
   }
 
@@ -213,41 +297,22 @@ export class NetfilterWatcher {
     return true;
   }
 
-  /** Sends one request and collects the replies that answer it. */
-  private exchange(ns: NamespaceWatch, request: Buffer, firstSeq: number, lastSeq: number, untilDone: boolean): NlMessage[] {
-    this.native.netlinkSend(ns.socket!, request);
-    const replies: NlMessage[] = [];
-    const acked = new Set<number>();
-    for (;;) {
-      const datagram = this.native.netlinkReceive(ns.socket!, REPLY_TIMEOUT_MS);
-      if (!datagram) throw new Error('nftables did not answer');
-      for (const m of ns.acceptDatagram(datagram)) {
-        if (m.seq < firstSeq || m.seq > lastSeq) continue;
-        replies.push(m);
-        if (m.type === NLMSG.DONE) return replies;
-        if (m.type === NLMSG.ERROR) {
-          acked.add(m.seq);
-          if (errorCode(m) !== 0 || (!untilDone && acked.size >= lastSeq - firstSeq)) return replies;
-        }
-      }
-    }
-  }
-
-  private dumpChains(ns: NamespaceWatch): ChainInfo[] {
+  /** The base chains; null when nftables did not answer at all. */
+  private async dumpChains(ns: NamespaceWatch): Promise<ChainInfo[] | null> {
     const seq = ns.nextSeq();
     try {
-      const replies = this.exchange(ns, getChainsDump(seq), seq, seq, true);
+      const replies = await ns.exchange(this.native, getChainsDump(seq), seq, seq, true);
       const failed = replies.find((m) => m.type === NLMSG.ERROR && errorCode(m) !== 0);
       if (failed) throw new Error(errnoName(-errorCode(failed)));
       return replies.filter((m) => m.type === msgType(NFT_MSG.NEWCHAIN)).map(decodeChain);
     } catch (err) {
       ns.notes.push(`cannot list nftables chains: ${describe(err)}`);
-      return [];
+      return (err as { code?: string }).code === 'ETIMEDOUT' ? null : [];
     }
   }
 
   /** Our table: chains at prerouting and output that set nftrace on the probe's packets. */
-  private createTraceTable(ns: NamespaceWatch): void {
+  private async createTraceTable(ns: NamespaceWatch): Promise<void> {
     const { table, traceRules } = this.options;
     const requests = (flags: number) => [
       newTable(NFPROTO.INET, table, flags),
@@ -255,24 +320,24 @@ export class NetfilterWatcher {
       newBaseChain(NFPROTO.INET, table, 'out', NF_INET_LOCAL_OUT, TRACE_CHAIN_PRIORITY),
       ...['pre', 'out'].flatMap((chain) => traceRules.map((rule) => newRule(NFPROTO.INET, table, chain, rule))),
     ];
-    const attempt = (flags: number): number => {
+    const attempt = async (flags: number): Promise<number> => {
       const reqs = requests(flags);
       const first = ns.nextSeq(reqs.length + 2);
       // A refusal of the whole batch is acknowledged on BATCH_BEGIN's sequence number.
-      const replies = this.exchange(ns, batch(first, reqs), first, first + reqs.length, false);
+      const replies = await ns.exchange(this.native, batch(first, reqs), first, first + reqs.length, false);
       const failed = replies.find((m) => m.type === NLMSG.ERROR && errorCode(m) !== 0);
       return failed ? -errorCode(failed) : 0;
     };
     try {
-      let err = attempt(NFT_TABLE_F_OWNER);
+      let err = await attempt(NFT_TABLE_F_OWNER);
       if (err === 95 /* EOPNOTSUPP */ || err === 22 /* EINVAL: kernels before 5.12 */) {
         ns.ownedTable = false;
-        err = attempt(0);
+        err = await attempt(0);
       }
       if (err) throw new Error(errnoName(err));
     } catch (err) {
       ns.notes.push(`no nftables tracing: cannot create table inet ${table}: ${describe(err)}`);
-      this.native.closeWatch(ns.socket!);
+      if (ns.socket) this.native.closeWatch(ns.socket);
       ns.socket = undefined;
     }
   }
@@ -289,9 +354,11 @@ export class NetfilterWatcher {
   /**
    * Closing a socket deletes its owned table; a table the kernel would not
    * let us own is deleted by hand first. The links go with the BPF object.
+   * Synchronous (it runs on signals too): nothing is awaited.
    */
   close(): void {
     for (const ns of this.namespaces) {
+      ns.abandon();
       if (!ns.socket) continue;
       if (!ns.ownedTable) this.deleteTable(ns);
       this.native.closeWatch(ns.socket);
@@ -299,12 +366,15 @@ export class NetfilterWatcher {
     }
   }
 
+  /**
+   * The kernel handles a netlink request within the sendto() that brings it
+   * (nfnetlink runs the batch in the sender's context): the table is gone
+   * when the send returns, and its acknowledgement is not awaited.
+   */
   private deleteTable(ns: NamespaceWatch): void {
     try {
-      this.inside(ns, () => {
-        const seq = ns.nextSeq(3);
-        this.exchange(ns, batch(seq, [delTable(NFPROTO.INET, this.options.table)]), seq, seq + 1, false);
-      });
+      const seq = ns.nextSeq(3);
+      this.native.netlinkSend(ns.socket!, batch(seq, [delTable(NFPROTO.INET, this.options.table)]));
     } catch {
       // `tracepkt cleanup` removes it
     }

@@ -35,16 +35,21 @@ export interface PingOptions {
   size?: number;
 }
 
-/** The command line that sends the probe. */
+/**
+ * The command line that sends the probe. Not quiet: ping's line per reply
+ * says which probes were answered, a witness beside the trace. `-M do`: the
+ * probes carry DF and are never fragmented by their sender, so a link too
+ * small on the way, the sender's own included, is found and named.
+ */
 export function pingCommand(o: PingOptions): string[] {
   const ping = [
     'ping',
     `-${o.family}`,
     '-n',
-    '-q',
     '-c', String(o.count),
     '-i', '0.2',
     '-W', String(o.timeout),
+    '-M', 'do',
     '-p', o.marker.toString('hex').repeat(2),
   ];
   if (o.ttl !== undefined) ping.push('-t', String(o.ttl));
@@ -65,6 +70,28 @@ export function gatedCommand(argv: string[], netnsPath?: string): string[] {
 
 export function launchCommand(o: PingOptions): string[] {
   return gatedCommand(pingCommand({ ...o, netnsPath: undefined }), o.netnsPath);
+}
+
+/** What ping itself reported: which probes it got an answer to, and the errors it met sending. */
+export interface PingReport {
+  /** Sequence numbers ping received an echo reply for (duplicates once). */
+  answered: Set<number>;
+  /** Probes ping says it sent ("N packets transmitted"); null if it never said. */
+  transmitted: number | null;
+  /** "local error" lines: the kernel refused to send (EMSGSIZE: larger than the MTU on the way out). */
+  localErrors: string[];
+  /** The MTU a local error named, if any. */
+  localMtu: number | null;
+}
+
+/** Reads iputils ping's output (its reply lines, its statistics, its local errors on stderr). */
+export function parsePingOutput(stdout: string, stderr: string): PingReport {
+  const answered = new Set<number>();
+  for (const m of stdout.matchAll(/^\d+ bytes from \S+: icmp_seq=(\d+) /gm)) answered.add(Number(m[1]));
+  const stats = /^(\d+) packets transmitted/m.exec(stdout);
+  const localErrors = stderr.split('\n').filter((l) => /local error/.test(l));
+  const mtu = /local error: message too long, mtu[=:] ?(\d+)/.exec(stderr);
+  return { answered, transmitted: stats ? Number(stats[1]) : null, localErrors, localMtu: mtu ? Number(mtu[1]) : null };
 }
 
 /** The Debian packages that provide the commands we run. */

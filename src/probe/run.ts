@@ -3,19 +3,21 @@ import { execFileSync } from 'node:child_process';
 import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
 import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
-import { classifyRoutes } from '../kernel/names';
+import { systemKallsyms } from '../kernel/names';
+import { classifyRoutes } from '../kernel/route-purpose';
 import { markHops, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
 import type { Native } from '../native';
 import { fillRuleTexts } from '../netfilter/rule-text';
-import { netfilterEvents } from '../netfilter/verdicts';
+import { netfilterFindings, type NetfilterGap } from '../netfilter/verdicts';
 import { createTracer, type Tracer } from '../tracer';
-import { gatedCommand, launchCommand, MARKER_OFFSET, newMarker, startGated } from './ping';
-import type { KernelFilter } from '../bpf/config';
-import { compileFilter } from '../filter/compile';
-import { parseFilter } from '../filter/parse';
+import { gatedCommand, launchCommand, MARKER_OFFSET, newMarker, parsePingOutput, startGated, type PingReport } from './ping';
+import type { FlowTuple, KernelFilter } from '../bpf/config';
+import type { TunnelMtu } from '../verdict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomInt } from '../random';
+import { loadNative } from '../native';
+import { probeFlow } from './flow';
 import type { Target } from './target';
 
 export interface ProbeOptions {
@@ -50,11 +52,26 @@ function orientByPort(events: (KernelEvent | TraceEvent)[], sourcePort: number):
   }
 }
 
-/** A namespace's path for tools to enter: our own one needs none. */
+/**
+ * The devices tunnel modules create, down, in every namespace (ip_gre, ip6_tunnel, ipip, sit...):
+ * they carry no route, and would bury the down interface that matters.
+ */
+const FALLBACK_TUNNELS = /^(gre0|gretap0|erspan0|ip6gre0|ip6erspan0|ip6tnl0|tunl0|sit0|ip_vti0|ip6_vti0)$/;
+
+/** A namespace's path for tools to enter (null: our own, which needs none); undefined where unknown. */
 function netnsPathOf(tracer: Tracer, netns: number, fromPath: string | undefined): string | null | undefined {
   const known = tracer.netfilter?.namespaces.find((ns) => ns.netns.inode === netns);
   if (known) return known.netns.path;
-  return fromPath; // without netfilter tracing, the sender's namespace is the one we know
+  // Without netfilter tracing, the namespaces known are the sender's and our own.
+  const inode = (p: string) => {
+    try {
+      return fs.statSync(p).ino;
+    } catch {
+      return -1;
+    }
+  };
+  if (fromPath !== undefined && inode(fromPath) === netns) return fromPath;
+  return inode('/proc/self/ns/net') === netns ? null : undefined;
 }
 
 /**
@@ -72,7 +89,7 @@ function interfacesDownWhereRoutingFailed(events: readonly TraceEvent[], pathOf:
       const out = execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
       down.set(e.netns, out.split('\n').flatMap((l) => {
         const m = /^\d+: ([^:@]+)[^<]*<([^>]*)>/.exec(l);
-        return m && !m[2].split(',').includes('UP') && m[1] !== 'lo' ? [m[1]] : [];
+        return m && !m[2].split(',').includes('UP') && m[1] !== 'lo' && !FALLBACK_TUNNELS.test(m[1]) ? [m[1]] : [];
       }));
     } catch {
       // the namespace is gone
@@ -81,13 +98,68 @@ function interfacesDownWhereRoutingFailed(events: readonly TraceEvent[], pathOf:
   return down;
 }
 
+/** The MTU of the device the sender's own route lookup chose, read in the sender's namespace. */
+function deviceMtu(events: readonly TraceEvent[], fromPath: string | undefined): number | null {
+  const out = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === '0' && e.oif !== null);
+  if (!out?.oif) return null;
+  const cmd = inNetns(fromPath, ['ip', '-j', 'link', 'show', 'dev', out.oif]);
+  try {
+    const [link] = JSON.parse(execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })) as { mtu?: number }[];
+    return link?.mtu ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Tunnel device kinds (ip -d link's info_kind) whose MTU is the lower link's less their headers. */
+const TUNNEL_KINDS = new Set(['vxlan', 'geneve', 'gre', 'gretap', 'ip6gre', 'ip6gretap', 'ipip', 'sit', 'ip6tnl', 'wireguard']);
+
+/**
+ * Where an ICMP "fragmentation needed" / "packet too big" came from a tunnel
+ * device (the probe fits the device's MTU, not the path its outer packet
+ * takes): the device, its kind and MTU, and the link beneath it, read in
+ * that namespace. Null where the error was not about a tunnel.
+ */
+function tunnelTooSmall(events: readonly TraceEvent[], pathOf: (netns: number) => string | null | undefined): TunnelMtu | null {
+  const error = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && e.mtu !== null);
+  if (!error) return null;
+  // The same probe's last transmit in the error's namespace, before the error: the device it entered.
+  const into = events.filter((e): e is HopEvent => e.kind === 'hop' && e.dir === 'request' && e.icmp_seq === error.icmp_seq && e.netns === error.netns && e.hook === 'net_dev_queue' && e.time_ns <= error.time_ns && !e.tunnel).pop();
+  const path = into ? pathOf(into.netns) : undefined;
+  if (!into || path === undefined) return null;
+  const link = (dev: string) => {
+    const cmd = inNetns(path, ['ip', '-d', '-j', 'link', 'show', 'dev', dev]);
+    try {
+      return (JSON.parse(execFileSync(cmd[0], cmd.slice(1), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 })) as { mtu?: number; linkinfo?: { info_kind?: string; info_data?: { link?: string } } }[])[0];
+    } catch {
+      return undefined;
+    }
+  };
+  const dev = link(into.ifname);
+  const kind = dev?.linkinfo?.info_kind;
+  if (!dev?.mtu || !kind || !TUNNEL_KINDS.has(kind)) return null;
+  const lowerName = dev.linkinfo?.info_data?.link;
+  const lower = lowerName ? link(lowerName) : undefined;
+  return { netns: into.netns, device: into.ifname, kind, mtu: dev.mtu, probeLen: into.len, lower: lowerName && lower?.mtu ? { name: lowerName, mtu: lower.mtu } : null };
+}
+
 export interface ProbeResult {
   /** ping's exit status: 0 a reply came, 1 none did. */
   status: number;
+  /** ICMP probes: what ping itself said (answered sequence numbers, local errors). */
+  ping: PingReport | null;
+  /** TCP/UDP probes: the flow, as it left the sender. */
+  flow: FlowTuple | null;
+  /** The sender's kernel refused to send (EMSGSIZE): the MTU it named, and its output device's own. */
+  localMtu: { mtu: number; deviceMtu: number | null } | null;
+  /** An ICMP "too big" from a tunnel device the probe fit into: the device and the link beneath it. */
+  tunnelMtu: TunnelMtu | null;
   /** Hops, route lookups, drops and netfilter verdicts, in kernel time order. */
   events: TraceEvent[];
   /** Interfaces that are down, in the namespaces where a route lookup failed. */
   down: Map<number, string[]>;
+  /** Netfilter bands a packet entered and did not leave, with nothing to say why. */
+  gaps: NetfilterGap[];
   /** Records the kernel dropped because the ring buffer was full. */
   lost: number;
   /** What could not be traced, in words. */
@@ -96,33 +168,36 @@ export interface ProbeResult {
   aborted: boolean;
 }
 
-/** Source ports for TCP/UDP probes: below Linux's ephemeral range, so not one the kernel hands out. */
-const PROBE_PORTS = [20000, 32767];
-
-/** The kernel side of a probe: how its packets are recognised. */
-function probeFilter(o: ProbeOptions, marker: Buffer, sourcePort: number): KernelFilter {
+/**
+ * The kernel side of a probe: how its packets are recognised. Pings by their
+ * marker; TCP/UDP probes by their whole flow, either way (and what NAT makes
+ * of it, learned on the way).
+ */
+function probeFilter(o: ProbeOptions, marker: Buffer, flow: FlowTuple | undefined): KernelFilter {
   const base = { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address, snapLen: o.snapLen };
-  if (!o.service) return base;
-  return { ...base, match: 'filter', program: compileFilter(parseFilter(`${o.service.proto} and port ${sourcePort}`)) };
+  return flow ? { ...base, match: 'flow', flow } : base;
 }
 
 /** The probe's command: ping, or the TCP/UDP sender (src/probe/send.ts). */
-function probeCommand(o: ProbeOptions, marker: Buffer, sourcePort: number): string[] {
-  if (!o.service) {
+function probeCommand(o: ProbeOptions, marker: Buffer, flow: FlowTuple | undefined): string[] {
+  if (!o.service || !flow) {
     return launchCommand({ address: o.target.address, family: o.target.family, count: o.count, timeout: o.timeout, marker, netnsPath: o.fromPath, ttl: o.ttl, size: o.size });
   }
-  const sender = [process.execPath, path.join(__dirname, 'send.js'), o.service.proto, o.target.address, String(o.service.port), String(sourcePort), String(o.timeout)];
+  const sender = [process.execPath, path.join(__dirname, 'send.js'), o.service.proto, o.target.address, String(o.service.port), flow.src, String(flow.sport), String(o.timeout)];
   return gatedCommand(sender, o.fromPath);
 }
 
 export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
+  const native = o.native ?? loadNative();
   const marker = newMarker();
-  const sourcePort = PROBE_PORTS[0] + randomInt(PROBE_PORTS[1] - PROBE_PORTS[0]);
+  const flow = o.service
+    ? await probeFlow(native, { proto: o.service.proto, target: o.target.address, family: o.target.family, port: o.service.port, netnsPath: o.fromPath })
+    : undefined;
   const tracer = await createTracer({
-    filter: probeFilter(o, marker, sourcePort),
-    flow: o.service && { proto: o.service.proto, port: sourcePort },
+    filter: probeFilter(o, marker, flow),
+    flow: o.service && flow && { proto: o.service.proto, port: flow.sport },
     netfilter: o.netfilter ?? true,
-    native: o.native,
+    native,
     resolver: o.resolver,
   });
   const kernel: KernelEvent[] = [];
@@ -134,7 +209,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   let ping;
   try {
     o.onReady?.(tracer);
-    ping = startGated(probeCommand(o, marker, sourcePort), (pid) => tracer.addSender(pid));
+    ping = startGated(probeCommand(o, marker, flow), (pid) => tracer.addSender(pid));
     const child = ping.child;
     const stop = () => {
       aborted = true;
@@ -162,14 +237,21 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     for (const ns of tracer.netfilter?.namespaces ?? []) {
       if (ns.lostTraces > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${ns.lostTraces} nftables trace message(s) lost (socket buffer full)`);
     }
-    if (o.service) orientByPort(kernel, sourcePort);
-    const events = await journeyEvents(tracer, kernel);
-    if (o.service) orientByPort(events, sourcePort);
+    if (flow) orientByPort(kernel, flow.sport);
+    const { events, gaps } = await journeyEvents(tracer, kernel);
+    if (flow) orientByPort(events, flow.sport);
     if (o.service && stdout) notes.push(`${o.service.proto.toUpperCase()} probe: ${stdout}`);
+    const report = o.service ? null : parsePingOutput(stdout, stderr);
+    const localMtu = report?.localMtu ? { mtu: report.localMtu, deviceMtu: deviceMtu(events, o.fromPath) } : null;
     return {
       status: aborted || refused ? 1 : status,
+      ping: report,
+      localMtu,
+      tunnelMtu: tunnelTooSmall(events, (netns) => netnsPathOf(tracer, netns, o.fromPath)),
+      flow: flow ?? null,
       events,
       down: interfacesDownWhereRoutingFailed(events, (netns) => netnsPathOf(tracer, netns, o.fromPath)),
+      gaps,
       lost: tracer.lost(),
       notes,
       startupMs: tracer.startupMs,
@@ -185,13 +267,13 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
  * Hops, drops and route lookups as the kernel saw them, and netfilter's
  * verdicts made from checkpoints and nftables traces, in kernel time order.
  */
-async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Promise<TraceEvent[]> {
+async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Promise<{ events: TraceEvent[]; gaps: NetfilterGap[] }> {
   const hops = kernel.filter((e): e is HopEvent => e.kind === 'hop');
   const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
-  classifyRoutes(routes, hops);
+  await classifyRoutes(routes, hops, systemKallsyms());
   const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent => e.kind === 'drop')]);
   markHops(direct);
-  if (!tracer.netfilter) return direct.sort((a, b) => a.time_ns - b.time_ns);
+  if (!tracer.netfilter) return { events: direct.sort((a, b) => a.time_ns - b.time_ns), gaps: [] };
   const checkpoints = kernel.filter((e): e is CheckpointEvent => e.kind === 'checkpoint');
   const namespaces = tracer.netfilter.namespaces.map((ns) => ({
     netns: ns.netns.inode,
@@ -199,10 +281,11 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
     judges: ns.judges,
     plans: ns.plans,
     traces: ns.traces,
+    ownTable: tracer.netfilter!.table,
   }));
   const tables = kernel.filter((e): e is TableVerdictEvent => e.kind === 'xt-table');
-  const verdicts = netfilterEvents(namespaces, checkpoints, direct, tables);
+  const { events: verdicts, gaps } = netfilterFindings(namespaces, checkpoints, direct, tables);
   const paths = new Map(tracer.netfilter.namespaces.map((ns) => [ns.netns.inode, ns.netns.path]));
   await fillRuleTexts(verdicts, (netns) => paths.get(netns) ?? null);
-  return [...direct, ...verdicts].sort((a, b) => a.time_ns - b.time_ns);
+  return { events: [...direct, ...verdicts].sort((a, b) => a.time_ns - b.time_ns), gaps };
 }

@@ -2,8 +2,10 @@
  * The TCP/UDP probe, run as its own process (like ping) so that it can be
  * started inside another namespace and tied to the trace by its pid:
  *
- *   node send.js tcp|udp ADDRESS PORT SOURCE_PORT TIMEOUT_SECONDS
+ *   node send.js tcp|udp ADDRESS PORT SOURCE_ADDRESS SOURCE_PORT TIMEOUT_SECONDS
  *
+ * The source address and port are bound, not left to the kernel: the
+ * tracer matches the flow exactly (src/probe/flow.ts chose them).
  * Prints one line saying what came back; exit status 0 when the target
  * answered (TCP: SYN-ACK or RST; UDP: a datagram), 1 when nothing did or an
  * ICMP error came instead, 3 when the probe could not be sent.
@@ -11,7 +13,9 @@
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 
-const [proto, address, portArg, sourcePortArg, timeoutArg] = process.argv.slice(2);
+const [proto, address, portArg, localAddressArg, sourcePortArg, timeoutArg] = process.argv.slice(2);
+// The unspecified address: the sender had no route; let the kernel say so.
+const localAddress = /^(0\.0\.0\.0|::)$/.test(localAddressArg) ? undefined : localAddressArg;
 const port = Number(portArg);
 const localPort = Number(sourcePortArg);
 const timeoutMs = Number(timeoutArg) * 1000;
@@ -26,7 +30,7 @@ function done(line: string, status: number): never {
 const NO_ANSWER = new Set(['EHOSTUNREACH', 'ENETUNREACH', 'ECONNREFUSED', 'EACCES', 'EPERM', 'EMSGSIZE']);
 
 if (proto === 'tcp') {
-  const socket = net.connect({ host: address, port, localPort, family });
+  const socket = net.connect({ host: address, port, localAddress, localPort, family });
   const timer = setTimeout(() => done('no answer', 1), timeoutMs);
   socket.on('connect', () => {
     clearTimeout(timer);
@@ -37,6 +41,9 @@ if (proto === 'tcp') {
   socket.on('error', (err: NodeJS.ErrnoException) => {
     clearTimeout(timer);
     if (err.code === 'ECONNREFUSED') done('RST: port closed', 0);
+    // The handshake completed and a reset followed before the connection was handed to us (a
+    // server that accepts and resets at once): the target answered.
+    if (err.code === 'ECONNRESET') done('SYN-ACK, then reset by the server', 0);
     if (err.code === 'EADDRINUSE') done(`source port ${localPort} in use`, 3);
     done(`${err.code ?? 'error'}: ${err.message}`, NO_ANSWER.has(err.code ?? '') ? 1 : 3);
   });
@@ -50,7 +57,7 @@ if (proto === 'tcp') {
     if (err.code === 'EADDRINUSE') done(`source port ${localPort} in use`, 3);
     done(`${err.code ?? 'error'}: ${err.message}`, NO_ANSWER.has(err.code ?? '') ? 1 : 3);
   });
-  socket.bind(localPort, () =>
+  socket.bind(localPort, localAddress, () =>
     socket.connect(port, address, () => socket.send(Buffer.from('tracepkt probe\n'))),
   );
 } else {

@@ -5,6 +5,7 @@
  * packets, netfilter verdicts and drops marked — with the event table under it.
  */
 import type { HopEvent, TraceEvent } from '../events';
+import { sameTunnel, tunnelLabel } from '../tunnel';
 import { TableRenderer } from './table';
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -13,6 +14,35 @@ const BOX_W = 220;
 const GAP = 90;
 const NODE_H = 34;
 const TOP = 70;
+/** Marks (verdicts, drops, tunnels) are wrapped to the box: 11px monospace, ~6.6px a character. */
+const MARK_CHARS = Math.floor((BOX_W - 16) / 6.7);
+const MARK_LINE = 14;
+/** A namespace's name at 14px in its box; longer ones are shortened (the whole name is its title). */
+const NAME_CHARS = Math.floor((BOX_W - 16) / 8.5);
+
+/** Words in lines of at most `width` characters; a word longer than a line is cut. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (let word of text.split(' ')) {
+    while (word.length > width) {
+      if (line) lines.push(line);
+      lines.push(word.slice(0, width));
+      word = word.slice(width);
+      line = '';
+    }
+    if (!line) line = word;
+    else if (line.length + 1 + word.length <= width) line += ` ${word}`;
+    else {
+      lines.push(line);
+      line = word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+const shorten = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
 
 const COLOURS: Record<string, string> = { request: '#2e7d32', reply: '#1565c0', error: '#ef6c00' };
 
@@ -37,7 +67,20 @@ export function renderHtml(j: HtmlJourney): string {
     const k = namespaces[i].ifaces.indexOf(ifname);
     return { x: nsX(i) + BOX_W / 2, y: TOP + 50 + k * (NODE_H + 26), i };
   };
-  const height = TOP + 80 + Math.max(1, ...namespaces.map((n) => n.ifaces.length)) * (NODE_H + 26) + 90;
+  // Verdicts, drops and tunnels entered, under the namespace they happened in, wrapped to its box.
+  const marks = new Map<number, { cls: string; lines: string[] }[]>();
+  const mark = (netns: number, cls: string, text: string) => (marks.get(netns) ?? marks.set(netns, []).get(netns)!).push({ cls, lines: wrap(text, MARK_CHARS) });
+  let inTunnel: HopEvent | undefined;
+  for (const e of j.events) {
+    if (e.kind === 'netfilter') mark(e.netns, `verdict ${e.verdict === 'ACCEPT' ? 'accept' : 'drop'}`, `${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`);
+    else if (e.kind === 'drop') mark(e.netns, 'verdict drop dropped', `dropped at ${e.location}: ${e.reason}`);
+    else if (e.kind === 'hop') {
+      if (e.tunnel && !sameTunnel(inTunnel?.tunnel, e.tunnel)) mark(e.netns, 'tunnel', `${e.dir} into ${tunnelLabel(e.tunnel)}`);
+      inTunnel = e.tunnel ? e : undefined;
+    }
+  }
+  const markLines = Math.max(0, ...[...marks.values()].map((m) => m.reduce((n, x) => n + x.lines.length, 0)));
+  const height = TOP + 80 + Math.max(1, ...namespaces.map((n) => n.ifaces.length)) * (NODE_H + 26) + 90 + markLines * MARK_LINE;
   const width = Math.max(600, 40 + namespaces.length * (BOX_W + GAP) - GAP);
 
   const boxes = namespaces.map((n, i) => {
@@ -46,7 +89,7 @@ export function renderHtml(j: HtmlJourney): string {
       const p = node(n.netns, ifname);
       return `<g class="interface" data-ifname="${esc(ifname)}"><rect x="${p.x - 70}" y="${p.y - NODE_H / 2}" width="140" height="${NODE_H}" rx="8"/><text x="${p.x}" y="${p.y + 5}">${esc(ifname)}</text></g>`;
     });
-    return `<g class="namespace" data-netns="${n.netns}"><rect x="${x}" y="${TOP}" width="${BOX_W}" height="${height - TOP - 60}" rx="12"/><text class="ns-name" x="${x + BOX_W / 2}" y="${TOP + 22}">${esc(n.name)}</text>${ifaces.join('')}</g>`;
+    return `<g class="namespace" data-netns="${n.netns}"><rect x="${x}" y="${TOP}" width="${BOX_W}" height="${height - TOP - 60}" rx="12"/><text class="ns-name" x="${x + BOX_W / 2}" y="${TOP + 22}">${esc(shorten(n.name, NAME_CHARS))}<title>${esc(n.name)}</title></text>${ifaces.join('')}</g>`;
   });
 
   // One numbered arrow per move from one interface to the next, in kernel order.
@@ -66,24 +109,26 @@ export function renderHtml(j: HtmlJourney): string {
       const colour = COLOURS[h.dir] ?? '#555';
       const mx = (ax + bx) / 2 + bend * 0.75;
       const my = (a.y + b.y) / 2 - 6;
-      arrows.push(`<g class="step ${h.dir}" data-step="${step}"><path d="${path}" stroke="${colour}" marker-end="url(#head-${h.dir})"/><circle cx="${mx}" cy="${my}" r="10" fill="${colour}"/><text class="num" x="${mx}" y="${my + 4}">${step}</text></g>`);
+      // A step of the underlay (the probe inside a tunnel's outer packet) is dashed.
+      const tunnel = h.tunnel && prev.tunnel ? ' tunnel' : '';
+      arrows.push(`<g class="step ${h.dir}${tunnel}" data-step="${step}"><path d="${path}" stroke="${colour}" marker-end="url(#head-${h.dir})"/><circle cx="${mx}" cy="${my}" r="10" fill="${colour}"/><text class="num" x="${mx}" y="${my + 4}">${step}</text></g>`);
     }
     prev = h;
   }
 
-  // Verdicts and drops, under the namespace they happened in.
-  const marks = new Map<number, string[]>();
-  for (const e of j.events) {
-    if (e.kind === 'netfilter') {
-      const cls = e.verdict === 'ACCEPT' ? 'accept' : 'drop';
-      (marks.get(e.netns) ?? marks.set(e.netns, []).get(e.netns)!).push(`<tspan class="verdict ${cls}">${esc(`${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`)}</tspan>`);
-    } else if (e.kind === 'drop') {
-      (marks.get(e.netns) ?? marks.set(e.netns, []).get(e.netns)!).push(`<tspan class="verdict drop dropped">${esc(`dropped at ${e.location}: ${e.reason}`)}</tspan>`);
-    }
-  }
-  const markText = namespaces.map((n, i) =>
-    (marks.get(n.netns) ?? []).map((m, k) => `<text x="${nsX(i) + 8}" y="${height - 60 - (marks.get(n.netns)!.length - k) * 16}" class="mark">${m}</text>`).join(''),
-  );
+  // Each mark a text of its lines, stacked up from the box's bottom edge.
+  const markText = namespaces.map((n, i) => {
+    const mine = marks.get(n.netns) ?? [];
+    let y = height - 60 - 8 - mine.reduce((sum, m) => sum + m.lines.length, 0) * MARK_LINE + MARK_LINE;
+    return mine
+      .map((m) => {
+        const tspans = m.lines.map((line, k) => `<tspan x="${nsX(i) + 8}" dy="${k === 0 ? 0 : MARK_LINE}">${esc(line)}</tspan>`).join('');
+        const text = `<text x="${nsX(i) + 8}" y="${y}" class="mark ${m.cls}">${tspans}</text>`;
+        y += m.lines.length * MARK_LINE;
+        return text;
+      })
+      .join('');
+  });
 
   const heads = Object.entries(COLOURS)
     .map(([dir, c]) => `<marker id="head-${dir}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="${c}"/></marker>`)
@@ -98,15 +143,16 @@ export function renderHtml(j: HtmlJourney): string {
 <style>
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
 h1 { font-size: 20px; margin: 0 0 4px; } p.verdict { font-size: 16px; margin: 0 0 16px; }
-svg { border: 1px solid #ddd; border-radius: 8px; background: #fafafa; }
+svg { border: 1px solid #ddd; border-radius: 8px; background: #fafafa; max-width: 100%; height: auto; }
 .namespace > rect { fill: #eef3f8; stroke: #8aa4bf; stroke-width: 1.5; }
 .ns-name { text-anchor: middle; font-weight: 600; font-size: 14px; }
 .interface rect { fill: #fff; stroke: #455a64; stroke-width: 1.5; }
 .interface text { text-anchor: middle; font-family: ui-monospace, monospace; font-size: 13px; }
-.step path { fill: none; stroke-width: 2.2; }
+.step path { fill: none; stroke-width: 2.2; } .step.tunnel path { stroke-dasharray: 7 4; stroke-width: 3; }
 .num { text-anchor: middle; fill: #fff; font-size: 11px; font-weight: 700; }
 .mark { font-size: 11px; font-family: ui-monospace, monospace; }
-.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; }
+.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; } .mark.tunnel { fill: #1565c0; }
+div.events { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin-top: 18px; font-family: ui-monospace, monospace; font-size: 12px; white-space: pre; }
 td { padding: 1px 6px; } tr.drop td { color: #c62828; } tr.netfilter td { color: #6a1b9a; } tr.route td { color: #777; }
 thead td { font-weight: 700; border-bottom: 1px solid #aaa; }
@@ -120,9 +166,9 @@ ${boxes.join('\n')}
 ${arrows.join('\n')}
 ${markText.join('\n')}
 </svg>
-<table id="events"><thead><tr><td>${esc(header)}</td></tr></thead><tbody>
+<div class="events"><table id="events"><thead><tr><td>${esc(header)}</td></tr></thead><tbody>
 ${rows}
-</tbody></table>
+</tbody></table></div>
 </body></html>
 `;
 }

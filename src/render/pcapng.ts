@@ -5,6 +5,7 @@
  * comment on every packet saying where and how the kernel saw it.
  */
 import type { DropEvent, HopEvent, TraceEvent } from '../events';
+import { tunnelDetail } from '../tunnel';
 
 const LINKTYPE_RAW = 101;
 const pad4 = (n: number) => (n + 3) & ~3;
@@ -66,8 +67,10 @@ function packetBlock(iface: number, timeNs: bigint, data: Buffer, origLen: numbe
 /** Where and how the kernel saw the packet, for the packet's comment. */
 export function describeSighting(e: HopEvent | DropEvent): string {
   const where = `netns ${e.netns_name ?? e.netns} (${e.netns}) dev ${e.ifname || '-'}`;
-  if (e.kind === 'drop') return `${where} dropped at ${e.location}: ${e.reason}`;
-  return `${where} ${e.hook} ${e.dir}${e.rewritten ? ` NAT ${e.rewritten}` : ''}${e.altered ? ` altered ${e.altered}` : ''}`;
+  // In a tunnel the bytes are the outer packet's, as captured: the comment says what it carries.
+  const carried = e.tunnel ? ` in ${tunnelDetail(e.tunnel)}` : '';
+  if (e.kind === 'drop') return `${where} dropped at ${e.location}: ${e.reason}${carried}`;
+  return `${where} ${e.hook} ${e.dir}${carried}${e.rewritten ? ` NAT ${e.rewritten}` : ''}${e.altered ? ` altered ${e.altered}` : ''}`;
 }
 
 /**

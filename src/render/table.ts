@@ -1,7 +1,10 @@
 /** The hop-by-hop table, printed a line per event as events arrive. */
 import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from '../events';
 import { describeIcmpError } from '../icmp';
+import { chainLabel, decidedBy } from '../netfilter/describe';
+import { tunnelDetail } from '../tunnel';
 import { plain, type Paint, type Style } from './colour';
+import { hasPorts } from '../ip';
 
 const COLUMNS = [
   ['TIME', 11],
@@ -63,30 +66,15 @@ export class TableRenderer {
     const where = netnsLabel(ev.netns, ev.netns_name);
     const flow = `${ev.src} -> ${ev.dst}`;
     if (ev.kind === 'route') return styled([when, hop, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
-    const icmp = ev.proto === 6 || ev.proto === 17 ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
+    const icmp = hasPorts(ev.proto) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
     if (ev.kind === 'netfilter') return styled([when, hop, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
     if (ev.kind === 'drop') return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
     return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
   }
 }
 
-/** "ip filter FORWARD", with the hook when the deciding chain is not the hook's own. */
-export function chainLabel(ev: NetfilterEvent): string {
-  const chain = `${ev.table_family} ${ev.table} ${ev.chain}`;
-  return ev.chain === ev.hook ? chain : `${chain} (hook ${ev.hook})`;
-}
-
-/** What decided, in words: the rule, the policy, or what the checkpoints saw. */
-export function decidedBy(ev: NetfilterEvent): string {
-  if (ev.decided_by === 'policy') return `chain policy ${ev.verdict.toLowerCase()}`;
-  if (ev.decided_by === 'rule') return ev.rule !== null ? `rule \`${ev.rule}\`` : `rule handle ${ev.handle}`;
-  const passed = ev.verdict === 'ACCEPT';
-  if (ev.backend === 'iptables-legacy') return `it ${passed ? 'went through' : 'did not come out'}; iptables-legacy does not name its rules`;
-  return passed ? 'it went through; the chain did not run for it' : 'it did not come out; no trace named the rule';
-}
-
 function describeVerdict(ev: NetfilterEvent): string {
-  return `${ev.hook} ${chainLabel(ev)}: ${ev.verdict} (${decidedBy(ev)})`;
+  return `${ev.hook} ${chainLabel(ev)}: ${ev.verdict} (${decidedBy(ev)})${ev.tunnel ? ` (on the ${tunnelDetail(ev.tunnel)} packet)` : ''}`;
 }
 
 /** "tcp 20345>80 S", "udp 20345>53". */
@@ -96,18 +84,18 @@ function l4Label(ev: { proto: number; sport: number; dport: number; tcp_flags: s
 
 function describeHop(ev: HopEvent): string {
   if (ev.dir !== 'error') {
-    const notes = [ev.rewritten ? `NAT: ${ev.rewritten}` : '', ev.altered ? `altered: ${ev.altered}` : ''].filter(Boolean);
+    const notes = [ev.vlan !== null ? `vlan ${ev.vlan}` : '', ev.tunnel ? `in ${tunnelDetail(ev.tunnel)}` : '', ev.rewritten ? `NAT: ${ev.rewritten}` : '', ev.altered ? `altered: ${ev.altered}` : ''].filter(Boolean);
     return notes.length ? `${ev.hook} (${notes.join('; ')})` : ev.hook;
   }
   return `${ev.hook}: ${ev.family === 6 ? 'ICMPv6' : 'ICMP'} ${describeIcmpError(ev.family, ev.icmp_type, ev.icmp_code, ev.mtu)} about the ${ev.quotes}`;
 }
 
 function describeRoute(ev: RouteEvent): string {
-  const what = { input: 'route', output: 'route out', 'reverse-path': 'reverse-path check' }[ev.purpose];
+  const what = { input: 'route', output: 'route out', 'reverse-path': 'reverse-path check' }[ev.purpose] + (ev.for_icmp_error ? ' for the ICMP error' : '');
   if (ev.error !== null) return `${what} table ${ev.table}: ${ev.error}`;
   return `${what} table ${ev.table}: ${ev.gateway ? `via ${ev.gateway} ` : ''}dev ${ev.oif ?? '?'}`;
 }
 
 function describeDrop(ev: DropEvent): string {
-  return `DROPPED at ${ev.location}: ${ev.reason}`;
+  return `DROPPED at ${ev.location}: ${ev.reason}${ev.tunnel ? ` (in ${tunnelDetail(ev.tunnel)})` : ''}`;
 }

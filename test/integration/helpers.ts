@@ -1,5 +1,7 @@
 /** Running the real CLI against labs of real namespaces, and looking at what the kernel holds. */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { HopEvent } from '../../src/events';
 import { buildDemoLab, DEMO } from '../../src/commands/demo';
@@ -156,8 +158,8 @@ export function routerJourney({ a, r, b }: { a: string; r: string; b: string }):
 }
 
 /** Names of our programs (bpftool gives them whole, from BTF) and maps. */
-export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
-export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_senders', 'tp_skbs', 'tracepkt.rodata', 'tracepkt.bss'];
+export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_consume_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
+export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_stacks', 'tp_senders', 'tp_skbs', 'tp_flows', 'tp_frags', 'tp_echoes', 'tp_bytes', 'tp_depth', 'tracepkt.rodata', 'tracepkt.bss'];
 
 /** The ids of every BPF program, map and link of ours that the kernel holds now (checkpoints included). */
 export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[]; names: string[] } {
@@ -177,4 +179,141 @@ export async function eventually(cond: () => boolean, limitMs = 10_000): Promise
     await new Promise((r) => setTimeout(r, 50));
   }
   return cond();
+}
+
+/**
+ * tcpdump on one interface of one namespace: the independent witness of
+ * what crossed it. Started and listening when this resolves; stop() waits
+ * until the file stops growing, ends it, and returns the packets it saw
+ * (its `-r` lines), having checked it dropped none.
+ */
+export async function capture(ns: string, iface: string, filter: string, o: { whole?: boolean } = {}): Promise<{ stop: () => Promise<string[]> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpk-cap-'));
+  const file = path.join(dir, `${iface}.pcap`);
+  // --immediate-mode: each packet is handed over (and, with -U, written) as it comes, not a block later.
+  const dump = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-nn', '--immediate-mode', '-U', '-s', '256', '-B', '16384', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  dump.stderr!.on('data', (c) => (said += c));
+  const closed = new Promise((resolve) => dump.once('close', resolve));
+  if (!(await eventually(() => said.includes('listening')))) throw new Error(`tcpdump on ${iface} in ${ns} did not start: ${said}`);
+  let stopped: Promise<string[]> | undefined;
+  const stop = async (): Promise<string[]> => {
+      try {
+        // Written out when the file has not grown for half a second.
+        for (let size = -1, still = 0, waited = 0; waited < 10_000 && still < 3; waited += 200) {
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          const now = fs.existsSync(file) ? fs.statSync(file).size : 0;
+          still = now === size ? still + 1 : 0;
+          size = now;
+        }
+        dump.kill('SIGINT');
+        await closed;
+        const m = /(\d+) packets captured\n(\d+) packets received by filter\n(\d+) packets dropped by kernel/.exec(said);
+        if (!m || m[1] !== m[2] || m[3] !== '0') throw new Error(`tcpdump on ${iface} in ${ns} lost packets: ${said}`);
+        const text = execFileSync('tcpdump', ['-r', file, '-nn', '-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+        // whole: each packet on one line, what tcpdump decodes inside it (a tunnel's inner packet) included.
+        if (o.whole) return text.replace(/\n(?!\d\d:)/g, ' ').split('\n').filter((l) => /^\d/.test(l));
+        return text.split('\n').filter((l) => /^\d/.test(l));
+      } finally {
+        dump.kill('SIGKILL');
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+  };
+  // Once: a test's finally may stop it again after a failure.
+  return { stop: () => (stopped ??= stop()) };
+}
+
+/** A UDP server in a namespace that reads and discards; stopped by the returned function. */
+export async function udpServer(ns: string, port: number, family: 4 | 6): Promise<() => void> {
+  const code = `const s = require('dgram').createSocket('udp${family}'); s.on('message', () => {}); s.bind(${port}, () => console.log('ready'))`;
+  const server = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.once('data', () => resolve());
+    server.once('exit', () => reject(new Error(`UDP server on port ${port} in ${ns} did not start`)));
+  });
+  return () => server.kill('SIGKILL');
+}
+
+/**
+ * Two nodes joined by an underlay, each with a bridge, a container behind a
+ * veth pair, and a VXLAN device (VNI 42, port 4789) on the bridge: the shape
+ * Docker Swarm, Flannel and Calico build. The underlay is a veth pair
+ * between the nodes, or with `router` a router namespace between them; IPv4
+ * (192.168.77.0/24) or, with `underlay6`, IPv6 (fd77::/64). The containers
+ * have 10.99.0.1-2/24 and fd99::1-2/64.
+ */
+export function overlayLab(lab: Lab, o: { underlay6?: boolean; router?: boolean } = {}) {
+  const n1 = lab.netns('n1');
+  const n2 = lab.netns('n2');
+  const c1 = lab.netns('c1');
+  const c2 = lab.netns('c2');
+  const under = (i: number) => (o.underlay6 ? `fd77::${i}` : `192.168.77.${i}`);
+  const prefix = o.underlay6 ? 64 : 24;
+  let r: string | null = null;
+  if (o.router) {
+    r = lab.netns('r');
+    lab.veth(n1, 'u1', r, 'r1');
+    lab.veth(n2, 'u2', r, 'r2');
+    lab.forwarding(r);
+    // Two underlay subnets: node 1 at .1 behind r1 (.11), node 2 at .2 behind r2 (.12).
+    const sub = (i: number, host: number) => (o.underlay6 ? `fd7${i}::${host}` : `192.168.7${i}.${host}`);
+    lab.addr(n1, 'u1', `${sub(1, 1)}/${prefix}`);
+    lab.addr(r, 'r1', `${sub(1, 11)}/${prefix}`);
+    lab.addr(n2, 'u2', `${sub(2, 2)}/${prefix}`);
+    lab.addr(r, 'r2', `${sub(2, 12)}/${prefix}`);
+    lab.route(n1, `${sub(2, 0)}/${prefix}`, 'via', sub(1, 11));
+    lab.route(n2, `${sub(1, 0)}/${prefix}`, 'via', sub(2, 12));
+  } else {
+    lab.veth(n1, 'u1', n2, 'u2');
+    lab.addr(n1, 'u1', `${under(1)}/${prefix}`);
+    lab.addr(n2, 'u2', `${under(2)}/${prefix}`);
+  }
+  const endpoint = (i: number) => (o.router ? (o.underlay6 ? `fd7${i}::${i}` : `192.168.7${i}.${i}`) : under(i));
+  const nodes = [n1, n2];
+  const ctrs = [c1, c2];
+  for (const i of [1, 2]) {
+    const node = nodes[i - 1];
+    const ctr = ctrs[i - 1];
+    lab.veth(node, `vc${i}`, ctr, 'eth0');
+    lab.addr(ctr, 'eth0', `10.99.0.${i}/24`);
+    lab.addr(ctr, 'eth0', `fd99::${i}/64`);
+    lab.ip(node, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', endpoint(i), 'remote', endpoint(3 - i), 'dstport', '4789', 'dev', `u${i}`);
+    lab.bridge(node, 'br0', `vc${i}`, 'vx0');
+    lab.ip(node, 'link', 'set', 'vx0', 'up');
+  }
+  // Orchestrators (Swarm, Flannel) program the containers' neighbours statically: no ARP or
+  // neighbour discovery crosses the tunnel before the probe does.
+  for (const i of [1, 2]) {
+    const mac = (JSON.parse(lab.ip(ctrs[2 - i], '-j', 'link', 'show', 'eth0')) as { address: string }[])[0].address;
+    lab.ip(ctrs[i - 1], 'neigh', 'replace', `10.99.0.${3 - i}`, 'lladdr', mac, 'dev', 'eth0', 'nud', 'permanent');
+    lab.ip(ctrs[i - 1], '-6', 'neigh', 'replace', `fd99::${3 - i}`, 'lladdr', mac, 'dev', 'eth0', 'nud', 'permanent');
+  }
+  return { n1, n2, c1, c2, r, endpoints: [endpoint(1), endpoint(2)] as const };
+}
+
+/** A probe's round trip from c1 to c2 over the overlay, hop by hop; with `via`, the underlay's router hops. */
+export function overlayJourney({ n1, n2, c1, c2, r }: { n1: string; n2: string; c1: string; c2: string; r: string | null }): string[][] {
+  const request = [
+    [c1, 'eth0', 'request', 'net_dev_queue'],
+    [n1, 'vc1', 'request', 'netif_receive_skb'],
+    [n1, 'vx0', 'request', 'net_dev_queue'],
+    [n1, 'u1', 'request', 'net_dev_queue'],
+    ...(r ? [[r, 'r1', 'request', 'netif_receive_skb'], [r, 'r2', 'request', 'net_dev_queue']] : []),
+    [n2, 'u2', 'request', 'netif_receive_skb'],
+    [n2, 'vx0', 'request', 'netif_receive_skb'],
+    [n2, 'vc2', 'request', 'net_dev_queue'],
+    [c2, 'eth0', 'request', 'netif_receive_skb'],
+  ];
+  const reply = [
+    [c2, 'eth0', 'reply', 'net_dev_queue'],
+    [n2, 'vc2', 'reply', 'netif_receive_skb'],
+    [n2, 'vx0', 'reply', 'net_dev_queue'],
+    [n2, 'u2', 'reply', 'net_dev_queue'],
+    ...(r ? [[r, 'r2', 'reply', 'netif_receive_skb'], [r, 'r1', 'reply', 'net_dev_queue']] : []),
+    [n1, 'u1', 'reply', 'netif_receive_skb'],
+    [n1, 'vx0', 'reply', 'netif_receive_skb'],
+    [n1, 'vc1', 'reply', 'net_dev_queue'],
+    [c1, 'eth0', 'reply', 'netif_receive_skb'],
+  ];
+  return [...request, ...reply];
 }

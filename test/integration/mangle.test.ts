@@ -147,7 +147,8 @@ test('--egress --set-tcp-flags PSH --ratio 0.1 on a router: the share tcpdump se
       // The tracer sees PSH appear between the router's receive and its transmit on rb.
       const altered = trace.events.filter((e) => e.altered);
       assert.ok(altered.length > 0, 'some hop shows the altered flags');
-      for (const e of altered) assert.deepEqual([e.netns_name, e.ifname, e.hook, e.altered], [r, 'rb', 'net_dev_queue', 'tcp flags . -> P.']);
+      // Where the kernel lost events (a full ring under this flood), nothing is inferred across the gap.
+      for (const e of altered) assert.deepEqual([e.netns_name, e.ifname, e.hook, e.altered], [r, 'rb', 'net_dev_queue', 'tcp flags . -> P.'], JSON.stringify(e));
     } finally {
       server.kill('SIGKILL');
       dump.kill('SIGKILL');

@@ -73,3 +73,23 @@ test('events the kernel could not deliver are counted, and the journeys they hit
     assert.equal(summary.journeys.length, 1, JSON.stringify(summary.journeys));
     assert.equal(summary.journeys[0].incomplete, true);
   }));
+
+test('records carry the kernel\'s count of lost events, and nothing is inferred across a gap: a flood through a router, a tiny ring, no TTL called altered', () =>
+  withLab(async (lab) => {
+    const { a, v4 } = routerLab(lab);
+    const lines: string[] = [];
+    const io = { out: (l: string) => lines.push(l), err: () => {} };
+    // Sighting pairs whose router hops were lost look like a link that lowered the TTL by one.
+    const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
+    await eventually(() => lines.length > 0);
+    await new Promise((resolve) => spawn('ip', ['netns', 'exec', a, 'ping', '-f', '-q', '-c', '3000', v4], { stdio: 'ignore' }).on('exit', resolve));
+    assert.equal(await run, 0);
+    const events = lines.map((l) => JSON.parse(l));
+    const summary = events[events.length - 1];
+    const hops = events.filter((e) => e.kind === 'hop');
+    assert.ok(summary.lost_events > 0, 'the kernel lost events');
+    const counted = hops.map((e) => e.lost_so_far as number);
+    assert.ok(Math.max(...counted) > 0 && Math.max(...counted) <= summary.lost_events, `records carry the kernel's count: up to ${Math.max(...counted)} of ${summary.lost_events}`);
+    // Nothing mangles these packets: every TTL change is forwarding.
+    assert.deepEqual(hops.filter((e) => e.altered).map((e) => `${e.netns_name} ${e.ifname} ${e.hook} ${e.altered}`), []);
+  }));

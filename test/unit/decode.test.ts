@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode';
-import { EVENT_FIELDS as F, EVENT_SIZE } from '../../src/bpf/layout';
+import { HEADER, HOP } from '../../src/bpf/layout';
 import type { HopEvent } from '../../src/events';
 import { DEMO_FIXTURE as D, decodeFixture, fixture } from '../fixtures';
 
@@ -46,16 +46,16 @@ for (const [file, family, host, ctr, len] of [
 
 test('frames: every record is length-prefixed and 4-byte aligned', () => {
   const batch = fixture('demo-ipv4.batch');
-  assert.equal(batch.length, 6 * (4 + EVENT_SIZE));
-  assert.equal(batch.readUInt32LE(0), EVENT_SIZE);
+  assert.equal(batch.length, 6 * (4 + HOP.$size));
+  assert.equal(batch.readUInt32LE(0), HOP.$size);
 });
 
 test('skips records of unknown kinds and stops at a truncated tail', () => {
   const batch = fixture('demo-ipv4.batch');
-  const oneRecord = batch.subarray(0, 4 + EVENT_SIZE);
+  const oneRecord = batch.subarray(0, 4 + HOP.$size);
   const unknown = Buffer.from(oneRecord);
-  unknown[4 + 24] = 99; // kind
-  const truncated = batch.subarray(0, 4 + EVENT_SIZE + 10);
+  unknown[4 + HEADER.kind[0]] = 99;
+  const truncated = batch.subarray(0, 4 + HOP.$size + 10);
   const seen: string[] = [];
   assert.equal(decodeBatch(Buffer.concat([unknown, truncated]), (e) => seen.push(e.kind === 'hop' ? e.ifname : e.kind)), 1);
   assert.deepEqual(seen, ['docker0']);
@@ -66,11 +66,11 @@ test('an empty batch decodes to nothing', () => {
 });
 
 test('remembered strings never stand for other bytes: sk_buff addresses and IP addresses', () => {
-  const one = fixture('demo-ipv6.batch').subarray(0, 4 + EVENT_SIZE); // the first record, with its length
+  const one = fixture('demo-ipv6.batch').subarray(0, 4 + HOP.$size); // the first record, with its length
   const decodeWith = (skb: bigint, lastByte: number) => {
     const rec = Buffer.from(one);
-    rec.writeBigUInt64LE(skb, 4 + F.skb[0]);
-    rec[4 + F.saddr[0] + 15] = lastByte;
+    rec.writeBigUInt64LE(skb, 4 + HOP.h.skb[0]);
+    rec[4 + HOP.p.saddr[0] + 15] = lastByte;
     let ev: HopEvent | undefined;
     decodeBatch(rec, (e) => (ev = e as HopEvent));
     return ev!;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { addressBytes } from '../../src/bpf/config';
+import { addressBytes } from '../../src/addr';
 import { compileFilter, evaluate, FILTER_MAX } from '../../src/filter/compile';
 import { FilterSyntaxError, parseFilter } from '../../src/filter/parse';
 import { TracepktError } from '../../src/errors';

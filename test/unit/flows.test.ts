@@ -3,51 +3,84 @@ import * as assert from 'node:assert/strict';
 import type { HopEvent } from '../../src/events';
 import { FlowJourneys, flowOf } from '../../src/flows';
 
-const base = { kind: 'hop' as const, hook: 'net_dev_queue', time_ns: 0, skb: '1', netns: 7, netns_name: 'r', ifindex: 2, ifname: 'eth0', family: 4 as const, icmp_id: 0, icmp_seq: 0, icmp_type: 0, icmp_code: 0, quotes: null, mtu: null, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 60 };
+const base = { kind: 'hop' as const, hook: 'net_dev_queue', vlan: null, time_ns: 0, skb: '1', lost_so_far: 0, netns: 7, netns_name: 'r', ifindex: 2, ifname: 'eth0', family: 4 as const, icmp_id: 0, icmp_seq: 0, icmp_type: 0, icmp_code: 0, quotes: null, mtu: null, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 60, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null };
+/** Journeys keep kernel time: these tests speak milliseconds. */
+const ms = (n: number) => n * 1e6;
+const addAt = (j: FlowJourneys, e: HopEvent, at: number) => {
+  e.time_ns = ms(at);
+  return j.add(e);
+};
 const tcp = (src: string, sport: number, dst: string, dport: number, flags = 'S'): HopEvent => ({ ...base, dir: 'request', proto: 6, src, sport, dst, dport, tcp_flags: flags });
 
 test('both directions of a flow are one journey; the first packet sets the forward way', () => {
   const j = new FlowJourneys(1000);
   const syn = tcp('10.0.0.1', 40000, '10.0.0.2', 80);
   const synAck = tcp('10.0.0.2', 80, '10.0.0.1', 40000, 'S.');
-  assert.equal(j.add(syn, 0).id, 1);
-  assert.equal(j.add(synAck, 10).id, 1);
+  assert.equal(addAt(j, syn, 0).id, 1);
+  assert.equal(addAt(j, synAck, 10).id, 1);
   assert.deepEqual([syn.dir, synAck.dir], ['request', 'reply']);
   assert.equal(flowOf(syn).key, flowOf(synAck).key);
   const other = tcp('10.0.0.1', 40001, '10.0.0.2', 80);
-  assert.equal(j.add(other, 20).id, 2, 'another source port, another journey');
+  assert.equal(addAt(j, other, 20).id, 2, 'another source port, another journey');
   assert.equal(j.all()[0].label, 'tcp 10.0.0.1:40000 -> 10.0.0.2:80');
   assert.equal(j.all()[0].packets, 2);
 });
 
 test('a journey completes after the idle time; the same flow later is a new journey', () => {
   const j = new FlowJourneys(1000);
-  j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0);
-  assert.deepEqual(j.completeIdle(999), []);
-  assert.deepEqual(j.completeIdle(1000).map((x) => x.id), [1]);
-  assert.deepEqual(j.completeIdle(5000), [], 'completes once');
-  assert.equal(j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 6000).id, 2);
+  addAt(j, tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0);
+  assert.deepEqual(j.completeIdle(ms(999)), []);
+  assert.deepEqual(j.completeIdle(ms(1000)).map((x) => x.id), [1]);
+  assert.deepEqual(j.completeIdle(ms(5000)), [], 'completes once');
+  assert.equal(addAt(j, tcp('10.0.0.1', 40000, '10.0.0.2', 80), 6000).id, 2);
 });
 
 test('ICMP echoes pair by identifier and keep their own direction', () => {
   const j = new FlowJourneys();
   const req: HopEvent = { ...base, dir: 'request', proto: 1, src: '10.0.0.1', dst: '10.0.0.2', icmp_id: 9, icmp_type: 8, sport: 0, dport: 0 };
   const rep: HopEvent = { ...req, dir: 'reply', src: '10.0.0.2', dst: '10.0.0.1', icmp_type: 0 };
-  assert.equal(j.add(req, 0).id, j.add(rep, 1).id);
+  assert.equal(addAt(j, req, 0).id, addAt(j, rep, 1).id);
   assert.equal(rep.dir, 'reply');
   assert.equal(j.all()[0].label, 'icmp 10.0.0.1 -> 10.0.0.2 id 9');
 });
 
-test('lost events mark the journeys open or seen since the last check as incomplete, not finished ones', () => {
+test('lost events mark the journeys whose packets span the time of the loss, read before or after it', () => {
   const j = new FlowJourneys(1000);
-  j.add(tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0); // finished at 1000
-  j.completeIdle(1000);
-  j.add(tcp('10.0.0.1', 40001, '10.0.0.2', 80), 1500); // open
-  j.add(tcp('10.0.0.1', 40002, '10.0.0.2', 80), 1600);
-  j.completeIdle(2700); // both finished, but seen since the check at 1550 below
-  j.add(tcp('10.0.0.1', 40003, '10.0.0.2', 80), 2800); // open
-  j.markGaps(1550);
-  assert.deepEqual(j.all().map((x) => [x.id, x.incomplete]), [[1, false], [2, false], [3, true], [4, true]]);
+  const flow = (sport: number) => tcp('10.0.0.1', sport, '10.0.0.2', 80);
+  addAt(j, flow(40000), 100); // complete before the loss
+  j.completeIdle(ms(1200));
+  addAt(j, flow(40001), 1500);
+  addAt(j, flow(40001), 2500); // spans the loss
+  j.recordLoss(ms(2000), ms(3000));
+  addAt(j, flow(40002), 2900); // read after the loss was counted, sent during it
+  addAt(j, flow(40003), 5000); // after it
+  j.completeIdle(ms(7000));
+  assert.deepEqual(j.all().map((x) => [x.id, x.incomplete]), [[1, false], [2, true], [3, true], [4, false]]);
+});
+
+test('complete journeys are handed out once and forgotten: memory stays flat over any number of flows', () => {
+  const j = new FlowJourneys(10);
+  for (let i = 0; i < 5000; i++) {
+    addAt(j, tcp('10.0.0.1', 10000 + (i % 50000), '10.0.0.2', 80), i);
+    j.completeIdle(ms(i));
+  }
+  j.completeIdle(ms(1_000_000));
+  assert.equal(j.openCount, 0);
+  assert.equal(j.all().length, 1000, 'the summary keeps the last thousand');
+  assert.equal(j.forgotten, 4000);
+});
+
+test('an ICMP error joins the journey of the flow it quotes; later fragments the journey of their first', () => {
+  const j = new FlowJourneys(1000);
+  const first = { ...tcp('10.0.0.1', 5353, '10.0.0.2', 53), proto: 17, fragment: { id: 77, offset: 0, more: true } };
+  const later: HopEvent = { ...first, sport: 0, dport: 0, fragment: { id: 77, offset: 1232, more: false } };
+  const error: HopEvent = { ...first, dir: 'error', proto: 17, src: '10.0.0.9', dst: '10.0.0.1', quoted_src: '10.0.0.1', quoted_dst: '10.0.0.2', fragment: null, icmp_type: 3, icmp_code: 3 };
+  const id = addAt(j, first, 0).id;
+  assert.equal(addAt(j, later, 1).id, id);
+  assert.equal(later.dir, 'request');
+  assert.equal(addAt(j, error, 2).id, id, 'the error is about that flow, whoever sent it');
+  const other = { ...later, fragment: { id: 78, offset: 1232, more: false } };
+  assert.notEqual(addAt(j, other, 3).id, id, 'another datagram’s fragment');
 });
 
 test('a field no hop changes: TTL across a link, more than forwarding takes, TCP flags', async () => {
@@ -81,4 +114,25 @@ test('a field no hop changes: TTL across a link, more than forwarding takes, TCP
   const again = { ...seg('net_dev_queue', '.'), netns: 7, ttl: 64, time_ns: 40, tcp_seq: 9000 };
   for (const e of [arrived, again]) chain.add(e);
   assert.equal(again.altered, null);
+  // Sent from a, then received in b with the router's two sightings lost (ring full): the
+  // kernel's counter moved between them, so no link is inferred and nothing is blamed.
+  const sent = { ...seg('net_dev_queue', '.'), netns: 7, ttl: 64, time_ns: 50, tcp_seq: 12000, lost_so_far: 3 };
+  const received = { ...seg('netif_receive_skb', '.'), netns: 9, ttl: 63, time_ns: 60, tcp_seq: 12000, lost_so_far: 5 };
+  for (const e of [sent, received]) chain.add(e);
+  assert.equal(received.altered, null, 'records were lost in between: a router may hide there');
+  const nothingLost = { ...received, time_ns: 70, tcp_seq: 13000, lost_so_far: 3 };
+  chain.add({ ...sent, time_ns: 65, tcp_seq: 13000 });
+  chain.add(nothingLost);
+  assert.equal(nothingLost.altered, 'ttl 64 -> 63', 'the same pair with nothing lost: a link does not forward');
+  // Recorded on a router under a 2 MiB flood: a retransmission left a (sk_buff 2) before the
+  // original (sk_buff 1) reached b. The original's own sk_buff says where it came from.
+  const hop = (skb: string, netns: number, hook: string, ttl: number, time_ns: number) => ({ ...seg(hook, '.'), skb, netns, ttl, time_ns, tcp_seq: 20000 });
+  const flood = [hop('1', 7, 'net_dev_queue', 64, 100), hop('1', 8, 'netif_receive_skb', 64, 110), hop('1', 8, 'net_dev_queue', 63, 120), hop('2', 7, 'net_dev_queue', 64, 125), hop('1', 9, 'netif_receive_skb', 63, 130), hop('2', 8, 'netif_receive_skb', 64, 135), hop('2', 8, 'net_dev_queue', 63, 140), hop('2', 9, 'netif_receive_skb', 63, 145)];
+  for (const e of flood) chain.add(e);
+  assert.deepEqual(flood.map((e) => e.altered), flood.map(() => null), 'two copies in flight: each follows its own sk_buff');
+  // The same two copies, but b receives a copy of its own (XDP copied it): either sender may be
+  // its previous sighting, so nothing is inferred.
+  const copied = [hop('3', 7, 'net_dev_queue', 64, 200), hop('3', 8, 'netif_receive_skb', 64, 210), hop('3', 8, 'net_dev_queue', 63, 220), hop('4', 7, 'net_dev_queue', 64, 225), hop('5', 9, 'netif_receive_skb', 63, 230)];
+  for (const e of copied) chain.add(e);
+  assert.equal(copied[4].altered, null, 'ambiguous: not blamed on either copy');
 });

@@ -2,16 +2,16 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { judgesFromChains, judgesFromLegacy, judgesInBand, planCheckpoints } from '../../src/netfilter/judges';
 
-test('nft base chains become judges; inet sees both families; our table and non-IP families are left out', () => {
+test('nft base chains become judges; inet sees both families; tracepkt\'s tables (this run\'s and any other\'s) and non-IP families are left out', () => {
   const judges = judgesFromChains(
     [
       { family: 2, table: 'filter', name: 'FORWARD', hooknum: 2, priority: 0 },
       { family: 1, table: 'fw', name: 'input', hooknum: 1, priority: 10 },
       { family: 2, table: 'filter', name: 'DOCKER' }, // not a base chain
       { family: 7, table: 'br', name: 'fwd', hooknum: 2, priority: 0 }, // bridge family
-      { family: 1, table: 'tracepkt_1', name: 'pre', hooknum: 0, priority: -2147483648 },
+      { family: 1, table: 'tracepkt_0a1b2c3d', name: 'pre', hooknum: 0, priority: -2147483647 }, // ours
+      { family: 1, table: 'tracepkt_ffee0011', name: 'pre', hooknum: 0, priority: -2147483647 }, // another run's
     ],
-    'tracepkt_1',
   );
   assert.deepEqual(judges.map((j) => [j.tableFamily, j.table, j.chain, j.hooknum, j.priority, j.pfs]), [
     ['ip', 'filter', 'FORWARD', 2, 0, [2]],
@@ -36,7 +36,7 @@ test('iptables-legacy tables sit at their standard hooks and priorities', () => 
 test('checkpoints: one at the entry, one after each distinct priority, per family and hook', () => {
   const judges = [
     ...judgesFromLegacy(2, ['filter', 'mangle']),
-    ...judgesFromChains([{ family: 1, table: 'fw', name: 'fwd', hooknum: 2, priority: 0 }], 'x'),
+    ...judgesFromChains([{ family: 1, table: 'fw', name: 'fwd', hooknum: 2, priority: 0 }]),
   ];
   const plans = planCheckpoints(judges, 16);
   const forward4 = plans.find((p) => p.pf === 2 && p.hooknum === 2)!;
@@ -50,7 +50,7 @@ test('checkpoints: one at the entry, one after each distinct priority, per famil
 
 test('more priorities than checkpoint programs: the plan keeps the first ones', () => {
   const chains = Array.from({ length: 20 }, (_, i) => ({ family: 2, table: `t${i}`, name: 'c', hooknum: 1, priority: i * 10 }));
-  const [plan] = planCheckpoints(judgesFromChains(chains, 'x'), 16);
+  const [plan] = planCheckpoints(judgesFromChains(chains), 16);
   assert.equal(plan.priorities.length, 15);
   assert.equal(plan.checkpointPriorities.length, 16);
 });

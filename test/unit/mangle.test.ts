@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { MANGLE_CONFIG_FIELDS as M, MangleAction, MangleSelect, FILTER_INSN_SIZE } from '../../src/bpf/layout';
+import { MANGLE_CONFIG as M, MangleAction, MangleSelect, FILTER_INSN } from '../../src/bpf/layout';
 import { describeSpec, parseMangleArgs } from '../../src/commands/mangle';
 import { TracepktError } from '../../src/errors';
 import { compileFilter } from '../../src/filter/compile';
@@ -50,7 +50,7 @@ test('the config the kernel reads: action bits, TTL, flags, ratio in millionths,
   assert.equal(psh[M.select[0]], MangleSelect.ALL);
   assert.equal(psh[M.filter_len[0]], program.length);
   assert.equal(psh[M.filter[0]], program[0].op, 'the first instruction in place');
-  assert.equal(psh.readUInt16LE(M.filter[0] + FILTER_INSN_SIZE + 4), 5001, 'the port test second');
+  assert.equal(psh.readUInt16LE(M.filter[0] + FILTER_INSN.$size + 4), 5001, 'the port test second');
 
   const ttl = encodeMangleConfig({ ttl: 9, ratio: 1, egress: false, program: compileFilter(parseFilter('icmp')) });
   assert.equal(ttl[M.ttl[0]], 9);

@@ -34,9 +34,9 @@ test('namespace labels: name and inode, long names shortened', () => {
 
 test('path picture: namespaces over their interfaces, a bar over the arrow that changes namespace', () => {
   const [top, bottom] = renderPath([
-    { netns: 1, netnsName: 'host', ifname: 'br0' },
-    { netns: 1, netnsName: 'host', ifname: 'veth1a2b' },
-    { netns: 2, netnsName: 'accc1', ifname: 'eth0' },
+    { netns: 1, netnsName: 'host', ifname: 'br0', tunnel: null },
+    { netns: 1, netnsName: 'host', ifname: 'veth1a2b', tunnel: null },
+    { netns: 2, netnsName: 'accc1', ifname: 'eth0', tunnel: null },
   ]);
   assert.equal(top, 'host               |   accc1');
   assert.equal(bottom[top.indexOf('|')], '-');
@@ -45,10 +45,10 @@ test('path picture: namespaces over their interfaces, a bar over the arrow that 
 
 test('path picture: a label longer than its interfaces stretches the arrow', () => {
   const [top, bottom] = renderPath([
-    { netns: 1, netnsName: 'a-long-namespace', ifname: 'eth0' },
-    { netns: 2, netnsName: 'router', ifname: 'r0' },
-    { netns: 2, netnsName: 'router', ifname: 'r1' },
-    { netns: 3, netnsName: null, ifname: 'eth0' },
+    { netns: 1, netnsName: 'a-long-namespace', ifname: 'eth0', tunnel: null },
+    { netns: 2, netnsName: 'router', ifname: 'r0', tunnel: null },
+    { netns: 2, netnsName: 'router', ifname: 'r1', tunnel: null },
+    { netns: 3, netnsName: null, ifname: 'eth0', tunnel: null },
   ]);
   assert.equal(top, 'a-long-namespace  |   router      |   3');
   assert.equal(bottom, 'eth0 ---------------> r0 ---> r1 ---> eth0');
@@ -56,8 +56,31 @@ test('path picture: a label longer than its interfaces stretches the arrow', () 
   for (let i = top.indexOf('|'); i >= 0; i = top.indexOf('|', i + 1)) assert.equal(bottom[i], '-');
 });
 
+test('path picture: a tunnel is drawn with double arrows, the one that enters it names it', () => {
+  const vxlan = { type: 'vxlan' as const, id: 42, family: 4 as const, src: '192.168.77.1', dst: '192.168.77.2', proto: 17, sport: 41000, dport: 4789, ttl: 64, len: 134 };
+  const [top, bottom] = renderPath([
+    { netns: 1, netnsName: 'c1', ifname: 'eth0', tunnel: null },
+    { netns: 2, netnsName: 'n1', ifname: 'vc1', tunnel: null },
+    { netns: 2, netnsName: 'n1', ifname: 'vx0', tunnel: null },
+    { netns: 2, netnsName: 'n1', ifname: 'u1', tunnel: vxlan },
+    { netns: 3, netnsName: 'n2', ifname: 'u2', tunnel: vxlan },
+    { netns: 3, netnsName: 'n2', ifname: 'vx0', tunnel: null },
+    { netns: 3, netnsName: 'n2', ifname: 'vc2', tunnel: null },
+  ]);
+  assert.equal(bottom, 'eth0 ---> vc1 ---> vx0 ==[vxlan 42: 192.168.77.1 -> 192.168.77.2]==> u1 ===> u2 ===> vx0 ---> vc2');
+  assert.equal(top, 'c1    |   n1                                                             |   n2');
+  for (let i = top.indexOf('|'); i >= 0; i = top.indexOf('|', i + 1)) assert.match(bottom[i], /[-=]/, 'a bar over a shaft');
+  // Entering the tunnel right where the namespace changes: the label sits on the long arrow.
+  const [top2, bottom2] = renderPath([
+    { netns: 1, netnsName: 'n1', ifname: 'vx0', tunnel: null },
+    { netns: 2, netnsName: 'r', ifname: 'ra', tunnel: vxlan },
+  ]);
+  assert.equal(bottom2, 'vx0 ==[vxlan 42: 192.168.77.1 -> 192.168.77.2]==> ra');
+  assert.equal(top2.indexOf('r', 3), bottom2.indexOf('ra'), 'the next label over its interfaces');
+});
+
 test('path picture: one namespace, and nothing for an empty path', () => {
-  assert.deepEqual(renderPath([{ netns: 1, netnsName: 'host', ifname: 'lo' }]), ['host', 'lo']);
+  assert.deepEqual(renderPath([{ netns: 1, netnsName: 'host', ifname: 'lo', tunnel: null }]), ['host', 'lo']);
   assert.deepEqual(renderPath([]), []);
 });
 
@@ -86,5 +109,5 @@ test('a reused sk_buff starts a new chain: no latency or NAT note across packets
   const reused = events.map((e) => ({ ...e, skb: events[0].skb }));
   markHops(reused);
   assert.equal(reused[3].latency_ns, null, 'the reply’s first hop has no previous one');
-  assert.equal(reused[3].rewritten, undefined, 'and no NAT note');
+  assert.equal(reused[3].rewritten, null, 'and no NAT note');
 });

@@ -7,8 +7,13 @@ import { decodeFixture } from '../fixtures';
 
 const result = (lost: number): ProbeResult => ({
   status: 0,
+  ping: { answered: new Set([1]), transmitted: 1, localErrors: [], localMtu: null },
+  flow: null,
+  localMtu: null,
+  tunnelMtu: null,
   events: decodeFixture('demo-ipv4.batch'),
   down: new Map(),
+  gaps: [],
   lost,
   notes: [],
   startupMs: 20,

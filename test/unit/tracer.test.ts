@@ -4,16 +4,17 @@ import * as assert from 'node:assert/strict';
 import type { Native, ObjectHandle, WatchHandle } from '../../src/native';
 import { createTracer } from '../../src/tracer';
 import { BpfError } from '../../src/errors';
-import { NetnsResolver } from '../../src/names/netns';
+import { NetnsResolver, type KnownNetns } from '../../src/names/netns';
+import { parseMessages } from '../../src/netfilter/netlink';
 import { DEMO_FIXTURE, fixture } from '../fixtures';
-import { EVENT_SIZE } from '../../src/bpf/layout';
+import { HOP } from '../../src/bpf/layout';
 
 class FakeNative {
   calls: string[] = [];
   onBatch: ((b: Buffer) => void) | undefined;
   pending: Buffer | null = null;
   failLoad = false;
-  lostPerCpu = [3n, 4n];
+  lost = 7n;
   private readonly h = {} as ObjectHandle;
   private readonly r = {} as WatchHandle;
 
@@ -29,7 +30,7 @@ class FakeNative {
       setMaxEntries: log('setMaxEntries'),
       setAutoload: log('setAutoload'),
       setProgramType: log('setProgramType'),
-      programs: () => ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
+      programs: () => ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_consume_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
       load: (...a) => {
         log('load')(...a);
         if (this.failLoad) throw Object.assign(new Error('bpf_object__load: Permission denied'), { op: 'bpf_object__load', errno: 1, log: 'verifier says no' });
@@ -45,8 +46,8 @@ class FakeNative {
       ifIndex: () => 1,
       mapUpdate: log('mapUpdate'),
       mapLookup: () => {
-        const b = Buffer.alloc(8 * this.lostPerCpu.length);
-        this.lostPerCpu.forEach((v, i) => b.writeBigUInt64LE(v, i * 8));
+        const b = Buffer.alloc(8); // one struct tp_stats for all CPUs
+        b.writeBigUInt64LE(this.lost);
         return b;
       },
       openRing: (_o, map, cb) => {
@@ -65,13 +66,12 @@ class FakeNative {
       leaveNetns: log('leaveNetns'),
       netlinkOpen: () => assert.fail('no netlink in this test'),
       netlinkSend: log('netlinkSend'),
-      netlinkReceive: () => null,
-
     };
   }
 }
 
-const filter = { marker: Buffer.alloc(8, 1), markerOffset: 24, family: 4 as const };
+// The packet reader set: nothing is probed through the fake (src/kernel/skb-reader.ts).
+const filter = { marker: Buffer.alloc(8, 1), markerOffset: 24, family: 4 as const, reader: { kind: 'linear' as const } };
 const resolver = new NetnsResolver({ procDir: '/nonexistent', netnsDir: '/nonexistent' });
 
 test('loads, attaches every hook, yields batches in kernel-time order, drains on close, frees everything', async () => {
@@ -84,6 +84,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'setAutoload tp_net_dev_queue',
     'setAutoload tp_netif_receive_skb',
     'setAutoload tp_kfree_skb',
+    'setAutoload tp_consume_skb',
     'setAutoload tp_fib_table_lookup',
     'setAutoload tp_fib6_table_lookup',
     'loadAsync', // createTracer loads on a worker thread
@@ -92,10 +93,11 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'attach tp_kfree_skb',
     'attach tp_fib_table_lookup',
     'attach tp_fib6_table_lookup',
+    'attach tp_consume_skb', // freed packets end route ties
     'openRing tp_events',
   ]);
   const batch = fixture('demo-ipv4.batch');
-  const record = 4 + EVENT_SIZE;
+  const record = 4 + HOP.$size;
   // Deliver the first three records out of order, keep the rest for the final drain.
   const firstThree = [2, 0, 1].map((i) => batch.subarray(i * record, (i + 1) * record));
   fake.onBatch!(Buffer.concat(firstThree));
@@ -106,7 +108,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     for await (const ev of tracer) if (ev.kind === 'hop') seen.push(`${ev.ifname}/${ev.dir}`);
   })();
   await new Promise((r) => setImmediate(r));
-  assert.equal(tracer.lost(), 7, 'lost records summed over CPUs');
+  assert.equal(tracer.lost(), 7, 'lost records, as the kernel counted them');
   tracer.close();
   await reading;
   const v = DEMO_FIXTURE.veth;
@@ -130,4 +132,155 @@ test('a load failure closes the object and says which operation failed and why',
   });
   assert.equal(fake.calls[fake.calls.length - 1], 'close');
   assert.ok(!fake.calls.includes('attach tp_net_dev_queue'));
+});
+
+test('the ring-buffer path touches no file: names it lacks are looked up beside it, the events wait for them in order', async () => {
+  const fake = new FakeNative();
+  // A resolver whose synchronous scan would block the event loop: it must never run here.
+  class Watched extends NetnsResolver {
+    asyncScans = 0;
+    override scan(): void {
+      throw new Error('a synchronous /proc scan on the ring-buffer path');
+    }
+    override async scanAsync(): Promise<void> {
+      this.asyncScans++;
+      await new Promise((r) => setTimeout(r, 20)); // as slow as a real /proc
+    }
+  }
+  const watched = new Watched({ procDir: '/nonexistent', netnsDir: '/nonexistent' });
+  const tracer = await createTracer({ filter, native: fake.asNative(), resolver: watched });
+  const order: string[] = [];
+  const reading = (async () => {
+    for await (const ev of tracer) if (ev.kind === 'hop') order.push(`${ev.ifname}:${String(ev.netns_name)}`);
+  })();
+  const batch = fixture('demo-ipv4.batch');
+  fake.onBatch!(batch); // must return at once, names unknown
+  assert.deepEqual(order, [], 'nothing handed out before it is named');
+  tracer.close();
+  await reading;
+  assert.ok(watched.asyncScans >= 1, 'the names were looked up asynchronously');
+  assert.equal(order.length, 6, 'every event, in kernel-time order, once named (null: nothing names it)');
+  assert.ok(order.every((o: string) => o.endsWith(':null')));
+});
+
+test('a drop named from the caches while its namespace is still unknown is named once, never looked up again', async () => {
+  const fake = new FakeNative();
+  class Unnamed extends NetnsResolver {
+    override async scanAsync(): Promise<void> {}
+  }
+  const tracer = await createTracer({ filter, native: fake.asNative(), resolver: new Unnamed({ procDir: '/nonexistent', netnsDir: '/nonexistent' }) });
+  const drops: string[] = [];
+  const reading = (async () => {
+    for await (const ev of tracer) if (ev.kind === 'drop') drops.push(ev.location);
+  })();
+  const ttl: { ring: string[] } = require('../../../test/fixtures/router-ttl.json');
+  const batch = Buffer.concat(ttl.ring.map((b) => Buffer.from(b, 'base64')));
+  fake.onBatch!(batch); // names its drop's place (kallsyms, asynchronously) while namespaces stay unknown
+  await new Promise((r) => setTimeout(r, 300));
+  fake.onBatch!(batch); // the same drop again: its place now comes from the cache, its namespace still not
+  await new Promise((r) => setTimeout(r, 300));
+  tracer.close();
+  await reading;
+  assert.equal(drops.length, 2);
+  assert.ok(drops.every((d) => d === drops[0] && !/^0x/.test(d)), `named, once each: ${drops}`);
+});
+
+/** Netlink messages as the kernel answers: NLMSG_DONE for a dump, an acknowledgement (NLMSG_ERROR 0) per request. */
+function nlReply(type: number, seq: number): Buffer {
+  const m = Buffer.alloc(type === 2 ? 36 : 20);
+  m.writeUInt32LE(m.length, 0);
+  m.writeUInt16LE(type, 4);
+  m.writeUInt32LE(seq, 8);
+  return m;
+}
+/** One datagram in the addon's batch framing: [u32 length][datagram]. */
+function framed(datagram: Buffer): Buffer {
+  const b = Buffer.concat([Buffer.alloc(4), datagram, Buffer.alloc((4 - (datagram.length % 4)) % 4)]);
+  b.writeUInt32LE(datagram.length, 0);
+  return b;
+}
+
+/**
+ * A fake addon whose netlink sockets answer later, from a timer, as the
+ * kernel's do (the replies arrive with the socket's batches on the event
+ * loop). `silent` namespaces never answer.
+ */
+function answeringLater(fake: FakeNative, silent: Set<string>): Native {
+  const base = fake.asNative();
+  let current = 'host';
+  return {
+    ...base,
+    enterNetns: (p) => {
+      fake.calls.push(`enterNetns ${p}`);
+      current = p;
+    },
+    leaveNetns: () => {
+      current = 'host';
+    },
+    netlinkOpen: (_protocol, _groups, onBatch) => {
+      const ns = current;
+      fake.calls.push(`netlinkOpen ${ns}`);
+      return { ns, onBatch } as unknown as WatchHandle;
+    },
+    netlinkSend: (socket, message) => {
+      const { ns, onBatch } = socket as unknown as { ns: string; onBatch: (b: Buffer) => void };
+      const messages = parseMessages(message);
+      const dump = messages.length === 1 && (messages[0].flags & 0x300) !== 0; // NLM_F_DUMP
+      fake.calls.push(`send ${ns} ${dump ? 'dump' : 'batch'}`);
+      if (silent.has(ns)) return;
+      setTimeout(() => {
+        fake.calls.push(`answer ${ns} ${dump ? 'dump' : 'batch'}`);
+        const replies = dump ? [nlReply(3, messages[0].seq)] : messages.map((m) => nlReply(2, m.seq));
+        onBatch(Buffer.concat(replies.map(framed)));
+      }, 10);
+    },
+    closeWatch: (w) => fake.calls.push(`closeWatch ${(w as unknown as { ns?: string }).ns ?? 'ring'}`),
+  };
+}
+
+const twoNamespaces: KnownNetns[] = [
+  { inode: 1001, name: 'ns-a', path: '/run/netns/ns-a' },
+  { inode: 1002, name: 'ns-b', path: '/run/netns/ns-b' },
+];
+
+test('with netfilter, set-up never blocks the event loop: the load runs on a worker, every namespace asks nftables at once and the answers are awaited', async () => {
+  const fake = new FakeNative();
+  const native = answeringLater(fake, new Set());
+  const ticks = setInterval(() => fake.calls.push('tick'), 1);
+  let tracer: Awaited<ReturnType<typeof createTracer>> | undefined;
+  try {
+    tracer = await createTracer({ filter, native, resolver, netfilter: true, namespaces: twoNamespaces });
+  } finally {
+    clearInterval(ticks);
+  }
+  const c = fake.calls;
+  assert.ok(c.includes('loadAsync') && !c.includes('load'), 'loaded on a worker thread');
+  const sends = c.filter((x) => x.startsWith('send'));
+  assert.deepEqual([...sends].sort(), ['send /run/netns/ns-a batch', 'send /run/netns/ns-a dump', 'send /run/netns/ns-b batch', 'send /run/netns/ns-b dump'], 'a chain dump, then our table, in each');
+  const firstAnswer = c.findIndex((x) => x.startsWith('answer'));
+  assert.ok(c.indexOf('send /run/netns/ns-a dump') < firstAnswer && c.indexOf('send /run/netns/ns-b dump') < firstAnswer, `both namespaces asked before either answered: ${c.join(', ')}`);
+  assert.ok(c.slice(c.indexOf('send /run/netns/ns-a dump'), firstAnswer).includes('tick'), 'the event loop ran while nftables was answering');
+  assert.ok(c.indexOf('loadAsync') > Math.max(c.indexOf('answer /run/netns/ns-a batch'), c.indexOf('answer /run/netns/ns-b batch')), 'loaded once every namespace has its plan');
+  assert.deepEqual(tracer.notes.filter((n) => /nftables/.test(n)), [], 'both namespaces traced');
+  tracer.close();
+  assert.ok(c.includes('closeWatch /run/netns/ns-a') && c.includes('closeWatch /run/netns/ns-b'), 'both sockets closed');
+});
+
+test('a namespace where nftables never answers costs one timeout, says so, and does not hold the others back', async () => {
+  const fake = new FakeNative();
+  const native = answeringLater(fake, new Set(['/run/netns/ns-b']));
+  const began = performance.now();
+  const tracer = await createTracer({ filter, native, resolver, netfilter: true, namespaces: twoNamespaces });
+  const took = performance.now() - began;
+  assert.deepEqual(
+    tracer.notes.filter((n) => /nftables/.test(n)),
+    ['ns-b: cannot list nftables chains: nftables did not answer', 'ns-b: no nftables tracing: nftables did not answer'],
+  );
+  const c = fake.calls;
+  // ns-a was set up whole while ns-b's dump was still waiting for its answer; ns-b asked nothing more.
+  assert.ok(c.includes('answer /run/netns/ns-a batch'), c.join(', '));
+  assert.ok(!c.includes('send /run/netns/ns-b batch'), 'no table requested where nftables is silent');
+  assert.ok(c.includes('closeWatch /run/netns/ns-b'), 'its socket closed at once');
+  assert.ok(took >= 1900, `one timeout of 2 s: took ${took.toFixed(0)} ms`);
+  tracer.close();
 });

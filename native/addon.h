@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: MIT
+/*
+ * What the native units share: the object handle, the watch a batch source
+ * is, the error helpers, and the table of functions each unit exports.
+ */
+#ifndef TRACEPKT_ADDON_H
+#define TRACEPKT_ADDON_H
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+/* ---- errors (errors.c) ---- */
+
+int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap);
+void log_reset(void);
+napi_value errno_error(napi_env env, const char *op, int err, int with_log);
+napi_value throw_errno(napi_env env, const char *op, int err, int with_log);
+napi_value throw_type(napi_env env, const char *msg);
+int get_string(napi_env env, napi_value v, char *buf, size_t size);
+
+#define ARGS(n)                                                                 \
+	size_t argc = n;                                                        \
+	napi_value argv[n];                                                     \
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok ||  \
+	    argc < n)                                                           \
+		return throw_type(env, "wrong number of arguments");
+
+/* ---- the object handle (object.c) ---- */
+
+#define MAX_OBJECT_LINKS 1024
+
+struct object {
+	struct bpf_object *obj;
+	struct bpf_link *links[MAX_OBJECT_LINKS];
+	int nr_links;
+	int link_fds[MAX_OBJECT_LINKS]; /* raw links created by syscall (netfilter) */
+	int nr_link_fds;
+	int loading;     /* a loadAsync is running on a worker thread: hands off */
+	int close_after; /* close() came while loading */
+};
+
+void object_close(struct object *o);
+struct object *get_object(napi_env env, napi_value v);
+struct bpf_program *get_program(napi_env env, struct object *o, napi_value v);
+struct bpf_map *get_map(napi_env env, struct object *o, napi_value v);
+
+/* ---- batches and the watches that fill them (watch.c) ---- */
+
+struct batch {
+	char *data;
+	size_t len, cap;
+	size_t limit; /* stop adding records past this many bytes; 0: no limit */
+};
+
+/*
+ * A source of batches watched on Node's event loop: the ring buffer's epoll
+ * fd or a netlink socket. drain() fills the batch; the callback gets it.
+ */
+struct watch {
+	napi_env env;
+	uv_poll_t poll;
+	napi_ref callback;
+	napi_async_context async;
+	struct batch batch;
+	int (*drain)(struct watch *w);
+	void (*release)(struct watch *w);
+	int closed;    /* closeWatch() or the finalizer asked to close */
+	int uv_closed; /* libuv is done with the handle */
+	int finalized; /* JavaScript dropped its handle */
+};
+
+int batch_add(struct batch *b, const void *data, size_t size);
+napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name);
+struct watch *get_watch(napi_env env, napi_value v);
+
+/* ---- what each unit exports to JavaScript, a table ending in { NULL } ---- */
+
+struct addon_fn {
+	const char *name;
+	napi_callback fn;
+};
+
+extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[];
+
+#endif

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Netlink sockets as watches: nftables trace messages and the answers to
+ * requests arrive as batches on the event loop, one datagram per record;
+ * nothing here waits for the kernel.
+ */
+#include "addon.h"
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+struct nl {
+	struct watch w; /* first: a socket is a watch */
+	int fd;
+	char buf[256 * 1024];
+};
+
+static int nl_drain(struct watch *w)
+{
+	struct nl *s = (struct nl *)w;
+	int n = 0;
+
+	for (;;) {
+		ssize_t got = recv(s->fd, s->buf, sizeof(s->buf), MSG_DONTWAIT);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == ENOBUFS) {
+				/* The kernel dropped messages: tell JavaScript with an empty record. */
+				if (batch_add(&w->batch, s->buf, 0))
+					return -ENOMEM;
+				n++;
+				continue;
+			}
+			break; /* EAGAIN: drained */
+		}
+		if (batch_add(&w->batch, s->buf, got))
+			return -ENOMEM;
+		n++;
+	}
+	return n;
+}
+
+static void nl_release(struct watch *w)
+{
+	struct nl *s = (struct nl *)w;
+
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+}
+
+/*
+ * netlinkOpen(protocol, groups[], onBatch) -> socket, in the calling
+ * thread's namespace. Each datagram is one record of the batch (a zero-length
+ * record means the kernel dropped messages: ENOBUFS).
+ */
+static napi_value js_netlink_open(napi_env env, napi_callback_info info)
+{
+	uint32_t protocol, n_groups, i;
+	struct sockaddr_nl addr = { .nl_family = AF_NETLINK };
+	struct nl *s;
+	int rcvbuf = 8 << 20;
+	ARGS(3);
+
+	if (napi_get_value_uint32(env, argv[0], &protocol) != napi_ok ||
+	    napi_get_array_length(env, argv[1], &n_groups) != napi_ok)
+		return throw_type(env, "protocol must be a number, groups an array");
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return throw_errno(env, "calloc", ENOMEM, 0);
+	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof(addr))) {
+		int err = errno;
+
+		nl_release(&s->w);
+		free(s);
+		return throw_errno(env, "netlink socket", err, 0);
+	}
+	/* Trace bursts must not overflow the socket: ask for a large buffer. */
+	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
+		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+	for (i = 0; i < n_groups; i++) {
+		napi_value v;
+		uint32_t group;
+
+		napi_get_element(env, argv[1], i, &v);
+		if (napi_get_value_uint32(env, v, &group) != napi_ok ||
+		    setsockopt(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group))) {
+			int err = errno ? errno : EINVAL;
+
+			nl_release(&s->w);
+			free(s);
+			return throw_errno(env, "NETLINK_ADD_MEMBERSHIP", err, 0);
+		}
+	}
+	s->w.drain = nl_drain;
+	s->w.release = nl_release;
+	return watch_start(env, &s->w, s->fd, argv[2], "tracepkt:netlink");
+}
+
+/* netlinkSend(socket, buffer): one datagram to the kernel */
+static napi_value js_netlink_send(napi_env env, napi_callback_info info)
+{
+	struct nl *s;
+	void *data;
+	size_t size;
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+	ARGS(2);
+
+	if (!(s = (struct nl *)get_watch(env, argv[0])))
+		return NULL;
+	if (s->w.closed)
+		return throw_errno(env, "netlink send", EBADF, 0);
+	if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok)
+		return throw_type(env, "message must be a Buffer");
+	if (sendto(s->fd, data, size, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
+		return throw_errno(env, "netlink send", errno, 0);
+	return NULL;
+}
+
+const struct addon_fn netlink_fns[] = {
+	{ "netlinkOpen", js_netlink_open },
+	{ "netlinkSend", js_netlink_send },
+	{ NULL, NULL },
+};

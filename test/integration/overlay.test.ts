@@ -1,0 +1,175 @@
+/**
+ * Overlays: the probe followed into a VXLAN tunnel, across the underlay and
+ * out again, both ways; what kills it in the underlay said in words. Two
+ * namespaces act as nodes (overlayLab); tcpdump on the underlay is the
+ * independent witness of the outer packets.
+ */
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import type { HopEvent } from '../../src/events';
+import { capture, finished, hops, overlayJourney, overlayLab, runCli, startCli, withLab } from './helpers';
+
+/** The hop events as JSON gave them. */
+const ev = (run: { events: unknown[] }) => run.events as Record<string, any>[];
+
+/** The tunnel as each underlay hop reports it: [interface, type, id, outer src, outer dst, outer dport]. */
+const tunnelOf = (events: Record<string, any>[]) =>
+  events.filter((e) => e.tunnel).map((e) => [e.ifname, e.dir, e.tunnel.type, e.tunnel.id, e.tunnel.src, e.tunnel.dst, e.tunnel.dport]);
+
+for (const underlay6 of [false, true]) {
+  const family = underlay6 ? 'IPv6' : 'IPv4';
+  test(`VXLAN over an ${family} underlay: the journey goes into the tunnel, across the underlay with the outer headers, and out, both ways`, () =>
+    withLab(async (lab) => {
+      const topo = overlayLab(lab, { underlay6 });
+      const [e1, e2] = topo.endpoints;
+      const dump = await capture(topo.n2, 'u2', 'udp port 4789', { whole: true });
+      try {
+        const run = await runCli(['--json', '--from', topo.c1, '10.99.0.2']);
+        assert.equal(run.status, 0, run.stderr);
+        assert.deepEqual(hops(run.events), overlayJourney(topo));
+        assert.deepEqual(tunnelOf(ev(run)), [
+          ['u1', 'request', 'vxlan', 42, e1, e2, 4789],
+          ['u2', 'request', 'vxlan', 42, e1, e2, 4789],
+          ['u2', 'reply', 'vxlan', 42, e2, e1, 4789],
+          ['u1', 'reply', 'vxlan', 42, e2, e1, 4789],
+        ]);
+        // Inside, the probe itself: its addresses and echo on every hop, underlay included.
+        assert.ok(ev(run).every((e) => [e.src, e.dst].sort().join() === '10.99.0.1,10.99.0.2' && e.proto === 1));
+        assert.equal(run.summary!.verdict, 'delivered and answered');
+        // The witness: the outer packets on the far node's underlay, VNI 42 around the probe's echo.
+        const seen = await dump.stop();
+        const id = ev(run)[0].icmp_id;
+        const echo = (from: string, to: string, what: string) =>
+          seen.filter((l) => /VXLAN, flags \[I\] \(0x08\), vni 42/.test(l) && l.includes(`${from} > ${to}: ICMP echo ${what}, id ${id}`));
+        assert.equal(echo('10.99.0.1', '10.99.0.2', 'request').length, 1, seen.join('\n'));
+        assert.equal(echo('10.99.0.2', '10.99.0.1', 'reply').length, 1, seen.join('\n'));
+        const outerPorts = ev(run).filter((e) => e.tunnel && e.dir === 'request').map((e) => e.tunnel.sport);
+        assert.ok(outerPorts[0] > 0 && seen.some((l) => l.includes(`.${outerPorts[0]} > `)), `the outer source port ${outerPorts[0]} is the one on the wire`);
+      } finally {
+        await dump.stop().catch(() => {});
+      }
+    }));
+}
+
+test('VXLAN through a router in the underlay: its hops carry the outer packet, and an IPv6 probe rides an IPv4 underlay', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab, { router: true });
+    const [e1, e2] = topo.endpoints;
+    const run = await runCli(['--json', '--from', topo.c1, 'fd99::2']);
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(hops(run.events), overlayJourney(topo));
+    const routerHops = ev(run).filter((e) => e.netns_name === topo.r);
+    assert.deepEqual(routerHops.map((e) => [e.ifname, e.tunnel.type, e.tunnel.src, e.tunnel.dst, e.family, e.tunnel.family]), [
+      ['r1', 'vxlan', e1, e2, 6, 4],
+      ['r2', 'vxlan', e1, e2, 6, 4],
+      ['r2', 'vxlan', e2, e1, 6, 4],
+      ['r1', 'vxlan', e2, e1, 6, 4],
+    ]);
+    // The router forwards the outer packet: its TTL drops, the probe's inside does not.
+    const [inR, outR] = routerHops;
+    assert.equal(outR.tunnel.ttl, inR.tunnel.ttl - 1);
+    assert.equal(outR.ttl, inR.ttl);
+    assert.ok(ev(run).every((e) => !e.altered), 'nothing called altered');
+    // The router's route lookup for the outer packet belongs to the journey.
+    const routes = run.lines.filter((l) => l.kind === 'route' && l.netns_name === topo.r);
+    assert.ok(routes.some((l) => l.dst === e2 && l.oif === 'r2'), JSON.stringify(routes));
+  }));
+
+test('a firewall dropping the tunnel on the far node is named: rule, table, namespace, interface, for each probe', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab);
+    lab.exec(topo.n2, 'iptables', '-A', 'INPUT', '-p', 'udp', '--dport', '4789', '-j', 'DROP');
+    const run = await runCli(['--json', '--from', topo.c1, '10.99.0.2', '-c', '2', '--timeout', '1']);
+    assert.equal(run.status, 1);
+    // Each probe: last seen on the far underlay.
+    assert.deepEqual(hops(run.events.filter((e) => e.icmp_seq === 1)), overlayJourney(topo).slice(0, 5));
+    assert.deepEqual(hops(run.events.filter((e) => e.icmp_seq === 2)), overlayJourney(topo).slice(0, 5));
+    // One DROP per probe, each its own (kernels before 6.4 place the outer packet's decisions by order).
+    const stops = run.lines.filter((l) => l.kind === 'netfilter' && l.verdict === 'DROP');
+    assert.deepEqual(stops.map((s) => [s.icmp_seq, s.netns_name, s.table, s.chain, s.rule]), [1, 2].map((seq) => [seq, topo.n2, 'filter', 'INPUT', 'udp dport 4789 counter drop']));
+    for (const stop of stops) {
+      const arrived = ev(run).find((e) => e.icmp_seq === stop.icmp_seq && e.ifname === 'u2');
+      assert.ok(stop.time_ns > arrived!.time_ns, 'after the probe reached u2');
+      assert.deepEqual([stop.tunnel.type, stop.tunnel.id, stop.tunnel.src, stop.tunnel.dst], ['vxlan', 42, ...topo.endpoints], 'the verdict was on the outer packet');
+    }
+    const why = `dropped in namespace ${topo.n2} by ip filter INPUT: rule \`udp dport 4789 counter drop\` (it matched the vxlan 42: ${topo.endpoints.join(' -> ')} packet carrying the probe, on u2)`;
+    assert.equal(run.summary!.verdict, `none of 2 probes answered; probes 1, 2: ${why}`);
+  }));
+
+test('an underlay MTU too small for the encapsulated probe: both MTUs named, and the ICMP error the tunnel sent', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab);
+    lab.ip(topo.n1, 'link', 'set', 'u1', 'mtu', '1400');
+    lab.ip(topo.n2, 'link', 'set', 'u2', 'mtu', '1400');
+    // IPv6: no path MTU the sender learned from another test's probe.
+    const run = await runCli(['--from', topo.c1, '--size', '1400', 'fd99::2', '--timeout', '1']);
+    assert.equal(run.status, 1, run.stdout + run.stderr);
+    assert.match(run.stdout, new RegExp(`Verdict: too big for the vxlan tunnel vx0 in namespace ${topo.n1}: its own MTU 1450 let the 1448-byte probe in, but it carries at most 1350 bytes over u1 \\(MTU 1400, 50 bytes of it for the tunnel's headers\\); IPv6 is never fragmented on the way, so vx0 sent back packet too big \\(MTU 1350\\)`), run.stdout);
+  }));
+
+test('a VXLAN device with no remote and no forwarding entry for the destination: the drop says so', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab);
+    lab.ip(topo.n1, 'link', 'del', 'vx0');
+    // No learning either: the far node's own traffic would teach it where the peer is.
+    lab.ip(topo.n1, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', topo.endpoints[0], 'dstport', '4789', 'dev', 'u1', 'nolearning');
+    lab.ip(topo.n1, 'link', 'set', 'vx0', 'master', 'br0', 'up');
+    const run = await runCli(['--json', '--from', topo.c1, '10.99.0.2', '--timeout', '1']);
+    assert.equal(run.status, 1);
+    const drop = run.lines.find((l) => l.kind === 'drop');
+    assert.ok(drop, run.stdout);
+    // 6.9+ names the reason; older kernels free without one, and the verdict says no more than that.
+    const why = drop.reason === 'NOT_SPECIFIED'
+      ? 'vxlan device vx0 could not send it on, and this kernel gives no reason \\(no remote or forwarding entry for the destination, or no route to the remote endpoint\\)'
+      : `vxlan device vx0 has no remote and no forwarding entry for the destination \\(${drop.reason}\\)`;
+    assert.match(run.summary!.verdict, new RegExp(`^dropped in namespace ${topo.n1} at vxlan_xmit[a-z_]*: ${why}$`), run.summary!.verdict);
+  }));
+
+test('passive: the inner flow is followed across the underlay, and a filter on the outer packet selects the tunnel', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab);
+    // The inner flow's filter sees the probe everywhere; the outer packet's, from where it is
+    // encapsulated on (and, by its sk_buff, on after decapsulation).
+    const whole = overlayJourney(topo).slice(0, 8);
+    for (const [filter, expected] of [['icmp and host 10.99.0.2', whole], [`udp and port 4789 and host ${topo.endpoints[1]}`, whole.slice(3)]] as const) {
+      const child = startCli(['--json', '--count', '1', '--filter', filter]);
+      const done = finished(child);
+      await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+      execFileSync('ip', ['netns', 'exec', topo.c1, 'ping', '-c', '1', '-W', '1', '10.99.0.2'], { stdio: 'ignore' });
+      const run = await done;
+      assert.equal(run.status, 0, run.stderr);
+      const mine = ev(run).filter((e) => e.icmp_type === 8);
+      assert.deepEqual(hops(mine as HopEvent[]), expected, filter);
+      assert.deepEqual(mine.filter((e) => e.tunnel).map((e) => e.ifname), ['u1', 'u2'], filter);
+      // Grouped by the inner flow: the echo's sightings, underlay ones too, make one journey.
+      const echoes = ev(run).filter((e) => e.proto === 1 && [e.src, e.dst].includes('10.99.0.2'));
+      assert.equal(new Set(echoes.map((e) => e.journey)).size, 1, `one journey for the echo: ${filter}`);
+      if (filter.startsWith('icmp')) assert.equal(echoes.length, ev(run).length, 'nothing else matched the inner filter');
+    }
+  }));
+
+test('a macvlan port in a container: its transmit and its parent\'s, both ways; its receive is its parent\'s', () =>
+  withLab(async (lab) => {
+    const n1 = lab.netns('n1');
+    const n2 = lab.netns('n2');
+    const c1 = lab.netns('c1');
+    lab.veth(n1, 'u1', n2, 'u2');
+    lab.addr(n2, 'u2', '192.168.77.2/24');
+    lab.ip(n1, 'link', 'add', 'link', 'u1', 'name', 'm0', 'type', 'macvlan', 'mode', 'bridge');
+    lab.ip(n1, 'link', 'set', 'm0', 'netns', c1);
+    lab.ip(c1, 'link', 'set', 'm0', 'up');
+    lab.addr(c1, 'm0', '192.168.77.11/24');
+    const run = await runCli(['--json', '--from', c1, '192.168.77.2']);
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(hops(run.events), [
+      [c1, 'm0', 'request', 'net_dev_queue'],
+      [n1, 'u1', 'request', 'net_dev_queue'],
+      [n2, 'u2', 'request', 'netif_receive_skb'],
+      [n2, 'u2', 'reply', 'net_dev_queue'],
+      // The kernel hands a frame for a macvlan port over in the same receive pass as its
+      // parent's (the rx handler says "another round"): netif_receive_skb fires for u1 only.
+      [n1, 'u1', 'reply', 'netif_receive_skb'],
+    ]);
+    assert.equal(run.summary!.verdict, 'delivered and answered');
+  }));
