@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (MIT OR GPL-2.0) */
-/* Which probe packet each CPU is receiving: written by the hops, cleared by frees, read by routes. */
+/* Which probe packet each CPU is receiving or sending: written by the hops, cleared by frees, read by routes. */
 #ifndef TRACEPKT_CURRENT_H
 #define TRACEPKT_CURRENT_H
 
@@ -18,6 +18,15 @@ struct current_packet {
 	__u8 proto;
 	__u8 saddr[16];
 	__u8 daddr[16];
+	/*
+	 * The last packet this CPU handed to a device (net_dev_queue), if the
+	 * probe: a tunnel device (noqueue, as they are made) looks up the way to
+	 * its remote endpoint right after, inside its transmit. Every transmit
+	 * overwrites it.
+	 */
+	__u64 queued_skb;
+	__u64 queued_since;
+	__u32 queued_netns; /* the device's namespace */
 };
 
 struct {

@@ -43,10 +43,21 @@ static __always_inline bool emit_hop(struct sighting *at, struct probe_match *m,
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 {
+	__u32 zero = 0;
+	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
 	struct probe_match m = {};
 	struct sighting at = { .skb = skb, .l3 = skb->head + skb->network_header, .dev = skb->dev, .hook = TP_HOOK_NET_DEV_QUEUE };
 
-	emit_hop(&at, &m, offloaded_vlan(skb));
+	if (!cur)
+		return 0;
+	if (!emit_hop(&at, &m, offloaded_vlan(skb))) {
+		if (cur->queued_skb) /* untraced traffic: a read, and a write only after a probe */
+			cur->queued_skb = 0;
+		return 0;
+	}
+	cur->queued_skb = (__u64)skb;
+	cur->queued_since = bpf_ktime_get_ns();
+	cur->queued_netns = dev_netns(skb->dev);
 	return 0;
 }
 

@@ -135,6 +135,25 @@ struct fib6_table {
 	__u32 tb6_id;
 };
 
+/* A neighbour being resolved (tracepoint neigh:neigh_event_send_done). */
+struct neigh_table {
+	int family; /* AF_INET (ARP) or AF_INET6 (neighbour discovery) */
+};
+
+/* next and prev sit in an anonymous struct inside a union from 6.x on: CO-RE finds them by name. */
+struct sk_buff_head {
+	struct sk_buff *next;
+	struct sk_buff *prev;
+};
+
+struct neighbour {
+	struct neigh_table *tbl;
+	__u8 nud_state;
+	struct sk_buff_head arp_queue; /* packets waiting for the answer, the newest last */
+	struct net_device *dev;
+	__u8 primary_key[0]; /* the next hop's address: 4 or 16 bytes */
+};
+
 /* The namespace of the task a lookup runs for (process context). */
 struct nsproxy {
 	struct net *net_ns;

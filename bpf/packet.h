@@ -114,6 +114,8 @@ struct view {
 	__s64 l3_off;      /* l3 - skb->data: negative once the stack has pulled past it */
 	__u32 linear;      /* bytes from l3 to the end of the linear part */
 	__u32 len;         /* bytes from l3 to the end of the packet */
+	bool borrowed;     /* the sk_buff came from a kernel structure, not the hook's arguments: the verifier does
+			    * not trust it for bpf_dynptr_from_skb, so past the linear part only the pages reader reads */
 };
 
 static __always_inline bool view_of(struct sk_buff *skb, unsigned char *l3, struct view *v)
@@ -129,6 +131,7 @@ static __always_inline bool view_of(struct sk_buff *skb, unsigned char *l3, stru
 	v->l3_off = off;
 	v->linear = headlen - off;
 	v->len = skb->len - off;
+	v->borrowed = false;
 	return true;
 }
 
@@ -222,7 +225,7 @@ static __always_inline struct pkt_bytes *fetch(struct view *v, struct pkt_bytes 
 		*n = want;
 		return s;
 	}
-	if (CFG.reader == TP_READER_DYNPTR && v->l3_off >= 0) {
+	if (CFG.reader == TP_READER_DYNPTR && !v->borrowed && v->l3_off >= 0) {
 		struct bpf_dynptr p;
 
 		if (bpf_dynptr_from_skb((struct __sk_buff *)v->skb, 0, &p) ||

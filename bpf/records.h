@@ -99,6 +99,7 @@ STARTS_AS_PACKET_RECORD(struct tp_hop);
 STARTS_AS_PACKET_RECORD(struct tp_drop);
 STARTS_AS_PACKET_RECORD(struct tp_checkpoint);
 STARTS_AS_PACKET_RECORD(struct tp_table_verdict);
+STARTS_AS_PACKET_RECORD(struct tp_neigh);
 
 /* The packet's fields, and what it quotes if it is an ICMP error about the probe. */
 static __always_inline void fill_packet(struct tp_packet_record *r, const struct probe_match *m)
@@ -165,6 +166,7 @@ static __always_inline void fill_snapshot(struct tp_snapshot *snap, struct view 
 struct sighting {
 	struct sk_buff *skb;
 	unsigned char *l3;      /* its network header */
+	bool borrowed;          /* skb read from a kernel structure, not given by the hook (see struct view) */
 	struct net_device *dev; /* may be NULL */
 	__u32 netns;
 	__u8 hook;
@@ -197,6 +199,7 @@ static __always_inline bool is_probe(struct sighting *at, struct probe_match *m,
 
 	if (!view_of(at->skb, at->l3, v))
 		return false;
+	v->borrowed = at->borrowed;
 	ours = match_probe(v, m, claim_bytes());
 	release_bytes();
 	return ours;

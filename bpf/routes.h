@@ -83,6 +83,17 @@ static __noinline __u32 task_netns(void)
 #define LOOPBACK_IFINDEX 1
 
 /*
+ * The flow a tunnel device builds for its outer packet, towards its remote
+ * endpoint: UDP to a tunnel port (VXLAN, Geneve), GRE, or IP in IP / IPv6 in
+ * IP (ipip, sit, ip6tnl). Its addresses are the tunnel's, not the probe's.
+ */
+static __always_inline bool is_tunnel_flow(__u8 proto, __u16 dport)
+{
+	return (proto == IPPROTO_UDP && udp_tunnel(dport) != TP_TUNNEL_NONE) || proto == IPPROTO_GRE ||
+	       proto == IPPROTO_IPIP || proto == IPPROTO_IPV6;
+}
+
+/*
  * Route lookups. A lookup is the probe's when this CPU is receiving the
  * probe and the flow is between the same two addresses (either way), or
  * when a registered sender routes towards the target (ping's own lookups:
@@ -92,8 +103,8 @@ static __noinline __u32 task_netns(void)
  * `lookup_netns` is the lookup's namespace where known, else 0.
  * Returns the namespace to record, 0 if not the probe's.
  */
-static __always_inline __u32 route_netns(__u8 family, __u8 proto, const __u8 *saddr, const __u8 *daddr, int iif,
-					 __u32 lookup_netns, __u64 *skb)
+static __always_inline __u32 route_netns(__u8 family, __u8 proto, __u16 dport, const __u8 *saddr, const __u8 *daddr,
+					 int iif, __u32 lookup_netns, __u64 *skb)
 {
 	__u32 zero = 0, tgid, netns;
 	struct current_packet *cur = bpf_map_lookup_elem(&tp_current, &zero);
@@ -113,6 +124,17 @@ static __always_inline __u32 route_netns(__u8 family, __u8 proto, const __u8 *sa
 	    (is_zero_addr(saddr, family) || same_addr(saddr, cur->saddr, family) || same_addr(saddr, cur->daddr, family))) {
 		*skb = cur->skb;
 		return cur->netns;
+	}
+	/*
+	 * A tunnel device looks up the way to its remote endpoint inside its
+	 * transmit, right after the probe was handed to it on this CPU: the outer
+	 * packet's route, of either family. It is made in the namespace the
+	 * device was created in (Docker moves its VXLAN devices into another):
+	 * where the lookup does not say (IPv4 failures), the device's is recorded.
+	 */
+	if (is_tunnel_flow(proto, dport) && cur && cur->queued_skb && bpf_ktime_get_ns() - cur->queued_since < CFG.current_ns) {
+		*skb = cur->queued_skb;
+		return lookup_netns ? lookup_netns : cur->queued_netns;
 	}
 	if (CFG.family && CFG.family != family)
 		return 0;
@@ -190,7 +212,7 @@ int BPF_PROG(tp_fib_table_lookup, __u32 tb_id, const struct flowi4 *flp, const s
 	};
 
 	/* IPv4 lookups do not say their namespace; the chosen device does. */
-	l.netns = route_netns(4, l.proto, l.saddr, l.daddr, l.iif, nhc && !err ? dev_netns(nhc->nhc_dev) : 0, &l.skb);
+	l.netns = route_netns(4, l.proto, l.dport, l.saddr, l.daddr, l.iif, nhc && !err ? dev_netns(nhc->nhc_dev) : 0, &l.skb);
 	if (!l.netns)
 		return 0;
 	if (nhc && !err) {
@@ -218,7 +240,7 @@ int BPF_PROG(tp_fib6_table_lookup, const struct net *net, const struct fib6_resu
 		.daddr = daddr.in6_u.u6_addr8,
 	};
 
-	if (!route_netns(6, l.proto, l.saddr, l.daddr, l.iif, l.netns, &l.skb))
+	if (!route_netns(6, l.proto, l.dport, l.saddr, l.daddr, l.iif, l.netns, &l.skb))
 		return 0;
 	if (nh) {
 		l.dev = nh->nh_common.nhc_dev;

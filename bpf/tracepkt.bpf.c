@@ -13,6 +13,7 @@
  *   hops.h      transmit and receive on every device
  *   drops.h     the kernel freeing the probe's packet
  *   routes.h    the route lookups made for it
+ *   neighbours.h the packet waiting for its next hop to answer ARP / neighbour discovery
  *   netfilter.h checkpoints and iptables-legacy verdicts
  */
 #include <linux/bpf.h>
@@ -39,6 +40,7 @@ const volatile struct tp_drop *const tp_drop_btf_anchor = 0;
 const volatile struct tp_checkpoint *const tp_checkpoint_btf_anchor = 0;
 const volatile struct tp_table_verdict *const tp_table_verdict_btf_anchor = 0;
 const volatile struct tp_route *const tp_route_btf_anchor = 0;
+const volatile struct tp_neigh *const tp_neigh_btf_anchor = 0;
 const volatile struct tp_snapshot *const tp_snapshot_btf_anchor = 0;
 const volatile enum tp_limits tp_limits_btf_anchor = 0;
 const volatile enum tp_event_kind tp_event_kind_btf_anchor = 0;
@@ -59,4 +61,5 @@ const volatile enum tp_tunnel tp_tunnel_btf_anchor = 0;
 #include "hops.h"
 #include "drops.h"
 #include "routes.h"
+#include "neighbours.h"
 #include "netfilter.h"

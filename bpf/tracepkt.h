@@ -33,6 +33,7 @@ enum tp_event_kind {
 	TP_EVENT_DROP = 3,          /* struct tp_drop: the kernel freed the packet as dropped */
 	TP_EVENT_ROUTE = 4,         /* struct tp_route: a route lookup made for the packet */
 	TP_EVENT_NF_TABLE = 5,      /* struct tp_table_verdict: an iptables-legacy table's verdict (kernels without netfilter links) */
+	TP_EVENT_NEIGH = 6,         /* struct tp_neigh: the packet queued, waiting for its next hop's link-layer address */
 };
 
 /* Which kernel hook saw the packet. */
@@ -44,6 +45,7 @@ enum tp_hook {
 	TP_HOOK_FIB = 5,               /* tp fib:fib_table_lookup (IPv4) */
 	TP_HOOK_FIB6 = 6,              /* tp fib6:fib6_table_lookup */
 	TP_HOOK_XT_TABLE = 7,          /* fexit ipt_do_table / ip6t_do_table */
+	TP_HOOK_NEIGH = 8,             /* tp neigh:neigh_event_send_done */
 };
 
 /* tp_packet_fields.frag_flags */
@@ -172,6 +174,23 @@ struct tp_table_verdict {
 	__u8 nf_pf;             /* from nf_hook_state->pf */
 	__u8 pad[6];
 	char table[TP_XT_NAME]; /* from xt_table->name */
+};
+
+/*
+ * The packet handed to a neighbour that is not resolved yet: the kernel
+ * queues it until ARP / neighbour discovery answers (and frees it, as
+ * NEIGH_FAILED, when none does). h.ifindex and h.ifname: the neighbour's
+ * device (neighbour->dev).
+ */
+struct tp_neigh {
+	struct tp_header h;
+	struct tp_packet_fields p;
+	struct tp_quoted q;
+	struct tp_outer o;
+	__u8 next_hop[16]; /* from neighbour->primary_key: the address being resolved */
+	__u8 family;       /* 4 or 6: from neighbour->tbl->family (ARP or neighbour discovery) */
+	__u8 nud_state;    /* from neighbour->nud_state once it queued the packet (NUD_INCOMPLETE 0x01, ...) */
+	__u8 pad[6];
 };
 
 struct tp_route {

@@ -60,3 +60,8 @@ export function addressBytes(address: string): Buffer {
   groups.forEach((g, i) => buf.writeUInt16BE(parseInt(g, 16), i * 2));
   return buf;
 }
+
+/** How a next hop's link-layer address is found: ARP for IPv4, neighbour discovery for IPv6. */
+export function resolution(nextHop: string): string {
+  return nextHop.includes(':') ? 'neighbour discovery' : 'ARP';
+}

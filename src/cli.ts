@@ -190,6 +190,8 @@ export function run(): void {
     (err: unknown) => {
       if (err instanceof TracepktError) {
         process.stderr.write(`tracepkt: ${err.message}\n`);
+        // The kernel verifier's log and libbpf's messages, for whoever debugs the programs.
+        if (process.env.TRACEPKT_DEBUG && 'log' in err && err.log) process.stderr.write(`${err.log}\n`);
         process.exitCode = err.exitCode;
       } else {
         process.stderr.write(`tracepkt: internal error: ${(err as Error)?.message ?? err}\n`);

@@ -7,8 +7,8 @@
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
-import { CHECKPOINT, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
-import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
+import { CHECKPOINT, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, NEIGH, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
+import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, NeighbourEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
 import { tcpFlags } from './tcp';
 import { isIcmp } from './ip';
 
@@ -36,6 +36,7 @@ const SIZES: Record<number, number> = {
   [EventKind.NF_CHECKPOINT]: CHECKPOINT.$size,
   [EventKind.NF_TABLE]: TABLE_VERDICT.$size,
   [EventKind.ROUTE]: ROUTE.$size,
+  [EventKind.NEIGH]: NEIGH.$size,
 };
 
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
@@ -90,10 +91,20 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent {
       ev.verdict = buf.readUInt32LE(rec + TABLE_VERDICT.verdict[0]);
       return ev;
     }
+    case EventKind.NEIGH: {
+      const ev = packetFields<NeighbourEvent>(buf, rec, 'neighbour');
+      ev.next_hop = address(buf[rec + NEIGH.family[0]] === 6 ? 6 : 4, buf, rec + NEIGH.next_hop[0]);
+      ev.neighbour_state = nudState(buf[rec + NEIGH.nud_state[0]]);
+      return ev;
+    }
     default:
       return decodeRoute(buf, rec);
   }
 }
+
+/** A neighbour's state bits (include/uapi/linux/neighbour.h NUD_*) as `ip neigh` names them. */
+const NUD_STATES: [number, string][] = [[0x01, 'INCOMPLETE'], [0x02, 'REACHABLE'], [0x04, 'STALE'], [0x08, 'DELAY'], [0x10, 'PROBE'], [0x20, 'FAILED'], [0x40, 'NOARP'], [0x80, 'PERMANENT']];
+const nudState = (bits: number) => NUD_STATES.filter(([bit]) => bits & bit).map(([, name]) => name).join(',') || 'NONE';
 
 const hookName = (buf: Buffer, rec: number) => HOOK_NAMES[buf[rec + HEADER.hook[0]]] ?? `hook${buf[rec + HEADER.hook[0]]}`;
 

@@ -129,6 +129,20 @@ export interface DropEvent extends PacketFields {
   location: string;
 }
 
+/**
+ * The probe's packet queued at a next hop that has not answered ARP or
+ * neighbour discovery yet (tracepoint neigh:neigh_event_send_done): it waits
+ * there until the neighbour answers, and is dropped (NEIGH_FAILED) if none does.
+ * `ifname` is the neighbour's device.
+ */
+export interface NeighbourEvent extends PacketFields {
+  kind: 'neighbour';
+  /** The address being resolved: the route's gateway, or the destination itself on a link. */
+  next_hop: string;
+  /** The neighbour entry's state once it queued the packet, as `ip neigh` writes it (INCOMPLETE, ...). */
+  neighbour_state: string;
+}
+
 /** A route lookup made for the probe (tracepoints fib:fib_table_lookup, fib6:fib6_table_lookup). */
 export interface RouteEvent {
   kind: 'route';
@@ -166,7 +180,7 @@ export interface RouteEvent {
 }
 
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
-export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent;
+export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent | NeighbourEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
 export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {
@@ -195,4 +209,4 @@ export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'lost_so_far'
   decided_by: 'rule' | 'policy' | 'passage' | 'table';
 }
 
-export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent;
+export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent | NeighbourEvent;

@@ -5,7 +5,8 @@
  * concerns), an ICMP error, a failed route lookup, or the last place the
  * probe was seen.
  */
-import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from './events';
+import { resolution } from './addr';
+import type { DropEvent, HopEvent, NeighbourEvent, NetfilterEvent, RouteEvent, TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
@@ -24,10 +25,11 @@ const ROUTE_ERRORS: Record<string, string> = {
   prohibit: 'prohibit route to',
 };
 
-function routeFailure(r: RouteEvent, down: DownInterfaces): string {
+/** "no route to 10.0.2.2 (table main)"; `what` names the destination ("its remote endpoint "). */
+function routeFailure(r: RouteEvent, down: DownInterfaces, what = ''): string {
   const off = down.get(r.netns) ?? [];
   const hint = off.length ? `; down there: ${off.join(', ')}` : '';
-  return `${ROUTE_ERRORS[r.error!] ?? `${r.error} route to`} ${r.dst} (table ${r.table}${hint})`;
+  return `${ROUTE_ERRORS[r.error!] ?? `${r.error} route to`} ${what}${r.dst} (table ${r.table}${hint})`;
 }
 
 const icmpError = (e: HopEvent) => describeIcmpError(e.family, e.icmp_type, e.icmp_code, e.mtu);
@@ -57,18 +59,42 @@ function tunnelDrop(d: DropEvent): string | null {
   }
 }
 
+/**
+ * Where tunnel drivers free a packet they could not send on (vxlan_xmit_one,
+ * geneve_xmit_skb, ip_tunnel_xmit for GRE and IP in IP, ip6_tnl_xmit,
+ * ip6gre_xmit, ipip6_tunnel_xmit for sit), and the driver's name.
+ */
+const TUNNEL_XMIT = /^(vxlan|geneve|ip6gre|ipgre|ip6_tnl|ip_tunnel|ip_md_tunnel|ipip6_tunnel|ipip)_\w*xmit/;
+
+/**
+ * A failed route lookup a tunnel device made for its outer packet: not
+ * between the probe's addresses, made for the probe's sk_buff where a tunnel
+ * driver dropped it. The tunnel's remote endpoint is unreachable.
+ */
+function tunnelRouteFailure(d: DropEvent, failed: RouteEvent, down: DownInterfaces): string | null {
+  const m = TUNNEL_XMIT.exec(d.location);
+  if (!m || d.tunnel || [d.src, d.dst].includes(failed.dst)) return null;
+  const driver = { ip6gre: 'ip6gre', ipgre: 'gre', ip6_tnl: 'ip6tnl', ip_tunnel: 'tunnel', ip_md_tunnel: 'tunnel', ipip6_tunnel: 'sit', ipip: 'ipip' }[m[1]] ?? m[1];
+  const dev = d.ifname ? `${driver} device ${d.ifname}` : `the ${driver} device`;
+  const failure = routeFailure(failed, down, 'its remote endpoint ');
+  return `${dev} has ${/^no /.test(failure) ? '' : /^[aeiou]/.test(failure) ? 'an ' : 'a '}${failure}`;
+}
+
 /** Why a drop happened, in words, from what else happened to the packet in that namespace. */
 function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces): string {
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
   const packet = d.tunnel ?? d;
   const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
-  if (failed) return routeFailure(failed, down);
+  if (failed) return tunnelRouteFailure(d, failed, down) ?? routeFailure(failed, down);
   if (d.reason.startsWith('NEIGH_')) {
+    // Where the packet was queued, the kernel named the next hop; else the route lookup made for it.
+    const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && e.netns === d.netns && e.time_ns <= d.time_ns).pop();
     const via = routes.filter((r) => r.oif !== null && r.purpose !== 'reverse-path').pop();
-    const protocol = packet.family === 4 ? 'ARP' : 'neighbour discovery';
+    const nextHop = queued?.next_hop ?? via?.gateway ?? packet.dst;
+    const dev = queued?.ifname ?? via?.oif ?? d.ifname;
     const what = d.tunnel ? ` (for the ${tunnelLabel(d.tunnel)} packet carrying the probe)` : '';
-    return `next hop ${via?.gateway ?? packet.dst} did not answer ${protocol}${via?.oif ? ` on ${via.oif}` : d.ifname ? ` on ${d.ifname}` : ''}${what} (${d.reason})`;
+    return `next hop ${nextHop} did not answer ${resolution(nextHop)}${dev ? ` on ${dev}` : ''}${what} (${d.reason})`;
   }
   if (d.reason === 'IP_RPFILTER') {
     const reverse = routes.find((r) => r.purpose === 'reverse-path');
@@ -140,6 +166,24 @@ function inTunnel(v: NetfilterEvent, hops: readonly HopEvent[]): string {
   return ` (it matched the ${tunnelLabel(v.tunnel)} packet carrying the probe${at ? `, on ${at.ifname}` : ''})`;
 }
 
+/**
+ * The neighbour a probe's packet was last queued at, where nothing shows it
+ * going further: the kernel holds it until the next hop answers, and frees
+ * it (NEIGH_FAILED) when none does, seconds later.
+ */
+function waitingForNeighbour(events: readonly TraceEvent[]): NeighbourEvent | null {
+  const packets = events.filter((e) => e.kind === 'hop' || e.kind === 'neighbour' || e.kind === 'drop');
+  const last = packets[packets.length - 1];
+  return last?.kind === 'neighbour' ? last : null;
+}
+
+/** The next hop that did not answer, whose packet was waiting (the probe, or a tunnel's outer packet), and where the probe was last seen. */
+function unansweredNeighbour(n: NeighbourEvent, last: HopEvent | undefined): string {
+  const whose = n.tunnel ? ` for the ${tunnelLabel(n.tunnel)} packet carrying the probe` : '';
+  const seen = last && (last.netns !== n.netns || last.ifname !== n.ifname) ? `; last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})` : '';
+  return `next hop ${n.next_hop} on ${n.ifname} in namespace ${nsName(n)} did not answer ${resolution(n.next_hop)}${whose} (neighbour ${n.neighbour_state} when the packet was queued): it waited there${seen}`;
+}
+
 function gapSentence(g: NetfilterGap): string {
   return `last seen in namespace ${nsName(g)} entering ${g.tables.join(', ')} at ${g.hook}; it did not come out, and nothing recorded a drop there (queued or stolen by netfilter, dropped by a hook that is no table, or a record lost)`;
 }
@@ -184,6 +228,8 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const last = hops[hops.length - 1];
   const gap = context.gaps?.filter((g) => !last || g.time_ns >= last.time_ns).pop();
   if (gap) return `no reply: ${gapSentence(gap)}`;
+  const waiting = waitingForNeighbour(events);
+  if (waiting) return `no reply: ${unansweredNeighbour(waiting, last)}`;
   if (!last) return 'not seen on any interface';
   return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})`;
 }

@@ -26,6 +26,7 @@ export const DROP = tracepkt.tp_drop;
 export const CHECKPOINT = tracepkt.tp_checkpoint;
 export const TABLE_VERDICT = tracepkt.tp_table_verdict;
 export const ROUTE = tracepkt.tp_route;
+export const NEIGH = tracepkt.tp_neigh;
 export const SNAPSHOT = tracepkt.tp_snapshot;
 export const STATS = tracepkt.tp_stats;
 export const OUTER = tracepkt.tp_outer;
@@ -67,8 +68,8 @@ export const BPF_NAMES = {
   stats: tracepkt.maps.tp_stats,
   stacks: tracepkt.maps.tp_stacks,
   senders: tracepkt.maps.tp_senders,
-  /** Hops and drops: always loaded. */
-  programs: [program('tp_net_dev_queue'), program('tp_netif_receive_skb'), program('tp_kfree_skb')],
+  /** Hops, drops and packets waiting for a neighbour: always loaded. */
+  programs: [program('tp_net_dev_queue'), program('tp_netif_receive_skb'), program('tp_kfree_skb'), program('tp_neigh_event_send_done')],
   /** Route lookups: only when they can be tied to a journey (a probe's). */
   routes: [program('tp_fib_table_lookup'), program('tp_fib6_table_lookup')],
   /** iptables-legacy verdicts where netfilter links are missing (before 6.4), per family's module. */

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
-import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
+import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
 import { systemKallsyms } from '../kernel/names';
 import { classifyRoutes } from '../kernel/route-purpose';
 import { markHops, tidy } from '../tidy';
@@ -218,8 +218,15 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     // A signal may have come while we were loading: it still counts.
     if (o.signal?.aborted) stop();
     else o.signal?.addEventListener('abort', stop, { once: true });
-    // ping bounds itself with -W; this only guards against one that hangs.
-    const guard = setTimeout(stop, (o.count * 0.2 + o.timeout + 5) * 1000);
+    // ping bounds itself with -W; this only guards against one that hangs. Generous: on a loaded
+    // machine (or an emulated kernel) starting a process alone can take seconds.
+    const expectedS = o.count * 0.2 + o.timeout;
+    const hangS = Math.ceil(expectedS * 3 + 30);
+    let hung = false;
+    const guard = setTimeout(() => {
+      hung = true;
+      child.kill('SIGTERM');
+    }, hangS * 1000);
     const { status, stdout, stderr } = await ping.done;
     clearTimeout(guard);
     o.signal?.removeEventListener('abort', stop);
@@ -228,8 +235,9 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     // ping gives up (exit 2) when the kernel refuses to send: no route from here. That is the
     // journey's answer, not tracepkt's failure; the route lookup event says where and why.
     const refused = !o.service && status === 2 && /unreachable|no route/i.test(stderr);
+    const who = o.service ? `the ${o.service.proto.toUpperCase()} probe` : 'ping';
+    if (hung && !aborted) throw new TracepktError(`${who} did not end within ${hangS} s (it should have after ${expectedS.toFixed(1)} s): stopped it`);
     if (!aborted && status !== 0 && status !== 1 && !refused) {
-      const who = o.service ? `the ${o.service.proto.toUpperCase()} probe` : 'ping';
       throw new TracepktError(`${who} failed (exit status ${status}): ${stdout || stderr || 'no message'}`);
     }
     const notes = [...tracer.notes];
@@ -271,7 +279,7 @@ async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Pr
   const hops = kernel.filter((e): e is HopEvent => e.kind === 'hop');
   const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
   await classifyRoutes(routes, hops, systemKallsyms());
-  const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent => e.kind === 'drop')]);
+  const direct = tidy([...hops, ...routes, ...kernel.filter((e): e is DropEvent | NeighbourEvent => e.kind === 'drop' || e.kind === 'neighbour')]);
   markHops(direct);
   if (!tracer.netfilter) return { events: direct.sort((a, b) => a.time_ns - b.time_ns), gaps: [] };
   const checkpoints = kernel.filter((e): e is CheckpointEvent => e.kind === 'checkpoint');

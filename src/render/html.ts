@@ -7,6 +7,7 @@
 import type { HopEvent, TraceEvent } from '../events';
 import { sameTunnel, tunnelLabel } from '../tunnel';
 import { TableRenderer } from './table';
+import { resolution } from '../addr';
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
@@ -74,6 +75,7 @@ export function renderHtml(j: HtmlJourney): string {
   for (const e of j.events) {
     if (e.kind === 'netfilter') mark(e.netns, `verdict ${e.verdict === 'ACCEPT' ? 'accept' : 'drop'}`, `${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`);
     else if (e.kind === 'drop') mark(e.netns, 'verdict drop dropped', `dropped at ${e.location}: ${e.reason}`);
+    else if (e.kind === 'neighbour') mark(e.netns, 'verdict drop waiting', `waiting on ${e.ifname} for ${resolution(e.next_hop)}: ${e.next_hop} ${e.neighbour_state}`);
     else if (e.kind === 'hop') {
       if (e.tunnel && !sameTunnel(inTunnel?.tunnel, e.tunnel)) mark(e.netns, 'tunnel', `${e.dir} into ${tunnelLabel(e.tunnel)}`);
       inTunnel = e.tunnel ? e : undefined;

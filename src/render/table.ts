@@ -1,10 +1,11 @@
 /** The hop-by-hop table, printed a line per event as events arrive. */
-import type { DropEvent, HopEvent, NetfilterEvent, RouteEvent, TraceEvent } from '../events';
+import type { DropEvent, HopEvent, NeighbourEvent, NetfilterEvent, RouteEvent, TraceEvent } from '../events';
 import { describeIcmpError } from '../icmp';
 import { chainLabel, decidedBy } from '../netfilter/describe';
 import { tunnelDetail } from '../tunnel';
 import { plain, type Paint, type Style } from './colour';
 import { hasPorts } from '../ip';
+import { resolution } from '../addr';
 
 const COLUMNS = [
   ['TIME', 11],
@@ -69,6 +70,7 @@ export class TableRenderer {
     const icmp = hasPorts(ev.proto) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;
     if (ev.kind === 'netfilter') return styled([when, hop, where, '', ev.dir, flow, icmp, describeVerdict(ev)]);
     if (ev.kind === 'drop') return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeDrop(ev)]);
+    if (ev.kind === 'neighbour') return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeNeighbour(ev)]);
     return styled([when, hop, where, ev.ifname, ev.dir, flow, icmp, describeHop(ev)]);
   }
 }
@@ -94,6 +96,11 @@ function describeRoute(ev: RouteEvent): string {
   const what = { input: 'route', output: 'route out', 'reverse-path': 'reverse-path check' }[ev.purpose] + (ev.for_icmp_error ? ' for the ICMP error' : '');
   if (ev.error !== null) return `${what} table ${ev.table}: ${ev.error}`;
   return `${what} table ${ev.table}: ${ev.gateway ? `via ${ev.gateway} ` : ''}dev ${ev.oif ?? '?'}`;
+}
+
+/** "waiting for ARP: 192.168.77.9 INCOMPLETE". */
+export function describeNeighbour(ev: NeighbourEvent): string {
+  return `waiting for ${resolution(ev.next_hop)}: ${ev.next_hop} ${ev.neighbour_state}${ev.tunnel ? ` (in ${tunnelDetail(ev.tunnel)})` : ''}`;
 }
 
 function describeDrop(ev: DropEvent): string {

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { HopEvent } from '../../src/events';
 import { capture, finished, hops, overlayJourney, overlayLab, runCli, startCli, withLab } from './helpers';
 
@@ -124,6 +124,84 @@ test('a VXLAN device with no remote and no forwarding entry for the destination:
       ? 'vxlan device vx0 could not send it on, and this kernel gives no reason \\(no remote or forwarding entry for the destination, or no route to the remote endpoint\\)'
       : `vxlan device vx0 has no remote and no forwarding entry for the destination \\(${drop.reason}\\)`;
     assert.match(run.summary!.verdict, new RegExp(`^dropped in namespace ${topo.n1} at vxlan_xmit[a-z_]*: ${why}$`), run.summary!.verdict);
+  }));
+
+/** Makes node 1's VXLAN device anew, towards another remote endpoint; no learning (the far node's traffic would teach it the old one). */
+function remoteOf(lab: Parameters<Parameters<typeof withLab>[0]>[0], topo: ReturnType<typeof overlayLab>, remote: string, ...more: string[]) {
+  lab.ip(topo.n1, 'link', 'del', 'vx0');
+  lab.ip(topo.n1, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', topo.endpoints[0], 'remote', remote, 'dstport', '4789', 'nolearning', ...more);
+  lab.ip(topo.n1, 'link', 'set', 'vx0', 'master', 'br0', 'up');
+}
+
+for (const underlay6 of [false, true]) {
+  test(`no route to the tunnel's remote endpoint (${underlay6 ? 'IPv6' : 'IPv4'} underlay): the tunnel's own lookup is on the journey, and the verdict names it`, () =>
+    withLab(async (lab) => {
+      const topo = overlayLab(lab, { underlay6 });
+      const remote = underlay6 ? 'fd88::2' : '192.168.88.2';
+      // Without `dev`: with one, the kernel takes a destination it has no route to as on that link.
+      remoteOf(lab, topo, remote);
+      // The witness: the kernel's own answer for that address in node 1.
+      assert.throws(() => lab.ip(topo.n1, 'route', 'get', remote), /unreachable/i);
+      const run = await runCli(['--json', '--from', topo.c1, '10.99.0.2', '--timeout', '1']);
+      assert.equal(run.status, 1, run.stdout + run.stderr);
+      assert.deepEqual(hops(run.events), overlayJourney(topo).slice(0, 3), 'last seen entering the tunnel');
+      const lookups = run.lines.filter((l) => l.kind === 'route' && l.dst === remote);
+      assert.ok(lookups.length > 0 && lookups.every((l) => l.netns_name === topo.n1 && l.error !== null && l.oif === null && l.purpose === 'output' && l.dport === 4789), JSON.stringify(lookups));
+      // IPv6 answers a missing route with its null entry, an unreachable route.
+      const failure = underlay6 ? 'has an unreachable route to' : 'has no route to';
+      assert.match(run.summary!.verdict, new RegExp(`^dropped in namespace ${topo.n1} at vxlan_xmit[a-z_]*: vxlan device vx0 ${failure} its remote endpoint ${remote} \\(table main\\)$`), run.summary!.verdict);
+    }));
+}
+
+for (const underlay6 of [false, true]) {
+  const resolution = underlay6 ? 'neighbour discovery' : 'ARP';
+  test(`the tunnel's remote endpoint does not answer ${resolution}: the outer packet waits for it, the verdict says so, and tcpdump sees the unanswered requests`, () =>
+    withLab(async (lab) => {
+      const topo = overlayLab(lab, { underlay6 });
+      const remote = underlay6 ? 'fd77::9' : '192.168.77.9'; // on the underlay's subnet, and nobody has it
+      remoteOf(lab, topo, remote, 'dev', 'u1');
+      const dump = await capture(topo.n1, 'u1', underlay6 ? 'icmp6 and ip6[40] == 135' : 'arp');
+      try {
+        const run = await runCli(['--json', '--from', topo.c1, '10.99.0.2', '--timeout', '1']);
+        assert.equal(run.status, 1, run.stdout + run.stderr);
+        assert.deepEqual(hops(run.events), overlayJourney(topo).slice(0, 3), 'last seen entering the tunnel');
+        // The outer packet, queued at the neighbour: the probe inside, the tunnel around it.
+        const waiting = run.lines.filter((l) => l.kind === 'neighbour');
+        assert.deepEqual(waiting.map((w) => [w.netns_name, w.ifname, w.next_hop, w.neighbour_state, w.src, w.dst, w.tunnel?.type, w.tunnel?.dst]), [[topo.n1, 'u1', remote, 'INCOMPLETE', '10.99.0.1', '10.99.0.2', 'vxlan', remote]]);
+        assert.equal(
+          run.summary!.verdict,
+          `no reply: next hop ${remote} on u1 in namespace ${topo.n1} did not answer ${resolution} for the vxlan 42: ${topo.endpoints[0]} -> ${remote} packet carrying the probe (neighbour INCOMPLETE when the packet was queued): it waited there; last seen as request on vx0 in namespace ${topo.n1} (net_dev_queue)`,
+        );
+        const seen = await dump.stop();
+        const asked = underlay6 ? `who has ${remote}` : `Request who-has ${remote} tell ${topo.endpoints[0]}`;
+        assert.ok(seen.some((l) => l.includes(asked)), seen.join('\n'));
+        assert.ok(!seen.some((l) => /Reply|neighbor advertisement/.test(l)), 'nobody answered');
+      } finally {
+        await dump.stop().catch(() => {});
+      }
+    }));
+}
+
+test('two runs at once through the same tunnel, beside a competing ping flood in it: each shows only its own probe', () =>
+  withLab(async (lab) => {
+    const topo = overlayLab(lab);
+    // Another flow in the same tunnel between the same two containers, all the while.
+    const flood = spawn('ip', ['netns', 'exec', topo.c1, 'ping', '-q', '-i', '0.01', '-s', '56', '10.99.0.2'], { stdio: 'ignore' });
+    try {
+      const runs = await Promise.all([1, 2].map(() => runCli(['--json', '--from', topo.c1, '10.99.0.2', '-c', '2'])));
+      const ids = new Set<number>();
+      for (const [i, run] of runs.entries()) {
+        assert.equal(run.status, 0, run.stderr);
+        const mine = new Set(ev(run).map((e) => e.icmp_id));
+        assert.equal(mine.size, 1, `run ${i}: one ping's packets only`);
+        ids.add([...mine][0]);
+        for (const seq of [1, 2]) assert.deepEqual(hops(run.events.filter((e) => e.icmp_seq === seq)), overlayJourney(topo), `run ${i} probe ${seq}: its journey, once`);
+        assert.equal(run.summary!.verdict, 'delivered and answered (all 2 probes)');
+      }
+      assert.equal(ids.size, 2, 'each run its own ping');
+    } finally {
+      flood.kill('SIGKILL');
+    }
   }));
 
 test('passive: the inner flow is followed across the underlay, and a filter on the outer packet selects the tunnel', () =>

@@ -73,6 +73,21 @@ stopCase('a next hop that does not exist: ARP fails and the address is named', a
   assert.match(run.summary?.verdict, new RegExp(`^dropped in namespace ${topo.a} at neigh_invalidate: next hop 10.0.1.9 did not answer ARP on eth0 \\(NEIGH_FAILED\\)`));
 });
 
+stopCase('a router forwards to a host that does not exist: the probe waits for ARP there, and the verdict says so before ARP gives up', async (_lab, topo) => {
+  const run = await probe(topo, '10.0.2.9');
+  assert.deepEqual(hops(run.events), [
+    [topo.a, 'eth0', 'request', 'net_dev_queue'],
+    [topo.r, 'ra', 'request', 'netif_receive_skb'],
+  ]);
+  // The kernel queued it at the neighbour: the probe itself, on the device that asks.
+  assert.deepEqual(kind(run, 'neighbour').map((n) => [n.netns_name, n.ifname, n.next_hop, n.neighbour_state, n.dst, n.icmp_seq]), [[topo.r, 'rb', '10.0.2.9', 'INCOMPLETE', '10.0.2.9', 1]]);
+  assert.deepEqual(drops(run), [], 'ARP has not given up within the probe\'s second');
+  assert.equal(
+    run.summary?.verdict,
+    `no reply: next hop 10.0.2.9 on rb in namespace ${topo.r} did not answer ARP (neighbour INCOMPLETE when the packet was queued): it waited there; last seen as request on ra in namespace ${topo.r} (netif_receive_skb)`,
+  );
+});
+
 stopCase('--ttl 1: time exceeded at the router, the error travels back', async (_lab, topo) => {
   const run = await probe(topo, '--ttl', '1', topo.v4);
   assert.deepEqual(run.events.filter((e) => e.dir === 'request').map((e) => [e.netns_name, e.ifname, e.ttl]), [

@@ -91,6 +91,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'attach tp_net_dev_queue',
     'attach tp_netif_receive_skb',
     'attach tp_kfree_skb',
+    'attach tp_neigh_event_send_done',
     'attach tp_fib_table_lookup',
     'attach tp_fib6_table_lookup',
     'attach tp_consume_skb', // freed packets end route ties
