@@ -58,6 +58,8 @@ int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 	cur->queued_skb = (__u64)skb;
 	cur->queued_since = bpf_ktime_get_ns();
 	cur->queued_netns = dev_netns(skb->dev);
+	if (!m.outer.tunnel)
+		seal_if_wireguard(skb, skb->dev, &m.p);
 	return 0;
 }
 

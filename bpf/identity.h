@@ -98,11 +98,30 @@ struct {
 } tp_echoes SEC(".maps");
 
 /*
+ * Packets that entered an encrypting tunnel device (WireGuard), by sk_buff
+ * address: what the probe was before the device sealed it. The device
+ * encrypts it in the same sk_buff and sends it on as UDP, where nothing of
+ * the probe can be read; the sk_buff says it is still the probe. Forgotten
+ * with the packet, like tp_skbs.
+ */
+struct sealed {
+	__u64 seen;
+	struct packet p;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u64);
+	__type(value, struct sealed);
+} tp_sealed SEC(".maps");
+
+/*
  * When each map was last written. Untraced traffic is the common case:
  * while nothing was remembered within CFG.track_ns, no entry can hold, and
  * the per-packet lookups are skipped.
  */
-static volatile __u64 last_tracked_ns, last_flow_ns, last_frag_ns, last_echo_ns;
+static volatile __u64 last_tracked_ns, last_flow_ns, last_frag_ns, last_echo_ns, last_sealed_ns;
 
 static __always_inline bool recent(__u64 when)
 {
@@ -404,6 +423,61 @@ ours:
 	return true;
 }
 
+#define WG_TRANSPORT_DATA 4 /* WireGuard's message type for a sealed packet: 4, then three zero bytes */
+#define WG_DATA_HEADER 16    /* type, receiver index, counter */
+
+/* A probe entering a WireGuard device (dev->rtnl_link_ops->kind): kept by its sk_buff. */
+static __always_inline void seal_if_wireguard(struct sk_buff *skb, struct net_device *dev, const struct packet *p)
+{
+	static const char wireguard[10] = "wireguard";
+	const struct rtnl_link_ops *ops = dev ? dev->rtnl_link_ops : 0;
+	char kind[10] = {};
+	__u64 key = (__u64)skb;
+	struct sealed s = {};
+
+	if (!ops || bpf_probe_read_kernel_str(kind, sizeof(kind), ops->kind) != sizeof(kind))
+		return;
+#pragma unroll
+	for (int i = 0; i < sizeof(kind); i++)
+		if (kind[i] != wireguard[i])
+			return;
+	s.seen = bpf_ktime_get_ns();
+	s.p = *p;
+	bpf_map_update_elem(&tp_sealed, &key, &s, BPF_ANY);
+	last_sealed_ns = s.seen;
+}
+
+/*
+ * A sealed probe: UDP carrying WireGuard transport data, in an sk_buff that
+ * entered a WireGuard device as the probe (the device encrypts in place and
+ * the sk_buff crosses veth pairs as it is). The outer packet is what the
+ * record's tunnel says; the probe is what it was when sealed.
+ */
+static __always_inline bool match_sealed(struct sk_buff *skb, struct probe_match *m)
+{
+	struct packet *p = &m->p;
+	struct sealed *s;
+	__u64 key = (__u64)skb;
+
+	if (!recent(last_sealed_ns) || p->t.proto != IPPROTO_UDP || !p->l4_off || p->l4[8] != WG_TRANSPORT_DATA ||
+	    p->l4[9] | p->l4[10] | p->l4[11] || p->ip_len < p->l4_off + UDP_HEADER + WG_DATA_HEADER)
+		return false;
+	s = bpf_map_lookup_elem(&tp_sealed, &key);
+	if (!s || !recent(s->seen))
+		return false;
+	copy16(m->outer.saddr, p->t.saddr);
+	copy16(m->outer.daddr, p->t.daddr);
+	m->outer.sport = p->t.sport;
+	m->outer.dport = p->t.dport;
+	m->outer.ip_len = p->ip_len;
+	m->outer.tunnel = TP_TUNNEL_WIREGUARD;
+	m->outer.family = p->t.family;
+	m->outer.proto = IPPROTO_UDP;
+	m->outer.ttl = p->ttl;
+	*p = s->p;
+	return true;
+}
+
 /*
  * Is the packet the probe? Its headers parsed (in a tunnel, the packet
  * inside: its bytes may lie further, fetched then), then the mode's own test.
@@ -427,6 +501,8 @@ static __always_inline bool match_probe(struct view *v, struct probe_match *m, s
 		if (!parse_ip(s, n, inner, 1, p))
 			return false;
 		read_ports(p);
+	} else if (match_sealed(v->skb, m)) {
+		return true;
 	}
 	if (CFG.family && CFG.family != p->t.family)
 		return false;
@@ -448,6 +524,8 @@ static __always_inline void forget(struct sk_buff *skb)
 		cur->skb = 0;
 	if (recent(last_tracked_ns))
 		bpf_map_delete_elem(&tp_skbs, &key);
+	if (recent(last_sealed_ns))
+		bpf_map_delete_elem(&tp_sealed, &key);
 }
 
 #endif

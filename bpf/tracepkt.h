@@ -115,6 +115,7 @@ enum tp_tunnel {
 	TP_TUNNEL_GRE = 3,    /* GRE carrying IP (gre, ip6gre) */
 	TP_TUNNEL_GRETAP = 4, /* GRE carrying Ethernet (gretap, ip6gretap) */
 	TP_TUNNEL_IPIP = 5,   /* IP directly in IP (ipip, sit, ip6tnl) */
+	TP_TUNNEL_WIREGUARD = 6, /* WireGuard's transport data: the probe inside is encrypted, known by its sk_buff */
 };
 
 /*

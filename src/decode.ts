@@ -240,6 +240,7 @@ const TUNNEL_TYPES: Record<number, TunnelInfo['type']> = {
   [Tunnel.GRE]: 'gre',
   [Tunnel.GRETAP]: 'gretap',
   [Tunnel.IPIP]: 'ipip',
+  [Tunnel.WIREGUARD]: 'wireguard',
 };
 
 /** The outer packet (struct tp_outer), where the probe was seen in a tunnel. */
@@ -251,7 +252,7 @@ function decodeTunnel(buf: Buffer, rec: number): TunnelInfo | null {
   const id = buf.readUInt32LE(rec + O.tunnel_id[0]);
   return {
     type,
-    id: type === 'ipip' || (id === 0 && (type === 'gre' || type === 'gretap')) ? null : id,
+    id: type === 'ipip' || type === 'wireguard' || (id === 0 && (type === 'gre' || type === 'gretap')) ? null : id,
     family,
     src: address(family, buf, rec + O.saddr[0]),
     dst: address(family, buf, rec + O.daddr[0]),

@@ -61,8 +61,11 @@ export interface PacketFields {
 
 /** The outer packet that carries the probe through a tunnel; the event's other fields are the probe's, inside. */
 export interface TunnelInfo {
-  /** vxlan, geneve, gre (IP inside), gretap (Ethernet inside), ipip (IP directly in IP: ipip, sit, ip6tnl). */
-  type: 'vxlan' | 'geneve' | 'gre' | 'gretap' | 'ipip';
+  /**
+   * vxlan, geneve, gre (IP inside), gretap (Ethernet inside), ipip (IP directly in IP: ipip, sit,
+   * ip6tnl), wireguard (encrypted: the probe is known by its sk_buff, as it was when it entered the device).
+   */
+  type: 'vxlan' | 'geneve' | 'gre' | 'gretap' | 'ipip' | 'wireguard';
   /** The VNI (VXLAN, Geneve) or the GRE key; null without one. */
   id: number | null;
   family: 4 | 6;

@@ -2,7 +2,7 @@
 import { withPort } from './addr';
 import type { TunnelInfo } from './events';
 
-/** "vxlan 42", "geneve 7", "gre key 5", "gretap", "ipip". */
+/** "vxlan 42", "geneve 7", "gre key 5", "gretap", "ipip", "wireguard". */
 export function tunnelName(t: TunnelInfo): string {
   if (t.id === null) return t.type;
   return t.type === 'gre' || t.type === 'gretap' ? `${t.type} key ${t.id}` : `${t.type} ${t.id}`;
