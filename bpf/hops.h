@@ -55,9 +55,15 @@ int BPF_PROG(tp_net_dev_queue, struct sk_buff *skb)
 			cur->queued_skb = 0;
 		return 0;
 	}
-	cur->queued_skb = (__u64)skb;
-	cur->queued_since = bpf_ktime_get_ns();
-	cur->queued_netns = dev_netns(skb->dev);
+	/* A device with a queue transmits later, maybe other packets first: only noqueue devices
+	 * (tunnels are made so) transmit the probe here, where a tunnel's lookup follows at once. */
+	if (skb->dev && skb->dev->qdisc && !skb->dev->qdisc->enqueue) {
+		cur->queued_skb = (__u64)skb;
+		cur->queued_since = bpf_ktime_get_ns();
+		cur->queued_netns = dev_netns(skb->dev);
+	} else if (cur->queued_skb) {
+		cur->queued_skb = 0;
+	}
 	if (!m.outer.tunnel)
 		seal_if_wireguard(skb, skb->dev, &m.p);
 	return 0;
@@ -89,6 +95,8 @@ int BPF_PROG(tp_netif_receive_skb, struct sk_buff *skb)
 		if (tag[1] == ETH_P_8021Q_BE)
 			at.l3 = skb->data + 8;
 	}
+	if (cur->queued_skb) /* a receive: whatever this CPU transmitted is done */
+		cur->queued_skb = 0;
 	if (!emit_hop(&at, &m, vlan)) {
 		cur->skb = 0;
 		return 0;

@@ -448,6 +448,20 @@ static __always_inline void seal_if_wireguard(struct sk_buff *skb, struct net_de
 }
 
 /*
+ * Whether a WireGuard packet's size is that of the probe sealed: the header,
+ * the probe padded to a multiple of 16 (at most to the device's MTU, which
+ * only bounds it here), the 16-byte tag. Another packet in a reused sk_buff
+ * (some free paths skip the tracepoints) is seldom that size.
+ */
+static __always_inline bool sealed_size(const struct packet *p, __u16 probe_len)
+{
+	__u32 sealed = p->ip_len - p->l4_off - UDP_HEADER - WG_DATA_HEADER - 16;
+	__u32 padded = (probe_len + 15) & ~15U;
+
+	return sealed >= probe_len && sealed <= padded;
+}
+
+/*
  * A sealed probe: UDP carrying WireGuard transport data, in an sk_buff that
  * entered a WireGuard device as the probe (the device encrypts in place and
  * the sk_buff crosses veth pairs as it is). The outer packet is what the
@@ -463,7 +477,7 @@ static __always_inline bool match_sealed(struct sk_buff *skb, struct probe_match
 	    p->l4[9] | p->l4[10] | p->l4[11] || p->ip_len < p->l4_off + UDP_HEADER + WG_DATA_HEADER)
 		return false;
 	s = bpf_map_lookup_elem(&tp_sealed, &key);
-	if (!s || !recent(s->seen))
+	if (!s || !recent(s->seen) || !sealed_size(p, s->p.ip_len))
 		return false;
 	copy16(m->outer.saddr, p->t.saddr);
 	copy16(m->outer.daddr, p->t.daddr);
@@ -506,7 +520,15 @@ static __always_inline bool match_probe(struct view *v, struct probe_match *m, s
 	}
 	if (CFG.family && CFG.family != p->t.family)
 		return false;
-	return CFG.match == TP_MATCH_MARKER ? match_marker(s, n, m) : match_selected(v, s, n, m);
+	if (!(CFG.match == TP_MATCH_MARKER ? match_marker(s, n, m) : match_selected(v, s, n, m)))
+		return false;
+	/* The probe readable again (decrypted): its sealed form is over, whatever comes in this sk_buff next. */
+	if (recent(last_sealed_ns)) {
+		__u64 key = (__u64)v->skb;
+
+		bpf_map_delete_elem(&tp_sealed, &key);
+	}
+	return true;
 }
 
 /*
@@ -522,6 +544,8 @@ static __always_inline void forget(struct sk_buff *skb)
 
 	if (cur && cur->skb == key)
 		cur->skb = 0;
+	if (cur && cur->queued_skb == key)
+		cur->queued_skb = 0;
 	if (recent(last_tracked_ns))
 		bpf_map_delete_elem(&tp_skbs, &key);
 	if (recent(last_sealed_ns))

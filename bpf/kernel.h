@@ -17,13 +17,24 @@ struct ns_common {
 	unsigned int inum; /* the inode number `ls -i /proc/PID/ns/net` shows */
 };
 
+struct fib6_info; /* only compared, never read */
+
+struct netns_ipv6 {
+	struct fib6_info *fib6_null_entry; /* what an IPv6 lookup finds where no route matches */
+};
+
 struct net {
 	struct ns_common ns;
+	struct netns_ipv6 ipv6;
 };
 
 typedef struct {
 	struct net *net;
 } possible_net_t;
+
+struct Qdisc {
+	void *enqueue; /* NULL for noqueue: the device transmits at once, in the caller's context */
+};
 
 struct rtnl_link_ops {
 	const char *kind; /* "wireguard", "vxlan", ... (ip -d link's info_kind) */
@@ -34,6 +45,7 @@ struct net_device {
 	int ifindex;
 	possible_net_t nd_net;
 	const struct rtnl_link_ops *rtnl_link_ops;
+	struct Qdisc *qdisc; /* the root qdisc */
 };
 
 struct sk_buff {
@@ -133,6 +145,7 @@ struct fib6_nh {
 
 struct fib6_result {
 	struct fib6_nh *nh;
+	struct fib6_info *f6i;
 	__u8 fib6_type;
 };
 

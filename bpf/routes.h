@@ -81,6 +81,7 @@ static __noinline __u32 task_netns(void)
 }
 
 #define LOOPBACK_IFINDEX 1
+#define ENETUNREACH 101
 
 /*
  * The flow a tunnel device builds for its outer packet, towards its remote
@@ -127,12 +128,14 @@ static __always_inline __u32 route_netns(__u8 family, __u8 proto, __u16 dport, c
 	}
 	/*
 	 * A tunnel device looks up the way to its remote endpoint inside its
-	 * transmit, right after the probe was handed to it on this CPU: the outer
-	 * packet's route, of either family. It is made in the namespace the
+	 * transmit, right after the probe was handed to it on this CPU (a noqueue
+	 * device: hops.h): the outer packet's route, of either family. Any other
+	 * transmit, receive or free on this CPU ends the slot, and it lasts a
+	 * tenth of the receive slot's time. It is made in the namespace the
 	 * device was created in (Docker moves its VXLAN devices into another):
 	 * where the lookup does not say (IPv4 failures), the device's is recorded.
 	 */
-	if (is_tunnel_flow(proto, dport) && cur && cur->queued_skb && bpf_ktime_get_ns() - cur->queued_since < CFG.current_ns) {
+	if (is_tunnel_flow(proto, dport) && cur && cur->queued_skb && bpf_ktime_get_ns() - cur->queued_since < CFG.current_ns / 10) {
 		*skb = cur->queued_skb;
 		return lookup_netns ? lookup_netns : cur->queued_netns;
 	}
@@ -230,11 +233,14 @@ int BPF_PROG(tp_fib6_table_lookup, const struct net *net, const struct fib6_resu
 {
 	struct in6_addr saddr = flp->saddr, daddr = flp->daddr;
 	struct fib6_nh *nh = res->nh;
+	/* No route at all looks like an unreachable one (RTN_UNREACHABLE): the null entry tells them apart. */
+	int none = res->f6i && res->f6i == net->ipv6.fib6_null_entry ? -ENETUNREACH : 0;
 	struct lookup l = {
 		.family = 6,
 		FLOW_FIELDS(flp),
 		.table = table ? table->tb6_id : 0,
 		.route_type = res->fib6_type,
+		.err = none,
 		.netns = net->ns.inum,
 		.saddr = saddr.in6_u.u6_addr8,
 		.daddr = daddr.in6_u.u6_addr8,

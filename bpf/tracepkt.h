@@ -200,7 +200,8 @@ struct tp_route {
 	__u8 daddr[16];
 	__u8 gateway[16]; /* from fib_nh_common->nhc_gw */
 	__u32 table;      /* the table looked up: tb_id / fib6_table->tb6_id */
-	__s32 error;      /* fib_table_lookup's err: 0 or -errno (IPv4) */
+	__s32 error;      /* fib_table_lookup's err: 0 or -errno (IPv4); IPv6: -ENETUNREACH where the lookup found
+			   * no route (the namespace's fib6_null_entry), else 0 and route_type says */
 	__s32 iif;        /* the flow's flowi_iif: LOOPBACK_IFINDEX (1) for output routing, the receiving device for input */
 	__s32 stack_id;   /* in tp_stacks (bpf_get_stackid), for lookups whose flow names no protocol; else -1 */
 	__u16 sport;      /* the flow's ports (flowi_uli), host order */

@@ -93,6 +93,7 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent {
     }
     case EventKind.NEIGH: {
       const ev = packetFields<NeighbourEvent>(buf, rec, 'neighbour');
+      ev.hook = hookName(buf, rec);
       ev.next_hop = address(buf[rec + NEIGH.family[0]] === 6 ? 6 : 4, buf, rec + NEIGH.next_hop[0]);
       ev.neighbour_state = nudState(buf[rec + NEIGH.nud_state[0]]);
       return ev;
@@ -280,7 +281,8 @@ function decodeRoute(buf: Buffer, rec: number): RouteEvent {
   const R = ROUTE;
   const family = buf[rec + R.family[0]] === 6 ? 6 : 4;
   const err = buf.readInt32LE(rec + R.error[0]);
-  const error = family === 4 ? (err === 0 ? null : (IPV4_ERRORS[err] ?? `error ${err}`)) : (IPV6_TYPES[buf[rec + R.route_type[0]]] ?? null);
+  // IPv6: no route at all is the namespace's null entry (the programs say -ENETUNREACH), else the route's type.
+  const error = family === 4 ? (err === 0 ? null : (IPV4_ERRORS[err] ?? `error ${err}`)) : err === -101 ? 'no route' : (IPV6_TYPES[buf[rec + R.route_type[0]]] ?? null);
   const gwFamily = buf[rec + R.gw_family[0]];
   const gateway = gwFamily === 2 ? formatAddress(4, buf, rec + R.gateway[0]) : gwFamily === 10 ? formatAddress(6, buf, rec + R.gateway[0]) : null;
   const oif = readCString(buf, rec + HEADER.ifname[0], HEADER.ifname[1]);

@@ -140,6 +140,8 @@ export interface DropEvent extends PacketFields {
  */
 export interface NeighbourEvent extends PacketFields {
   kind: 'neighbour';
+  /** "neigh": the tracepoint neigh:neigh_event_send_done. */
+  hook: string;
   /** The address being resolved: the route's gateway, or the destination itself on a link. */
   next_hop: string;
   /** The neighbour entry's state once it queued the packet, as `ip neigh` writes it (INCOMPLETE, ...). */

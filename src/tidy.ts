@@ -134,7 +134,8 @@ export class HopChain {
     for (const s of [...(this.byIdentity.get(key) ?? []), ...(this.older.get(key) ?? [])])
       if (e.time_ns - s.time_ns < SAME_PACKET_NS && !recent.some((r) => r.skb === s.skb)) recent.push(s);
     this.byIdentity.set(key, [e, ...recent.filter((s) => s.skb !== e.skb)]);
-    if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_PACKET_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
+    // Its own sk_buff, however slow the hop (a flood, an emulated kernel): never another copy's.
+    if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_SKB_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
     // Another sk_buff: the last sighting of each copy that could have come here.
     const candidates = recent.filter((s) => s.skb !== e.skb && consecutive(s, e));
     return candidates.length === 1 ? candidates[0] : undefined;

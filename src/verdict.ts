@@ -11,7 +11,7 @@ import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
 import type { NetfilterGap } from './netfilter/verdicts';
-import { tunnelLabel } from './tunnel';
+import { tunnelLabel, tunnelOfFlow } from './tunnel';
 
 /** Interfaces that are down, by namespace inode. */
 export type DownInterfaces = ReadonlyMap<number, string[]>;
@@ -60,22 +60,17 @@ function tunnelDrop(d: DropEvent): string | null {
 }
 
 /**
- * Where tunnel drivers free a packet they could not send on (vxlan_xmit_one,
- * geneve_xmit_skb, ip_tunnel_xmit for GRE and IP in IP, ip6_tnl_xmit,
- * ip6gre_xmit, ipip6_tunnel_xmit for sit), and the driver's name.
+ * A failed route lookup a tunnel device made for its outer packet towards
+ * its remote endpoint (its flow is a tunnel's: src/tunnel.ts), in words,
+ * naming the device the probe entered just before. Null for other lookups.
+ * The tunnel may have dropped the probe (VXLAN) or freed it silently
+ * (Geneve consumes it): either way it went no further.
  */
-const TUNNEL_XMIT = /^(vxlan|geneve|ip6gre|ipgre|ip6_tnl|ip_tunnel|ip_md_tunnel|ipip6_tunnel|ipip)_\w*xmit/;
-
-/**
- * A failed route lookup a tunnel device made for its outer packet: not
- * between the probe's addresses, made for the probe's sk_buff where a tunnel
- * driver dropped it. The tunnel's remote endpoint is unreachable.
- */
-function tunnelRouteFailure(d: DropEvent, failed: RouteEvent, down: DownInterfaces): string | null {
-  const m = TUNNEL_XMIT.exec(d.location);
-  if (!m || d.tunnel || [d.src, d.dst].includes(failed.dst)) return null;
-  const driver = { ip6gre: 'ip6gre', ipgre: 'gre', ip6_tnl: 'ip6tnl', ip_tunnel: 'tunnel', ip_md_tunnel: 'tunnel', ipip6_tunnel: 'sit', ipip: 'ipip' }[m[1]] ?? m[1];
-  const dev = d.ifname ? `${driver} device ${d.ifname}` : `the ${driver} device`;
+function tunnelRouteFailure(failed: RouteEvent, events: readonly TraceEvent[], down: DownInterfaces, sayNamespace = true): string | null {
+  const type = tunnelOfFlow(failed.proto, failed.dport);
+  if (!type) return null;
+  const entered = events.filter((e): e is HopEvent => e.kind === 'hop' && e.skb === failed.skb && e.hook === 'net_dev_queue' && !e.tunnel && e.time_ns <= failed.time_ns).pop();
+  const dev = entered ? `${type} device ${entered.ifname}${sayNamespace ? ` in namespace ${nsName(entered)}` : ''}` : `the ${type} tunnel`;
   const failure = routeFailure(failed, down, 'its remote endpoint ');
   return `${dev} has ${/^no /.test(failure) ? '' : /^[aeiou]/.test(failure) ? 'an ' : 'a '}${failure}`;
 }
@@ -84,9 +79,13 @@ function tunnelRouteFailure(d: DropEvent, failed: RouteEvent, down: DownInterfac
 function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces): string {
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
   const packet = d.tunnel ?? d;
+  // The tunnel's own lookup for this packet: recorded where its device is, which may not be where it looked (IPv6 says).
+  const tunnelRoute = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === d.skb && e.error !== null && !d.tunnel && tunnelOfFlow(e.proto, e.dport) !== null);
+  const tunnelWhy = tunnelRoute && tunnelRouteFailure(tunnelRoute, events, down, false);
+  if (tunnelWhy) return tunnelWhy;
   const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
-  if (failed) return tunnelRouteFailure(d, failed, down) ?? routeFailure(failed, down);
+  if (failed) return routeFailure(failed, down);
   if (d.reason.startsWith('NEIGH_')) {
     // Where the packet was queued, the kernel named the next hop; else the route lookup made for it.
     const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && e.netns === d.netns && e.time_ns <= d.time_ns).pop();
@@ -112,6 +111,8 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
 /** What else is known about a journey besides its events. */
 export interface VerdictContext {
   down?: DownInterfaces;
+  /** Records the kernel lost in the whole run (ring buffer full): nothing is concluded from a last sighting older than a loss. */
+  lost?: number;
   /** Netfilter bands the packet entered and did not leave, unexplained. */
   gaps?: readonly NetfilterGap[];
   /** The kernel refused to send: the MTU it named (ping's local error), and the output device's own MTU where known. */
@@ -171,17 +172,19 @@ function inTunnel(v: NetfilterEvent, hops: readonly HopEvent[]): string {
  * going further: the kernel holds it until the next hop answers, and frees
  * it (NEIGH_FAILED) when none does, seconds later.
  */
-function waitingForNeighbour(events: readonly TraceEvent[]): NeighbourEvent | null {
+function waitingForNeighbour(events: readonly TraceEvent[], lost: number | undefined): NeighbourEvent | null {
   const packets = events.filter((e) => e.kind === 'hop' || e.kind === 'neighbour' || e.kind === 'drop');
   const last = packets[packets.length - 1];
-  return last?.kind === 'neighbour' ? last : null;
+  if (last?.kind !== 'neighbour') return null;
+  // Records lost after it (the ring was full): the packet may have gone on unseen.
+  return lost !== undefined && lost > last.lost_so_far ? null : last;
 }
 
 /** The next hop that did not answer, whose packet was waiting (the probe, or a tunnel's outer packet), and where the probe was last seen. */
 function unansweredNeighbour(n: NeighbourEvent, last: HopEvent | undefined): string {
-  const whose = n.tunnel ? ` for the ${tunnelLabel(n.tunnel)} packet carrying the probe` : '';
+  const what = n.tunnel ? `the ${tunnelLabel(n.tunnel)} packet carrying the ${n.dir}` : `the ${n.dir}`;
   const seen = last && (last.netns !== n.netns || last.ifname !== n.ifname) ? `; last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})` : '';
-  return `next hop ${n.next_hop} on ${n.ifname} in namespace ${nsName(n)} did not answer ${resolution(n.next_hop)}${whose} (neighbour ${n.neighbour_state} when the packet was queued): it waited there${seen}`;
+  return `next hop ${n.next_hop} on ${n.ifname} in namespace ${nsName(n)} had not answered ${resolution(n.next_hop)} when the trace ended: ${what} was waiting for it there (neighbour ${n.neighbour_state} when it was queued)${seen}`;
 }
 
 function gapSentence(g: NetfilterGap): string {
@@ -222,13 +225,15 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
   if (firstError) return `${icmpError(firstError)} from ${firstError.src} (namespace ${nsName(firstError)})`;
   const failed = events.find((e): e is RouteEvent => e.kind === 'route' && e.error !== null && e.purpose !== 'reverse-path');
+  const tunnelWhy = failed && tunnelRouteFailure(failed, events, down);
+  if (tunnelWhy) return `no reply: ${tunnelWhy}`;
   if (failed) return `not sent: ${routeFailure(failed, down)} in namespace ${nsName(failed)}`;
   const requested = hops.some((h) => h.dir === 'request');
   if (!requested && context.localMtu) return tooBigToSend(events, context.localMtu);
   const last = hops[hops.length - 1];
   const gap = context.gaps?.filter((g) => !last || g.time_ns >= last.time_ns).pop();
   if (gap) return `no reply: ${gapSentence(gap)}`;
-  const waiting = waitingForNeighbour(events);
+  const waiting = waitingForNeighbour(events, context.lost);
   if (waiting) return `no reply: ${unansweredNeighbour(waiting, last)}`;
   if (!last) return 'not seen on any interface';
   return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})`;

@@ -110,7 +110,7 @@ export function writePcap(file: string, events: readonly TraceEvent[]): void {
  * answered is ping's word); a TCP/UDP probe is one.
  */
 export function outcomesOf(count: number, r: ProbeResult): ProbeOutcome[] {
-  const context = { down: r.down, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu };
+  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu };
   if (!r.ping) return [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
   const sent = r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count;
   return probeOutcomes(r.events, sent, r.ping, context);

@@ -75,7 +75,10 @@ export function renderHtml(j: HtmlJourney): string {
   for (const e of j.events) {
     if (e.kind === 'netfilter') mark(e.netns, `verdict ${e.verdict === 'ACCEPT' ? 'accept' : 'drop'}`, `${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`);
     else if (e.kind === 'drop') mark(e.netns, 'verdict drop dropped', `dropped at ${e.location}: ${e.reason}`);
-    else if (e.kind === 'neighbour') mark(e.netns, 'verdict drop waiting', `waiting on ${e.ifname} for ${resolution(e.next_hop)}: ${e.next_hop} ${e.neighbour_state}`);
+    // Waiting at a neighbour is a stop only where nothing shows the packet going on (the first
+    // packet to a next hop always waits a moment).
+    else if (e.kind === 'neighbour' && !j.events.some((x) => x.time_ns > e.time_ns && x.kind === 'hop' && x.skb === e.skb))
+      mark(e.netns, 'verdict drop waiting', `waiting on ${e.ifname} for ${resolution(e.next_hop)}: ${e.next_hop} ${e.neighbour_state}`);
     else if (e.kind === 'hop') {
       if (e.tunnel && !sameTunnel(inTunnel?.tunnel, e.tunnel)) mark(e.netns, 'tunnel', `${e.dir} into ${tunnelLabel(e.tunnel)}`);
       inTunnel = e.tunnel ? e : undefined;

@@ -110,7 +110,7 @@ test('--egress --set-tcp-flags PSH --ratio 0.1 on a router: the share tcpdump se
     let got = '';
     server.stdout.on('data', (c) => (got += c));
     // Headers only, and room enough that the kernel drops none of what it captures.
-    const dump = spawn('ip', ['netns', 'exec', b, 'tcpdump', '-i', 'eth0', '-nn', '-U', '-s', '128', '-B', '16384', '-w', pcap, 'tcp and dst port 5001'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const dump = spawn('ip', ['netns', 'exec', b, 'tcpdump', '-i', 'eth0', '-nn', '--immediate-mode', '-U', '-s', '128', '-B', '16384', '-w', pcap, 'tcp and dst port 5001'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let dumpSaid = '';
     dump.stderr.on('data', (c) => (dumpSaid += c));
     try {

@@ -84,7 +84,7 @@ stopCase('a router forwards to a host that does not exist: the probe waits for A
   assert.deepEqual(drops(run), [], 'ARP has not given up within the probe\'s second');
   assert.equal(
     run.summary?.verdict,
-    `no reply: next hop 10.0.2.9 on rb in namespace ${topo.r} did not answer ARP (neighbour INCOMPLETE when the packet was queued): it waited there; last seen as request on ra in namespace ${topo.r} (netif_receive_skb)`,
+    `no reply: next hop 10.0.2.9 on rb in namespace ${topo.r} had not answered ARP when the trace ended: the request was waiting for it there (neighbour INCOMPLETE when it was queued); last seen as request on ra in namespace ${topo.r} (netif_receive_skb)`,
   );
 });
 

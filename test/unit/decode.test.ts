@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode';
-import { HEADER, HOP } from '../../src/bpf/layout';
-import type { HopEvent } from '../../src/events';
+import { EventKind, HEADER, Hook, HOP, NEIGH, ROUTE } from '../../src/bpf/layout';
+import type { HopEvent, KernelEvent, NeighbourEvent, RouteEvent } from '../../src/events';
 import { DEMO_FIXTURE as D, decodeFixture, fixture } from '../fixtures';
 
 const HOPS = [
@@ -80,4 +80,42 @@ test('remembered strings never stand for other bytes: sk_buff addresses and IP a
     assert.equal(ev.skb, skb.toString(16), 'the same low half, another high half: another string');
     assert.equal(ev.src, `fd00:17::${last.toString(16)}`);
   }
+});
+
+test('a neighbour record: the probe queued at an unresolved next hop, the next hop and its state', () => {
+  const hopRecord = fixture('demo-ipv4.batch').subarray(4, 4 + HOP.$size);
+  const rec = Buffer.alloc(4 + NEIGH.$size);
+  rec.writeUInt32LE(NEIGH.$size, 0);
+  hopRecord.copy(rec, 4, 0, HOP.o.$offset + HOP.o.$size); // header, packet, quoted, outer: the prefix every packet record shares
+  rec[4 + HEADER.kind[0]] = EventKind.NEIGH;
+  rec[4 + HEADER.hook[0]] = Hook.NEIGH;
+  Buffer.from([172, 17, 0, 9]).copy(rec, 4 + NEIGH.next_hop[0]);
+  rec[4 + NEIGH.family[0]] = 4;
+  rec[4 + NEIGH.nud_state[0]] = 0x01;
+  const events: KernelEvent[] = [];
+  assert.equal(decodeBatch(rec, (e) => events.push(e)), 1);
+  const [ev] = events as NeighbourEvent[];
+  assert.deepEqual([ev.kind, ev.hook, ev.next_hop, ev.neighbour_state, ev.ifname, ev.src, ev.dst, ev.icmp_seq], ['neighbour', 'neigh', '172.17.0.9', 'INCOMPLETE', 'docker0', '172.17.0.1', '172.17.0.2', 1]);
+  rec[4 + NEIGH.family[0]] = 6;
+  Buffer.from('fd770000000000000000000000000009', 'hex').copy(rec, 4 + NEIGH.next_hop[0]);
+  rec[4 + NEIGH.nud_state[0]] = 0x20;
+  decodeBatch(rec, (e) => events.push(e));
+  assert.deepEqual([(events[1] as NeighbourEvent).next_hop, (events[1] as NeighbourEvent).neighbour_state], ['fd77::9', 'FAILED']);
+});
+
+test('IPv6 route lookups: no route at all (the null entry) is told apart from an unreachable route', () => {
+  const lookup = (error: number, routeType: number) => {
+    const rec = Buffer.alloc(4 + ROUTE.$size);
+    rec.writeUInt32LE(ROUTE.$size, 0);
+    rec[4 + HEADER.kind[0]] = EventKind.ROUTE;
+    rec[4 + ROUTE.family[0]] = 6;
+    rec.writeInt32LE(error, 4 + ROUTE.error[0]);
+    rec[4 + ROUTE.route_type[0]] = routeType;
+    let ev: RouteEvent | undefined;
+    decodeBatch(rec, (e) => (ev = e as RouteEvent));
+    return ev!.error;
+  };
+  assert.equal(lookup(-101, 7), 'no route');
+  assert.equal(lookup(0, 7), 'unreachable');
+  assert.equal(lookup(0, 1), null);
 });

@@ -135,4 +135,12 @@ test('a field no hop changes: TTL across a link, more than forwarding takes, TCP
   const copied = [hop('3', 7, 'net_dev_queue', 64, 200), hop('3', 8, 'netif_receive_skb', 64, 210), hop('3', 8, 'net_dev_queue', 63, 220), hop('4', 7, 'net_dev_queue', 64, 225), hop('5', 9, 'netif_receive_skb', 63, 230)];
   for (const e of copied) chain.add(e);
   assert.equal(copied[4].altered, null, 'ambiguous: not blamed on either copy');
+  // The same race with slow hops (over a millisecond each, as under a flood or emulation).
+  const slow = [hop('6', 7, 'net_dev_queue', 64, 10_000_000), hop('6', 8, 'netif_receive_skb', 64, 10_100_000), hop('6', 8, 'net_dev_queue', 63, 10_200_000), hop('7', 7, 'net_dev_queue', 64, 10_600_000), hop('6', 9, 'netif_receive_skb', 63, 11_300_000)].map((e) => ({ ...e, tcp_seq: 30000 }));
+  for (const e of slow) chain.add(e);
+  assert.equal(slow[4].altered, null, 'its own sk_buff, 1.1 ms later, still says where it came from');
+  // And what the chain is for: a field changed in the packet's own sk_buff, across a link.
+  const mangled = [hop('8', 7, 'net_dev_queue', 64, 20_000_000), { ...hop('8', 9, 'netif_receive_skb', 64, 20_100_000), tcp_flags: 'P.' }].map((e) => ({ ...e, tcp_seq: 40000 }));
+  for (const e of mangled) chain.add(e);
+  assert.equal(mangled[1].altered, 'tcp flags . -> P.');
 });

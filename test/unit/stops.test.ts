@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode';
-import type { DropEvent, HopEvent, KernelEvent, RouteEvent, TraceEvent } from '../../src/events';
+import type { DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent } from '../../src/events';
 import { describeIcmpError } from '../../src/icmp';
 import { classifyRoutes } from '../../src/kernel/route-purpose';
 import { freedAfterDelivery, tidy } from '../../src/tidy';
@@ -68,6 +68,9 @@ const base = { time_ns: 0, skb: 'a1', lost_so_far: 0, netns: 7, netns_name: 'r',
 const hop = (x: Partial<HopEvent>): HopEvent => ({ kind: 'hop', hook: 'netif_receive_skb', vlan: null, dir: 'request', ...base, ...x });
 const drop = (x: Partial<DropEvent>): DropEvent => ({ kind: 'drop', dir: 'request', reason: 'NOT_SPECIFIED', reason_code: 2, location: 'ip_error+0x94', ...base, ...x });
 const route = (x: Partial<RouteEvent>): RouteEvent => ({ kind: 'route', time_ns: 0, skb: 'a1', lost_so_far: 0, netns: 7, netns_name: 'r', family: 4, src: '10.0.1.2', dst: '10.0.2.2', table: 'main', table_id: 254, oif: 'rb', gateway: null, error: null, purpose: 'input', proto: 0, sport: 0, dport: 0, flow_icmp_type: 0, ...x });
+const neighbour = (x: Partial<NeighbourEvent>): NeighbourEvent => ({ kind: 'neighbour', hook: 'neigh', dir: 'request', next_hop: '10.0.2.9', neighbour_state: 'INCOMPLETE', ...base, ifname: 'rb', ...x });
+const vxlan42 = { type: 'vxlan' as const, id: 42, family: 4 as const, src: '192.168.77.1', dst: '192.168.77.9', proto: 17, sport: 4000, dport: 4789, ttl: 64, len: 134 };
+const tunnelLookup = (x: Partial<RouteEvent>) => route({ purpose: 'output', src: '192.168.77.1', dst: '192.168.88.2', proto: 17, sport: 4000, dport: 4789, error: 'no route', oif: null, time_ns: 2, ...x });
 const error = hop({ dir: 'error', ifname: 'ra', hook: 'net_dev_queue', icmp_type: 11, icmp_code: 0, quotes: 'request', src: '10.0.1.1', dst: '10.0.1.2' });
 
 const verdicts: [string, TraceEvent[], boolean, string][] = [
@@ -83,6 +86,14 @@ const verdicts: [string, TraceEvent[], boolean, string][] = [
   ['a VXLAN drop on receive, without a reason: no guess', [hop({ ifname: 'u2' }), drop({ ifname: 'u2', location: 'vxlan_rcv+0x2e0', tunnel: { type: 'vxlan', id: 42, family: 4, src: '192.168.77.1', dst: '192.168.77.2', proto: 17, sport: 4000, dport: 4789, ttl: 64, len: 134 } })], false, 'dropped in namespace r at vxlan_rcv: the vxlan driver dropped it on receive, and this kernel gives no reason'],
   ['the tunnel\'s next hop did not answer: the outer packet\'s, not the probe\'s', [hop({ family: 6, src: 'fd99::1', dst: 'fd99::2', ifname: 'vx0', hook: 'net_dev_queue' }), drop({ family: 6, src: 'fd99::1', dst: 'fd99::2', ifname: 'u1', reason: 'NEIGH_FAILED', location: 'neigh_invalidate+0x7e', tunnel: { type: 'vxlan', id: 42, family: 4, src: '192.168.77.1', dst: '192.168.77.9', proto: 17, sport: 4000, dport: 4789, ttl: 64, len: 154 } })], false, 'dropped in namespace r at neigh_invalidate: next hop 192.168.77.9 did not answer ARP on u1 (for the vxlan 42: 192.168.77.1 -> 192.168.77.9 packet carrying the probe) (NEIGH_FAILED)'],
   ['not sent', [route({ purpose: 'output', skb: '0', error: 'no route', oif: null, netns_name: 'a' })], false, 'not sent: no route to 10.0.2.2 (table main) in namespace a'],
+  ['a tunnel with no route to its remote endpoint, dropping the probe', [hop({ ifname: 'vx0', hook: 'net_dev_queue', time_ns: 1 }), tunnelLookup({}), drop({ ifname: 'vx0', reason: 'IP_OUTNOROUTES', location: 'vxlan_xmit_one+0x26d', time_ns: 3 })], false, 'dropped in namespace r at vxlan_xmit_one: vxlan device vx0 has no route to its remote endpoint 192.168.88.2 (table main)'],
+  ['a tunnel with no route to its remote endpoint, freeing the probe without a word (Geneve)', [hop({ ifname: 'gnv0', hook: 'net_dev_queue', time_ns: 1 }), tunnelLookup({ dport: 6081 })], false, 'no reply: geneve device gnv0 in namespace r has no route to its remote endpoint 192.168.88.2 (table main)'],
+  ['a GRE tunnel whose endpoint is unreachable', [hop({ ifname: 'gre1', hook: 'net_dev_queue', time_ns: 1 }), tunnelLookup({ proto: 47, sport: 0, dport: 0, error: 'unreachable' })], false, 'no reply: gre device gre1 in namespace r has an unreachable route to its remote endpoint 192.168.88.2 (table main)'],
+  ['a UDP lookup to some other port is no tunnel\'s', [hop({ ifname: 'eth0', hook: 'net_dev_queue', time_ns: 1 }), tunnelLookup({ dport: 53, netns_name: 'a' })], false, 'not sent: no route to 192.168.88.2 (table main) in namespace a'],
+  ['waiting for ARP at a router', [hop({ time_ns: 1 }), neighbour({ time_ns: 2 })], false, 'no reply: next hop 10.0.2.9 on rb in namespace r had not answered ARP when the trace ended: the request was waiting for it there (neighbour INCOMPLETE when it was queued); last seen as request on ra in namespace r (netif_receive_skb)'],
+  ['waiting for neighbour discovery for a tunnel\'s outer packet', [hop({ ifname: 'vx0', hook: 'net_dev_queue', time_ns: 1 }), neighbour({ ifname: 'u1', next_hop: 'fd77::9', tunnel: { ...vxlan42, family: 6, src: 'fd77::1', dst: 'fd77::9' }, time_ns: 2 })], false, 'no reply: next hop fd77::9 on u1 in namespace r had not answered neighbour discovery when the trace ended: the vxlan 42: fd77::1 -> fd77::9 packet carrying the request was waiting for it there (neighbour INCOMPLETE when it was queued); last seen as request on vx0 in namespace r (net_dev_queue)'],
+  ['a wait at a neighbour that ended: the packet went on', [hop({ time_ns: 1 }), neighbour({ time_ns: 2 }), hop({ ifname: 'rb', hook: 'net_dev_queue', time_ns: 3 })], false, 'no reply: last seen as request on rb in namespace r (net_dev_queue)'],
+  ['a failed neighbour named by the queue it waited in', [hop({ time_ns: 1 }), neighbour({ time_ns: 2 }), drop({ ifname: 'rb', reason: 'NEIGH_FAILED', location: 'neigh_invalidate+0x7e', time_ns: 3 })], false, 'dropped in namespace r at neigh_invalidate: next hop 10.0.2.9 did not answer ARP on rb (NEIGH_FAILED)'],
   ['nothing', [], false, 'not seen on any interface'],
   ['lost on the way', [hop({}), hop({ ifname: 'rb', hook: 'net_dev_queue' })], false, 'no reply: last seen as request on rb in namespace r (net_dev_queue)'],
 ];
@@ -90,6 +101,12 @@ const verdicts: [string, TraceEvent[], boolean, string][] = [
 for (const [what, events, replied, sentence] of verdicts) {
   test(`verdict: ${what}`, () => assert.equal(verdictLine(events, replied), sentence));
 }
+
+test('verdict: a wait at a neighbour with records lost after it concludes nothing', () => {
+  const events = [hop({ time_ns: 1 }), neighbour({ time_ns: 2, lost_so_far: 0 })];
+  assert.match(verdictLine(events, false, { lost: 0 }), /had not answered ARP/);
+  assert.equal(verdictLine(events, false, { lost: 3 }), 'no reply: last seen as request on ra in namespace r (netif_receive_skb)');
+});
 
 test('verdict: a failed route names the interfaces that are down there', () => {
   const events = [route({ purpose: 'output', skb: '0', error: 'no route', oif: null })];
