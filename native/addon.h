@@ -19,10 +19,19 @@
 
 /* ---- errors (errors.c) ---- */
 
+/*
+ * libbpf's messages (the verifier's log among them) are kept per thread: a
+ * load on a worker thread and a call on the main one never mix their logs.
+ * log_reset() empties the calling thread's, log_current() reads it,
+ * log_take() hands over a copy (freed by the caller) for another thread.
+ */
 int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 void log_reset(void);
-napi_value errno_error(napi_env env, const char *op, int err, int with_log);
-napi_value throw_errno(napi_env env, const char *op, int err, int with_log);
+const char *log_current(void);
+char *log_take(void);
+/* An Error "op: strerror" with .op, .errno and, where log is not NULL, .log. */
+napi_value errno_error(napi_env env, const char *op, int err, const char *log);
+napi_value throw_errno(napi_env env, const char *op, int err, const char *log);
 napi_value throw_type(napi_env env, const char *msg);
 int get_string(napi_env env, napi_value v, char *buf, size_t size);
 
@@ -32,6 +41,16 @@ int get_string(napi_env env, napi_value v, char *buf, size_t size);
 	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok ||  \
 	    argc < n)                                                           \
 		return throw_type(env, "wrong number of arguments");
+
+/*
+ * Handles are externals with a type tag, checked on every call: an object
+ * handle, a ring or a netlink socket is never taken for another.
+ */
+extern const napi_type_tag OBJECT_TAG, RING_TAG, NETLINK_TAG;
+/* A tagged handle for data (finalized by fin), or NULL with an exception pending: then data is the caller's to free. */
+napi_value make_handle(napi_env env, void *data, napi_finalize fin, const napi_type_tag *tag);
+/* The data of a handle carrying tag (or tag2, when not NULL), or NULL with a TypeError thrown. */
+void *get_handle(napi_env env, napi_value v, const napi_type_tag *tag, const napi_type_tag *tag2, const char *what);
 
 /* ---- the object handle (object.c) ---- */
 
@@ -58,6 +77,7 @@ struct batch {
 	char *data;
 	size_t len, cap;
 	size_t limit; /* stop adding records past this many bytes; 0: no limit */
+	double lost;  /* records the source gave up that no batch could hold (out of memory): reported with the ring's */
 };
 
 /*
@@ -78,8 +98,10 @@ struct watch {
 };
 
 int batch_add(struct batch *b, const void *data, size_t size);
-napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name);
-struct watch *get_watch(napi_env env, napi_value v);
+/* Starts watching fd; on failure releases and frees w, and returns NULL with an exception pending. */
+napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name, const napi_type_tag *tag);
+/* A watch handle of the kind tag names (NULL: either kind). */
+struct watch *get_watch(napi_env env, napi_value v, const napi_type_tag *tag);
 
 /* ---- what each unit exports to JavaScript, a table ending in { NULL } ---- */
 

@@ -5,27 +5,35 @@
  * .errno (positive) and, for loads and attaches, .log.
  */
 #include "addon.h"
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
-/* Written from a load's worker thread and from the main thread: under log_lock. */
-static char log_buf[64 * 1024];
-static size_t log_len;
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+#define LOG_SIZE (64 * 1024)
 
-/*
- * Keeps the last sizeof(log_buf) - 1 bytes: the verifier says why it
- * refused a program at the end of its log, which can run to megabytes.
- */
+/* This thread's messages: the last LOG_SIZE - 1 bytes (the verifier says why at the end). */
+struct log {
+	size_t len;
+	char buf[LOG_SIZE];
+};
+
+static __thread struct log *thread_log;
+
+static struct log *this_log(void)
+{
+	if (!thread_log)
+		thread_log = calloc(1, sizeof(*thread_log)); /* once per thread; kept for its life */
+	return thread_log;
+}
+
 int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+	struct log *log = this_log();
 	va_list again;
 	char *msg;
-	size_t n, keep = sizeof(log_buf) - 1;
+	size_t n, keep = LOG_SIZE - 1;
 	int len;
 
-	if (level == LIBBPF_DEBUG)
+	if (level == LIBBPF_DEBUG || !log)
 		return 0;
 	va_copy(again, ap);
 	len = vsnprintf(NULL, 0, fmt, again);
@@ -34,36 +42,47 @@ int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 		return 0;
 	vsnprintf(msg, (size_t)len + 1, fmt, ap);
 	n = (size_t)len;
-	pthread_mutex_lock(&log_lock);
 	if (n >= keep) {
-		memcpy(log_buf, msg + n - keep, keep);
-		log_len = keep;
+		memcpy(log->buf, msg + n - keep, keep);
+		log->len = keep;
 	} else {
-		if (log_len + n > keep) {
-			size_t drop = log_len + n - keep;
+		if (log->len + n > keep) {
+			size_t drop = log->len + n - keep;
 
-			memmove(log_buf, log_buf + drop, log_len - drop);
-			log_len -= drop;
+			memmove(log->buf, log->buf + drop, log->len - drop);
+			log->len -= drop;
 		}
-		memcpy(log_buf + log_len, msg, n);
-		log_len += n;
+		memcpy(log->buf + log->len, msg, n);
+		log->len += n;
 	}
-	log_buf[log_len] = 0;
-	pthread_mutex_unlock(&log_lock);
+	log->buf[log->len] = 0;
 	free(msg);
 	return 0;
 }
 
 void log_reset(void)
 {
-	pthread_mutex_lock(&log_lock);
-	log_len = 0;
-	log_buf[0] = 0;
-	pthread_mutex_unlock(&log_lock);
+	struct log *log = this_log();
+
+	if (log) {
+		log->len = 0;
+		log->buf[0] = 0;
+	}
 }
 
-/* An Error "op: strerror" with .op, .errno and, with_log, libbpf's messages as .log */
-napi_value errno_error(napi_env env, const char *op, int err, int with_log)
+const char *log_current(void)
+{
+	struct log *log = this_log();
+
+	return log ? log->buf : "";
+}
+
+char *log_take(void)
+{
+	return strdup(log_current());
+}
+
+napi_value errno_error(napi_env env, const char *op, int err, const char *log)
 {
 	char msg[256];
 	napi_value error, message, value;
@@ -79,18 +98,16 @@ napi_value errno_error(napi_env env, const char *op, int err, int with_log)
 	napi_set_named_property(env, error, "op", value);
 	napi_create_int32(env, err, &value);
 	napi_set_named_property(env, error, "errno", value);
-	if (with_log) {
-		pthread_mutex_lock(&log_lock);
-		napi_create_string_utf8(env, log_buf, log_len, &value);
-		pthread_mutex_unlock(&log_lock);
+	if (log) {
+		napi_create_string_utf8(env, log, NAPI_AUTO_LENGTH, &value);
 		napi_set_named_property(env, error, "log", value);
 	}
 	return error;
 }
 
-napi_value throw_errno(napi_env env, const char *op, int err, int with_log)
+napi_value throw_errno(napi_env env, const char *op, int err, const char *log)
 {
-	napi_throw(env, errno_error(env, op, err, with_log));
+	napi_throw(env, errno_error(env, op, err, log));
 	return NULL;
 }
 
@@ -105,4 +122,36 @@ int get_string(napi_env env, napi_value v, char *buf, size_t size)
 	size_t len;
 
 	return napi_get_value_string_utf8(env, v, buf, size, &len) == napi_ok && len < size - 1;
+}
+
+const napi_type_tag OBJECT_TAG = { 0x7472616365706b74ULL, 0x6f626a6563740001ULL };
+const napi_type_tag RING_TAG = { 0x7472616365706b74ULL, 0x72696e6700000002ULL };
+const napi_type_tag NETLINK_TAG = { 0x7472616365706b74ULL, 0x6e65746c696e6b03ULL };
+
+napi_value make_handle(napi_env env, void *data, napi_finalize fin, const napi_type_tag *tag)
+{
+	napi_value handle;
+
+	/* The finalizer comes last: until it is in place, a failure leaves data to the caller. */
+	if (napi_create_external(env, data, NULL, NULL, &handle) != napi_ok ||
+	    napi_type_tag_object(env, handle, tag) != napi_ok ||
+	    napi_add_finalizer(env, handle, data, fin, NULL, NULL) != napi_ok)
+		return throw_errno(env, "making a handle", ENOMEM, NULL);
+	return handle;
+}
+
+void *get_handle(napi_env env, napi_value v, const napi_type_tag *tag, const napi_type_tag *tag2, const char *what)
+{
+	napi_valuetype type;
+	bool ok = false;
+	void *data = NULL;
+
+	if (napi_typeof(env, v, &type) != napi_ok || type != napi_external ||
+	    ((napi_check_object_type_tag(env, v, tag, &ok) != napi_ok || !ok) &&
+	     (!tag2 || napi_check_object_type_tag(env, v, tag2, &ok) != napi_ok || !ok)) ||
+	    napi_get_value_external(env, v, &data) != napi_ok || !data) {
+		throw_type(env, what);
+		return NULL;
+	}
+	return data;
 }

@@ -22,12 +22,12 @@ static napi_value js_attach(napi_env env, napi_callback_info info)
 	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
 		return NULL;
 	if (o->nr_links >= MAX_OBJECT_LINKS)
-		return throw_errno(env, "bpf_program__attach", E2BIG, 0);
+		return throw_errno(env, "bpf_program__attach", E2BIG, NULL);
 	log_reset();
 	link = bpf_program__attach(prog);
 	err = libbpf_get_error(link);
 	if (err)
-		return throw_errno(env, "bpf_program__attach", err, 1);
+		return throw_errno(env, "bpf_program__attach", err, log_current());
 	o->links[o->nr_links++] = link;
 	return NULL;
 }
@@ -38,10 +38,10 @@ static napi_value link_create(napi_env env, struct object *o, void *attr, size_t
 	int fd;
 
 	if (o->nr_link_fds >= MAX_OBJECT_LINKS)
-		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, 0);
+		return throw_errno(env, "BPF_LINK_CREATE", E2BIG, NULL);
 	fd = syscall(__NR_bpf, BPF_LINK_CREATE, attr, size);
 	if (fd < 0)
-		return throw_errno(env, "BPF_LINK_CREATE", errno, 0);
+		return throw_errno(env, "BPF_LINK_CREATE", errno, NULL);
 	o->link_fds[o->nr_link_fds++] = fd;
 	return NULL;
 }
@@ -130,7 +130,7 @@ static napi_value js_pin_program(napi_env env, napi_callback_info info)
 		return throw_type(env, "bad path");
 	log_reset();
 	err = bpf_program__pin(prog, path);
-	return err ? throw_errno(env, "bpf_program__pin", err, 1) : NULL;
+	return err ? throw_errno(env, "bpf_program__pin", err, log_current()) : NULL;
 }
 
 /* ifIndex(name) -> number: the interface's index in the calling thread's network namespace */
@@ -145,7 +145,7 @@ static napi_value js_if_index(napi_env env, napi_callback_info info)
 		return throw_type(env, "bad interface name");
 	index = if_nametoindex(name);
 	if (!index)
-		return throw_errno(env, "if_nametoindex", errno, 0);
+		return throw_errno(env, "if_nametoindex", errno, NULL);
 	napi_create_uint32(env, index, &result);
 	return result;
 }

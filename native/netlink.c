@@ -29,15 +29,17 @@ static int nl_drain(struct watch *w)
 			if (errno == ENOBUFS) {
 				/* The kernel dropped messages: tell JavaScript with an empty record. */
 				if (batch_add(&w->batch, s->buf, 0))
-					return -ENOMEM;
-				n++;
+					w->batch.lost++;
+				else
+					n++;
 				continue;
 			}
 			break; /* EAGAIN: drained */
 		}
 		if (batch_add(&w->batch, s->buf, got))
-			return -ENOMEM;
-		n++;
+			w->batch.lost++; /* a datagram no batch could hold: counted, and the rest go on */
+		else
+			n++;
 	}
 	return n;
 }
@@ -69,14 +71,14 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info)
 		return throw_type(env, "protocol must be a number, groups an array");
 	s = calloc(1, sizeof(*s));
 	if (!s)
-		return throw_errno(env, "calloc", ENOMEM, 0);
+		return throw_errno(env, "calloc", ENOMEM, NULL);
 	s->fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
 	if (s->fd < 0 || bind(s->fd, (struct sockaddr *)&addr, sizeof(addr))) {
 		int err = errno;
 
 		nl_release(&s->w);
 		free(s);
-		return throw_errno(env, "netlink socket", err, 0);
+		return throw_errno(env, "netlink socket", err, NULL);
 	}
 	/* Trace bursts must not overflow the socket: ask for a large buffer. */
 	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
@@ -92,12 +94,12 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info)
 
 			nl_release(&s->w);
 			free(s);
-			return throw_errno(env, "NETLINK_ADD_MEMBERSHIP", err, 0);
+			return throw_errno(env, "NETLINK_ADD_MEMBERSHIP", err, NULL);
 		}
 	}
 	s->w.drain = nl_drain;
 	s->w.release = nl_release;
-	return watch_start(env, &s->w, s->fd, argv[2], "tracepkt:netlink");
+	return watch_start(env, &s->w, s->fd, argv[2], "tracepkt:netlink", &NETLINK_TAG);
 }
 
 /* netlinkSend(socket, buffer): one datagram to the kernel */
@@ -109,14 +111,14 @@ static napi_value js_netlink_send(napi_env env, napi_callback_info info)
 	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	ARGS(2);
 
-	if (!(s = (struct nl *)get_watch(env, argv[0])))
+	if (!(s = (struct nl *)get_watch(env, argv[0], &NETLINK_TAG)))
 		return NULL;
 	if (s->w.closed)
-		return throw_errno(env, "netlink send", EBADF, 0);
+		return throw_errno(env, "netlink send", EBADF, NULL);
 	if (napi_get_buffer_info(env, argv[1], &data, &size) != napi_ok)
 		return throw_type(env, "message must be a Buffer");
 	if (sendto(s->fd, data, size, 0, (struct sockaddr *)&kernel, sizeof(kernel)) < 0)
-		return throw_errno(env, "netlink send", errno, 0);
+		return throw_errno(env, "netlink send", errno, NULL);
 	return NULL;
 }
 

@@ -23,21 +23,21 @@ static napi_value js_enter_netns(napi_env env, napi_callback_info info)
 	if (home_netns < 0) {
 		home_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 		if (home_netns < 0)
-			return throw_errno(env, "open /proc/thread-self/ns/net", errno, 0);
+			return throw_errno(env, "open /proc/thread-self/ns/net", errno, NULL);
 	}
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return throw_errno(env, "open namespace", errno, 0);
+		return throw_errno(env, "open namespace", errno, NULL);
 	err = setns(fd, CLONE_NEWNET) ? errno : 0;
 	close(fd);
-	return err ? throw_errno(env, "setns", err, 0) : NULL;
+	return err ? throw_errno(env, "setns", err, NULL) : NULL;
 }
 
 /* leaveNetns(): back to the namespace the thread was in before enterNetns */
 static napi_value js_leave_netns(napi_env env, napi_callback_info info)
 {
 	if (home_netns >= 0 && setns(home_netns, CLONE_NEWNET))
-		return throw_errno(env, "setns back", errno, 0);
+		return throw_errno(env, "setns back", errno, NULL);
 	return NULL;
 }
 

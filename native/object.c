@@ -38,12 +38,10 @@ static void object_finalize(napi_env env, void *data, void *hint)
 
 struct object *get_object(napi_env env, napi_value v)
 {
-	struct object *o = NULL;
+	struct object *o = get_handle(env, v, &OBJECT_TAG, NULL, "not a BPF object handle");
 
-	if (napi_get_value_external(env, v, (void **)&o) != napi_ok || !o) {
-		throw_type(env, "not a BPF object handle");
+	if (!o)
 		return NULL;
-	}
 	if (!o->obj) {
 		throw_type(env, "BPF object is closed");
 		return NULL;
@@ -64,7 +62,7 @@ struct bpf_program *get_program(napi_env env, struct object *o, napi_value v)
 		return throw_type(env, "bad program name"), NULL;
 	prog = bpf_object__find_program_by_name(o->obj, name);
 	if (!prog)
-		throw_errno(env, "bpf_object__find_program_by_name", ENOENT, 0);
+		throw_errno(env, "bpf_object__find_program_by_name", ENOENT, NULL);
 	return prog;
 }
 
@@ -77,7 +75,7 @@ struct bpf_map *get_map(napi_env env, struct object *o, napi_value v)
 		return throw_type(env, "bad map name"), NULL;
 	map = bpf_object__find_map_by_name(o->obj, name);
 	if (!map)
-		throw_errno(env, "bpf_object__find_map_by_name", ENOENT, 0);
+		throw_errno(env, "bpf_object__find_map_by_name", ENOENT, NULL);
 	return map;
 }
 
@@ -94,25 +92,28 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		return throw_type(env, "bad path");
 	o = calloc(1, sizeof(*o));
 	if (!o)
-		return throw_errno(env, "calloc", ENOMEM, 0);
+		return throw_errno(env, "calloc", ENOMEM, NULL);
 	log_reset();
 	o->obj = bpf_object__open_file(path, NULL);
 	err = libbpf_get_error(o->obj);
 	if (err) {
 		free(o);
-		return throw_errno(env, "bpf_object__open_file", err, 1);
+		return throw_errno(env, "bpf_object__open_file", err, log_current());
 	}
-	napi_create_external(env, o, object_finalize, NULL, &handle);
+	if (!(handle = make_handle(env, o, object_finalize, &OBJECT_TAG))) {
+		object_close(o);
+		free(o);
+	}
 	return handle;
 }
 
 /* close(handle): detaches every link and frees the object */
 static napi_value js_close(napi_env env, napi_callback_info info)
 {
-	struct object *o = NULL;
+	struct object *o;
 	ARGS(1);
 
-	if (napi_get_value_external(env, argv[0], (void **)&o) != napi_ok || !o)
+	if (!(o = get_handle(env, argv[0], &OBJECT_TAG, NULL, "not a BPF object handle")))
 		return NULL;
 	if (o->loading)
 		o->close_after = 1; /* the worker owns it now; closed when the load ends */
@@ -143,7 +144,7 @@ static napi_value js_set_global(napi_env env, napi_callback_info info)
 		return throw_type(env, "value must be a Buffer");
 	btf = bpf_object__btf(o->obj);
 	if (!btf)
-		return throw_errno(env, "bpf_object__btf", ENOENT, 0);
+		return throw_errno(env, "bpf_object__btf", ENOENT, NULL);
 
 	n = btf__type_cnt(btf);
 	for (id = 1; id < n; id++) {
@@ -167,7 +168,7 @@ static napi_value js_set_global(napi_env env, napi_callback_info info)
 			if (strcmp(btf__name_by_offset(btf, var->name_off), name))
 				continue;
 			if (vs->size != size)
-				return throw_errno(env, "setGlobal: size mismatch", EINVAL, 0);
+				return throw_errno(env, "setGlobal: size mismatch", EINVAL, NULL);
 			/* Internal maps are named "<object prefix><section>". */
 			sec_len = strlen(sec_name);
 			bpf_object__for_each_map(map, o->obj) {
@@ -177,23 +178,23 @@ static napi_value js_set_global(napi_env env, napi_callback_info info)
 					break;
 			}
 			if (!map)
-				return throw_errno(env, "setGlobal: no map for section", ENOENT, 0);
+				return throw_errno(env, "setGlobal: no map for section", ENOENT, NULL);
 			init = bpf_map__initial_value(map, &map_size);
 			if (!init || vs->offset + size > map_size)
-				return throw_errno(env, "bpf_map__initial_value", EINVAL, 0);
+				return throw_errno(env, "bpf_map__initial_value", EINVAL, NULL);
 			copy = malloc(map_size);
 			if (!copy)
-				return throw_errno(env, "malloc", ENOMEM, 0);
+				return throw_errno(env, "malloc", ENOMEM, NULL);
 			memcpy(copy, init, map_size);
 			memcpy((char *)copy + vs->offset, data, size);
 			err = bpf_map__set_initial_value(map, copy, map_size);
 			free(copy);
 			if (err)
-				return throw_errno(env, "bpf_map__set_initial_value", err, 0);
+				return throw_errno(env, "bpf_map__set_initial_value", err, NULL);
 			return NULL;
 		}
 	}
-	return throw_errno(env, "setGlobal: no such variable", ENOENT, 0);
+	return throw_errno(env, "setGlobal: no such variable", ENOENT, NULL);
 }
 
 /* setMaxEntries(handle, map, n) */
@@ -210,7 +211,7 @@ static napi_value js_set_max_entries(napi_env env, napi_callback_info info)
 	if (napi_get_value_uint32(env, argv[2], &n) != napi_ok)
 		return throw_type(env, "max entries must be a number");
 	err = bpf_map__set_max_entries(map, n);
-	return err ? throw_errno(env, "bpf_map__set_max_entries", err, 0) : NULL;
+	return err ? throw_errno(env, "bpf_map__set_max_entries", err, NULL) : NULL;
 }
 
 /* setAutoload(handle, program, bool) */
@@ -227,7 +228,7 @@ static napi_value js_set_autoload(napi_env env, napi_callback_info info)
 	if (napi_get_value_bool(env, argv[2], &on) != napi_ok)
 		return throw_type(env, "autoload must be a boolean");
 	err = bpf_program__set_autoload(prog, on);
-	return err ? throw_errno(env, "bpf_program__set_autoload", err, 0) : NULL;
+	return err ? throw_errno(env, "bpf_program__set_autoload", err, NULL) : NULL;
 }
 
 /*
@@ -251,7 +252,7 @@ static napi_value js_set_program_type(napi_env env, napi_callback_info info)
 	err = bpf_program__set_type(prog, type);
 	if (!err)
 		err = bpf_program__set_expected_attach_type(prog, attach);
-	return err ? throw_errno(env, "bpf_program__set_type", err, 0) : NULL;
+	return err ? throw_errno(env, "bpf_program__set_type", err, NULL) : NULL;
 }
 
 /* programs(handle) -> names of all programs in the object */
@@ -284,7 +285,7 @@ static napi_value js_load(napi_env env, napi_callback_info info)
 		return NULL;
 	log_reset();
 	err = bpf_object__load(o->obj);
-	return err ? throw_errno(env, "bpf_object__load", err, 1) : NULL;
+	return err ? throw_errno(env, "bpf_object__load", err, log_current()) : NULL;
 }
 
 /*
@@ -298,13 +299,16 @@ struct load_work {
 	napi_ref handle; /* keeps the object alive while the worker uses it */
 	struct object *o;
 	int err;
+	char *log; /* the worker thread's libbpf messages for this load */
 };
 
 static void load_execute(napi_env env, void *data)
 {
 	struct load_work *w = data;
 
+	log_reset();
 	w->err = bpf_object__load(w->o->obj);
+	w->log = w->err ? log_take() : NULL;
 }
 
 static void load_complete(napi_env env, napi_status status, void *data)
@@ -321,11 +325,12 @@ static void load_complete(napi_env env, napi_status status, void *data)
 		w->err = -ECANCELED;
 	napi_get_undefined(env, &undefined);
 	if (w->err)
-		napi_reject_deferred(env, w->deferred, errno_error(env, "bpf_object__load", w->err, 1));
+		napi_reject_deferred(env, w->deferred, errno_error(env, "bpf_object__load", w->err, w->log ? w->log : ""));
 	else
 		napi_resolve_deferred(env, w->deferred, undefined);
 	napi_delete_reference(env, w->handle);
 	napi_delete_async_work(env, w->work);
+	free(w->log);
 	free(w);
 }
 
@@ -340,7 +345,7 @@ static napi_value js_load_async(napi_env env, napi_callback_info info)
 		return NULL;
 	w = calloc(1, sizeof(*w));
 	if (!w)
-		return throw_errno(env, "calloc", ENOMEM, 0);
+		return throw_errno(env, "calloc", ENOMEM, NULL);
 	w->o = o;
 	napi_create_promise(env, &w->deferred, &promise);
 	napi_create_reference(env, argv[0], 1, &w->handle);
@@ -353,7 +358,7 @@ static napi_value js_load_async(napi_env env, napi_callback_info info)
 		napi_delete_reference(env, w->handle);
 		napi_delete_async_work(env, w->work);
 		free(w);
-		return throw_errno(env, "napi_queue_async_work", EAGAIN, 0);
+		return throw_errno(env, "napi_queue_async_work", EAGAIN, NULL);
 	}
 	return promise;
 }
@@ -379,19 +384,19 @@ static napi_value js_map_lookup(napi_env env, napi_callback_info info)
 	    type == BPF_MAP_TYPE_LRU_PERCPU_HASH) {
 		ncpus = libbpf_num_possible_cpus();
 		if (ncpus < 0)
-			return throw_errno(env, "libbpf_num_possible_cpus", ncpus, 0);
+			return throw_errno(env, "libbpf_num_possible_cpus", ncpus, NULL);
 		value_size = ((bpf_map__value_size(map) + 7) & ~7u) * ncpus;
 	} else {
 		value_size = bpf_map__value_size(map);
 	}
 	if (napi_create_buffer(env, value_size, &value, &result) != napi_ok)
-		return throw_errno(env, "napi_create_buffer", ENOMEM, 0);
+		return throw_errno(env, "napi_create_buffer", ENOMEM, NULL);
 	err = bpf_map__lookup_elem(map, key, key_size, value, value_size, 0);
 	if (err == -ENOENT) {
 		napi_get_null(env, &result);
 		return result;
 	}
-	return err ? throw_errno(env, "bpf_map__lookup_elem", err, 0) : result;
+	return err ? throw_errno(env, "bpf_map__lookup_elem", err, NULL) : result;
 }
 
 /* mapUpdate(handle, map, key, value): one element, created or replaced */
@@ -410,7 +415,7 @@ static napi_value js_map_update(napi_env env, napi_callback_info info)
 	    napi_get_buffer_info(env, argv[3], &value, &value_size) != napi_ok)
 		return throw_type(env, "key and value must be Buffers");
 	err = bpf_map__update_elem(map, key, key_size, value, value_size, BPF_ANY);
-	return err ? throw_errno(env, "bpf_map__update_elem", err, 0) : NULL;
+	return err ? throw_errno(env, "bpf_map__update_elem", err, NULL) : NULL;
 }
 
 const struct addon_fn object_fns[] = {

@@ -12,10 +12,9 @@ struct ring {
 static int ring_sample(void *ctx, void *data, size_t size)
 {
 	struct batch *b = &((struct ring *)ctx)->w.batch;
-	int err = batch_add(b, data, size);
-
-	if (err)
-		return err;
+	/* Out of memory for this record: libbpf has consumed it, so it is counted as lost and the rest go on. */
+	if (batch_add(b, data, size))
+		b->lost++;
 	/* libbpf has consumed this record already; a negative return stops after it */
 	return b->limit && b->len >= b->limit ? -EAGAIN : 0;
 }
@@ -51,16 +50,16 @@ static napi_value js_open_ring(napi_env env, napi_callback_info info)
 		return throw_type(env, "onBatch must be a function");
 	r = calloc(1, sizeof(*r));
 	if (!r)
-		return throw_errno(env, "calloc", ENOMEM, 0);
+		return throw_errno(env, "calloc", ENOMEM, NULL);
 	r->rb = ring_buffer__new(bpf_map__fd(map), ring_sample, r, NULL);
 	err = libbpf_get_error(r->rb);
 	if (err) {
 		free(r);
-		return throw_errno(env, "ring_buffer__new", err, 0);
+		return throw_errno(env, "ring_buffer__new", err, NULL);
 	}
 	r->w.drain = ring_drain;
 	r->w.release = ring_release;
-	return watch_start(env, &r->w, ring_buffer__epoll_fd(r->rb), argv[2], "tracepkt:ring");
+	return watch_start(env, &r->w, ring_buffer__epoll_fd(r->rb), argv[2], "tracepkt:ring", &RING_TAG);
 }
 
 const struct addon_fn ring_fns[] = {

@@ -53,8 +53,10 @@ static int watch_drain(struct watch *w, napi_value *out, size_t limit)
 		return n;
 	if (w->batch.len == 0)
 		return 0;
-	if (napi_create_buffer_copy(w->env, w->batch.len, w->batch.data, NULL, out) != napi_ok)
-		return -ENOMEM;
+	if (napi_create_buffer_copy(w->env, w->batch.len, w->batch.data, NULL, out) != napi_ok) {
+		w->batch.lost += n; /* read from the source, handed to nobody: lost, and said so */
+		return 0;
+	}
 	return n;
 }
 
@@ -115,30 +117,52 @@ static void watch_finalize(napi_env env, void *data, void *hint)
 }
 
 /* Starts watching fd; the caller has set drain, release and its own state. */
-napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name)
+napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name, const napi_type_tag *tag)
 {
 	uv_loop_t *loop;
 	napi_value handle, resource;
+	int err;
 
 	w->env = env;
-	napi_get_uv_event_loop(env, &loop);
-	uv_poll_init(loop, &w->poll, fd);
+	if (napi_get_uv_event_loop(env, &loop) != napi_ok || (err = uv_poll_init(loop, &w->poll, fd)) < 0) {
+		w->release(w);
+		free(w);
+		return throw_errno(env, "uv_poll_init", EINVAL, NULL);
+	}
 	w->poll.data = w;
-	napi_create_reference(env, callback, 1, &w->callback);
-	napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource);
-	napi_async_init(env, NULL, resource, &w->async);
-	uv_poll_start(&w->poll, UV_READABLE, watch_on_readable);
-	napi_create_external(env, w, watch_finalize, NULL, &handle);
+	if (napi_create_reference(env, callback, 1, &w->callback) != napi_ok ||
+	    napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource) != napi_ok ||
+	    napi_async_init(env, NULL, resource, &w->async) != napi_ok) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	if ((err = uv_poll_start(&w->poll, UV_READABLE, watch_on_readable)) < 0)
+		goto fail;
+	if (!(handle = make_handle(env, w, watch_finalize, tag))) {
+		napi_value pending;
+
+		napi_get_and_clear_last_exception(env, &pending); /* thrown again below, once everything is undone */
+		err = -ENOMEM;
+		goto fail;
+	}
 	return handle;
+fail:
+	/* Nobody holds the watch: close it as the finalizer would, libuv frees it once it lets go. */
+	w->finalized = 1;
+	w->closed = 1;
+	uv_poll_stop(&w->poll);
+	w->release(w);
+	if (w->callback)
+		napi_delete_reference(env, w->callback);
+	if (w->async)
+		napi_async_destroy(env, w->async);
+	uv_close((uv_handle_t *)&w->poll, watch_on_uv_closed);
+	return throw_errno(env, "watching a file descriptor", -err, NULL);
 }
 
-struct watch *get_watch(napi_env env, napi_value v)
+struct watch *get_watch(napi_env env, napi_value v, const napi_type_tag *tag)
 {
-	struct watch *w = NULL;
-
-	if (napi_get_value_external(env, v, (void **)&w) != napi_ok || !w)
-		return throw_type(env, "not a watch handle"), NULL;
-	return w;
+	return get_handle(env, v, tag ? tag : &RING_TAG, tag ? NULL : &NETLINK_TAG, tag == &NETLINK_TAG ? "not a netlink socket handle" : tag == &RING_TAG ? "not a ring buffer handle" : "not a watch handle");
 }
 
 /* drain(watch) -> Buffer or null: reads now, without waiting for a wake-up */
@@ -149,7 +173,7 @@ static napi_value js_drain(napi_env env, napi_callback_info info)
 	int n;
 	ARGS(1);
 
-	if (!(w = get_watch(env, argv[0])))
+	if (!(w = get_watch(env, argv[0], NULL)))
 		return NULL;
 	if (w->closed) {
 		napi_get_null(env, &batch);
@@ -157,7 +181,7 @@ static napi_value js_drain(napi_env env, napi_callback_info info)
 	}
 	n = watch_drain(w, &batch, 0); /* an explicit drain (close) takes everything */
 	if (n < 0)
-		return throw_errno(env, "drain", n, 0);
+		return throw_errno(env, "drain", n, NULL);
 	if (n == 0)
 		napi_get_null(env, &batch);
 	return batch;
@@ -169,13 +193,27 @@ static napi_value js_close_watch(napi_env env, napi_callback_info info)
 	struct watch *w;
 	ARGS(1);
 
-	if ((w = get_watch(env, argv[0])))
+	if ((w = get_watch(env, argv[0], NULL)))
 		watch_close(w);
 	return NULL;
+}
+
+/* watchLost(watch) -> number: records the source gave up that no batch could hold (out of memory) */
+static napi_value js_watch_lost(napi_env env, napi_callback_info info)
+{
+	struct watch *w;
+	napi_value lost;
+	ARGS(1);
+
+	if (!(w = get_watch(env, argv[0], NULL)))
+		return NULL;
+	napi_create_double(env, w->batch.lost, &lost);
+	return lost;
 }
 
 const struct addon_fn watch_fns[] = {
 	{ "drain", js_drain },
 	{ "closeWatch", js_close_watch },
+	{ "watchLost", js_watch_lost },
 	{ NULL, NULL },
 };

@@ -2,10 +2,14 @@
  * The command line: parse, run one command, report one error once, exit.
  * A thin layer over the commands and the library.
  */
+import { shown } from './render/shown';
 import { parseArgs } from 'node:util';
 import { TracepktError } from './errors';
 import { processOutput, type Output } from './commands/output';
 import { colourWanted } from './render/colour';
+import { MANGLE_USAGE, parseMangleArgs } from './commands/mangle';
+import { parseFilter } from './filter/parse';
+import { compileFilter } from './filter/compile';
 
 export const USAGE = `Usage:
   tracepkt [options] TARGET   trace probes to TARGET (IP address or host name): ICMP echo,
@@ -81,15 +85,23 @@ function service(tcp: string | undefined, udp: string | undefined): { proto: 'tc
   return undefined;
 }
 
-export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
+/** What the command line asks for, checked: nothing has run yet. */
+export type Command =
+  | { kind: 'print'; text: string }
+  | { kind: 'mangle'; options: import('./commands/mangle').MangleCommandOptions }
+  | { kind: 'passive'; options: { filter: string; count: number | undefined; json: boolean; quiet: boolean | undefined } }
+  | { kind: 'demo' | 'doctor' | 'cleanup' }
+  | { kind: 'trace'; options: Omit<import('./commands/trace').TraceCommandOptions, 'colour'> };
+
+/**
+ * Reads the command line: every error the user can make with it is a
+ * TracepktError here, before anything is loaded or sent (the fuzz tests
+ * hold it to that).
+ */
+export function parseCommand(argv: string[]): Command {
   if (argv[0] === 'mangle') {
-    const mangle = await import('./commands/mangle');
-    const options = mangle.parseMangleArgs(argv.slice(1));
-    if (options === 'help') {
-      io.out(mangle.MANGLE_USAGE);
-      return 0;
-    }
-    return mangle.mangleCommand(options, io, signal);
+    const options = parseMangleArgs(argv.slice(1));
+    return options === 'help' ? { kind: 'print', text: MANGLE_USAGE } : { kind: 'mangle', options };
   }
   let parsed;
   try {
@@ -119,16 +131,8 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     throw new TracepktError(`${(err as Error).message.split(/\.\s|\n/)[0]} (see tracepkt --help)`);
   }
   const { values, positionals } = parsed;
-  // Colour only for a person at a terminal: never piped, never with NO_COLOR.
-  const colour = io === processOutput && colourWanted(process.stdout);
-  if (values.help) {
-    io.out(USAGE);
-    return 0;
-  }
-  if (values.version) {
-    io.out(require('../../package.json').version);
-    return 0;
-  }
+  if (values.help) return { kind: 'print', text: USAGE };
+  if (values.version) return { kind: 'print', text: require('../../package.json').version };
   if (values['4'] && values['6']) throw new TracepktError('-4 and -6 exclude each other');
   if (values.filter !== undefined) {
     if (positionals.length > 0) throw new TracepktError('--filter traces existing traffic: give no target with it');
@@ -137,20 +141,15 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
     const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
-    return (await import('./commands/passive')).passiveCommand({ filter: values.filter, count, json: values.json ?? false, quiet: values.quiet, colour }, io, signal);
+    // The filter is checked here too: a bad one is refused before anything is attached.
+    compileFilter(parseFilter(values.filter));
+    return { kind: 'passive', options: { filter: values.filter, count, json: values.json ?? false, quiet: values.quiet } };
   }
   if (positionals.length !== 1) {
     throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
   }
   const [command] = positionals;
-  switch (command) {
-    case 'demo':
-      return (await import('./commands/demo')).demoCommand(io, signal, colour);
-    case 'doctor':
-      return (await import('./commands/doctor')).doctorCommand(io);
-    case 'cleanup':
-      return (await import('./commands/cleanup')).cleanupCommand(io);
-  }
+  if (command === 'demo' || command === 'doctor' || command === 'cleanup') return { kind: command };
   const options = {
     target: command,
     family: values['4'] ? (4 as const) : values['6'] ? (6 as const) : undefined,
@@ -161,13 +160,35 @@ export async function main(argv: string[], io: Output = processOutput, signal?: 
     size: values.size === undefined ? undefined : intInRange('--size', values.size, 32, 65000),
     json: values.json ?? false,
     quiet: values.quiet,
-    colour,
     pcap: values.pcap,
     html: values.html,
     service: service(values.tcp, values.udp),
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');
-  return (await import('./commands/trace')).traceCommand(options, io, signal);
+  return { kind: 'trace', options };
+}
+
+export async function main(argv: string[], io: Output = processOutput, signal?: AbortSignal): Promise<number> {
+  const command = parseCommand(argv);
+  // Colour only for a person at a terminal: never piped, never with NO_COLOR.
+  const colour = io === processOutput && colourWanted(process.stdout);
+  switch (command.kind) {
+    case 'print':
+      io.out(command.text);
+      return 0;
+    case 'mangle':
+      return (await import('./commands/mangle')).mangleCommand(command.options, io, signal);
+    case 'passive':
+      return (await import('./commands/passive')).passiveCommand({ ...command.options, colour }, io, signal);
+    case 'demo':
+      return (await import('./commands/demo')).demoCommand(io, signal, colour);
+    case 'doctor':
+      return (await import('./commands/doctor')).doctorCommand(io);
+    case 'cleanup':
+      return (await import('./commands/cleanup')).cleanupCommand(io);
+    case 'trace':
+      return (await import('./commands/trace')).traceCommand({ ...command.options, colour }, io, signal);
+  }
 }
 
 /** Entry point of bin/tracepkt. */
@@ -189,12 +210,13 @@ export function run(): void {
     },
     (err: unknown) => {
       if (err instanceof TracepktError) {
-        process.stderr.write(`tracepkt: ${err.message}\n`);
+        // Messages quote what the user typed and what the system said (names, other programs): shown, never obeyed.
+        process.stderr.write(`tracepkt: ${shown(err.message)}\n`);
         // The kernel verifier's log and libbpf's messages, for whoever debugs the programs.
         if (process.env.TRACEPKT_DEBUG && 'log' in err && err.log) process.stderr.write(`${err.log}\n`);
         process.exitCode = err.exitCode;
       } else {
-        process.stderr.write(`tracepkt: internal error: ${(err as Error)?.message ?? err}\n`);
+        process.stderr.write(`tracepkt: internal error: ${shown(String((err as Error)?.message ?? err))}\n`);
         if (process.env.TRACEPKT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
         process.exitCode = 70;
       }

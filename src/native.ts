@@ -35,6 +35,8 @@ export interface Native {
   /** Reads what is pending now, without waiting for a wake-up. */
   drain(watch: WatchHandle): Buffer | null;
   closeWatch(watch: WatchHandle): void;
+  /** Records the source gave up that no batch could hold (out of memory in the addon). */
+  watchLost(watch: WatchHandle): number;
   /** Moves the calling (main) thread into a network namespace, and back. */
   enterNetns(path: string): void;
   leaveNetns(): void;

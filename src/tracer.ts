@@ -195,12 +195,12 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.obj.update(BPF_NAMES.senders, key, Buffer.from([1]));
   }
 
-  /** Records the kernel could not deliver because the ring buffer was full. */
+  /** Records lost: the kernel's, when the ring buffer was full, and the addon's, when memory ran out for a batch. */
   lost(): number {
     if (this.closed) return this.lostAtClose;
     const values = this.obj.lookup(BPF_NAMES.stats, Buffer.alloc(4));
     // One struct tp_stats for all CPUs.
-    return values ? Number(values.readBigUInt64LE(STATS.lost[0])) : 0;
+    return (values ? Number(values.readBigUInt64LE(STATS.lost[0])) : 0) + this.obj.ringLost(this.ring);
   }
 
   /** Drains what the kernel has already emitted, detaches everything and ends the iteration. */

@@ -97,6 +97,11 @@ export class BpfObject {
     return this.call('cannot read the ring buffer', () => this.native.drain(ring));
   }
 
+  /** Records read from the ring that the addon could not hand over (out of memory). */
+  ringLost(ring: WatchHandle): number {
+    return this.native.watchLost(ring);
+  }
+
   /** Detaches every link and frees the programs and maps. Safe to call twice. */
   close(): void {
     for (const ring of this.rings) this.native.closeWatch(ring);

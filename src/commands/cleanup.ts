@@ -6,6 +6,7 @@
  * (bind mounts outlive us) and, on older kernels, our nftables tables and
  * the tc filters of `mangle --egress` (before tcx, 6.6).
  */
+import { shown } from '../render/shown';
 import { execFileSync } from 'node:child_process';
 import { forgetLab, leftoverLabNamespaces, removeNamespace } from '../lab/lab';
 import { removeLeftoverFilters } from '../mangle/legacy-tc';
@@ -26,7 +27,7 @@ export function cleanupCommand(io: Output): number {
   for (const ns of leftoverLabNamespaces()) {
     removeNamespace(ns);
     forgetLab(ns.split('-')[1]);
-    io.out(`removed network namespace ${ns}`);
+    io.out(shown(`removed network namespace ${ns}`));
     removed++;
   }
   for (const ns of new NetnsResolver().list()) {
@@ -44,12 +45,12 @@ export function cleanupCommand(io: Output): number {
       } catch {
         continue; // owned by a tracepkt that is still running: not ours to remove
       }
-      io.out(`removed nftables table inet ${m[1]} in namespace ${ns.name ?? ns.inode}`);
+      io.out(shown(`removed nftables table inet ${m[1]} in namespace ${ns.name ?? ns.inode}`));
       removed++;
     }
   }
   for (const f of removeLeftoverFilters()) {
-    io.out(`removed tc filter pref ${f.pref} on ${f.dev}'s egress${f.netns ? ` in ${f.netns}` : ''} (tracepkt mangle, pid ${f.pid})`);
+    io.out(shown(`removed tc filter pref ${f.pref} on ${f.dev}'s egress${f.netns ? ` in ${f.netns}` : ''} (tracepkt mangle, pid ${f.pid})`));
     removed++;
   }
   if (removed === 0) io.out('nothing to clean up');

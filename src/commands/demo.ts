@@ -4,6 +4,7 @@
  * a veth pair — a ping traced into it, and the lab removed. Nothing on the
  * real host is touched.
  */
+import { shown } from '../render/shown';
 import { Lab } from '../lab/lab';
 import { requireTracingPrivileges } from '../privileges';
 import type { Output } from './output';
@@ -39,7 +40,7 @@ export async function demoCommand(io: Output, signal?: AbortSignal, colour = fal
   const lab = new Lab();
   try {
     const { host, container, veth } = buildDemoLab(lab);
-    io.err(`demo lab: namespace ${host} (bridge ${DEMO.bridge}, port ${veth}) and ${container} (eth0 ${DEMO.container.v4})`);
+    io.err(shown(`demo lab: namespace ${host} (bridge ${DEMO.bridge}, port ${veth}) and ${container} (eth0 ${DEMO.container.v4})`));
     return await traceCommand({ target: DEMO.container.v4, count: 1, timeout: 2, from: host, json: false, colour }, io, signal);
   } finally {
     lab.destroy();

@@ -3,6 +3,7 @@
  * share of the packets on one interface, for as long as the command runs.
  * Counters every second while they change, and at the end.
  */
+import { shown } from '../render/shown';
 import { parseArgs } from 'node:util';
 import { MangleSelect } from '../bpf/layout';
 import { TracepktError } from '../errors';
@@ -100,7 +101,7 @@ export async function mangleCommand(o: MangleCommandOptions, io: Output, signal?
   const where = `${o.dev}${o.netns ? ` in ${o.netns}` : ''} (${mangler.hook})`;
   try {
     if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, dev: o.dev, netns: o.netns ?? null, hook: mangler.hook, doing: describeSpec(o.spec, o.filter) }));
-    else io.err(`mangling on ${where}: ${describeSpec(o.spec, o.filter)}; Ctrl-C to stop`);
+    else io.err(shown(`mangling on ${where}: ${describeSpec(o.spec, o.filter)}; Ctrl-C to stop`));
     let last = countersLine({ seen: 0, selected: 0, altered: 0, dropped: 0 });
     const report = () => {
       const c = mangler.counters();
@@ -119,7 +120,7 @@ export async function mangleCommand(o: MangleCommandOptions, io: Output, signal?
       signal?.addEventListener('abort', stop, { once: true });
     });
     const c = mangler.counters();
-    io.out(o.json ? jsonLine({ kind: 'summary', schema: JSON_SCHEMA_VERSION, dev: o.dev, netns: o.netns ?? null, ...c }) : `Mangled on ${where}: ${countersLine(c)}.`);
+    io.out(o.json ? jsonLine({ kind: 'summary', schema: JSON_SCHEMA_VERSION, dev: o.dev, netns: o.netns ?? null, ...c }) : shown(`Mangled on ${where}: ${countersLine(c)}.`));
     return signal?.aborted ? 130 : 0;
   } finally {
     mangler.close();

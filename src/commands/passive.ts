@@ -4,6 +4,7 @@
  * the rest never reaches us). Prints each packet as it comes, numbered by
  * journey (flow); ends on Ctrl-C, or once --count journeys are complete.
  */
+import { shown } from '../render/shown';
 import type { KernelFilter } from '../bpf/config';
 import { loadTracingObject } from '../bpf/tracing-object';
 import { compileFilter } from '../filter/compile';
@@ -48,7 +49,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
 
   if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes }));
   else {
-    io.err(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`);
+    io.err(shown(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`));
     if (!o.quiet) io.out(`JOURNEY ${table.header()}`);
   }
   // Lost events are never silent: the journeys open when the count grows are marked incomplete.
@@ -83,7 +84,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       completed++;
       if (o.quiet) continue;
       if (o.json) io.out(jsonLine({ kind: 'journey', schema: JSON_SCHEMA_VERSION, ...journeyRecord(j) }));
-      else io.out(`  ${journeyLine(j)}: complete`);
+      else io.out(shown(`  ${journeyLine(j)}: complete`));
     }
     if (o.count !== undefined && completed >= o.count) stop();
   }, 100);
@@ -119,7 +120,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     io.out('');
     const older = journeys.forgotten ? `; the ${journeys.forgotten} oldest were listed as they completed, the rest follow` : '';
     io.out(`Summary: ${total} journey(s), ${sightings} packet sighting(s)${older}.`);
-    for (const j of all) io.out(`  ${journeyLine(j)}`);
+    for (const j of all) io.out(shown(`  ${journeyLine(j)}`));
     if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
   }
   return 0;

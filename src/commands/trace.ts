@@ -1,4 +1,5 @@
 /** `tracepkt TARGET`: send the probe, print its journey, exit with ping's status. */
+import { shown } from '../render/shown';
 import { summarize, type JourneySummary } from '../journey';
 import { probeOutcomes, probesVerdict, verdictLine, type ProbeOutcome } from '../verdict';
 import { netnsPath } from '../names/netns-path';
@@ -57,8 +58,8 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, probes: o.count, netfilter_namespaces: namespaces, notes: tracer.notes }));
     } else {
       const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}, ${o.count} probe(s)`;
-      io.err(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)`);
-      for (const note of tracer.notes) io.err(`note: ${note}`);
+      io.err(shown(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)`));
+      for (const note of tracer.notes) io.err(shown(`note: ${note}`));
     }
   };
   if (o.pcap !== undefined) checkWritable(o.pcap);
@@ -179,6 +180,6 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   if (r.aborted) lines.push('Interrupted.');
   const verdict = probesVerdict(outcomes);
   const all = outcomes.every((p) => p.answered);
-  lines.push(paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red'));
-  return lines;
+  // Names in these lines come from the traced system: shown, control characters made visible (paint shows its own).
+  return [...lines.map(shown), paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red')];
 }

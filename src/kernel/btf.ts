@@ -39,6 +39,13 @@ export function readEnum(btf: Buffer, name: string): Map<number, string> {
   const typeOff = hdrLen + btf.readUInt32LE(8);
   const typeEnd = typeOff + btf.readUInt32LE(12);
   const strOff = hdrLen + btf.readUInt32LE(16);
+  const strEnd = strOff + btf.readUInt32LE(20);
+  // Every section inside the file: a reader never follows an offset out of it.
+  if (typeEnd > btf.length || strEnd > btf.length || hdrLen < 24) throw new Error('malformed BTF: a section lies past the end');
+  const bounded = (off: number, size: number) => {
+    if (off + size > typeEnd) throw new Error('malformed BTF: a type runs past its section');
+    return off;
+  };
   const str = (off: number) => btf.toString('latin1', strOff + off, btf.indexOf(0, strOff + off));
   for (let off = typeOff; off + 12 <= typeEnd; ) {
     const info = btf.readUInt32LE(off + 4);
@@ -48,7 +55,7 @@ export function readEnum(btf: Buffer, name: string): Map<number, string> {
     if (kind === KIND.ENUM && str(btf.readUInt32LE(off)) === name) {
       const signed = (info >>> 31) === 1;
       for (let i = 0; i < vlen; i++) {
-        const e = body + i * 8;
+        const e = bounded(body + i * 8, 8);
         out.set(signed ? btf.readInt32LE(e + 4) : btf.readUInt32LE(e + 4), str(btf.readUInt32LE(e)));
       }
       return out;

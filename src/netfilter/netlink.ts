@@ -96,6 +96,15 @@ export function errorCode(m: NlMessage): number {
   return m.payload.readInt32LE(0);
 }
 
+/**
+ * Numbers from attributes, network order; null where the attribute is
+ * missing or too short for one (a malformed message is read as far as it
+ * goes, never past its end).
+ */
+export const attrU32 = (b: Buffer | undefined): number | null => (b && b.length >= 4 ? b.readUInt32BE(0) : null);
+export const attrI32 = (b: Buffer | undefined): number | null => (b && b.length >= 4 ? b.readInt32BE(0) : null);
+export const attrU64 = (b: Buffer | undefined): number | null => (b && b.length >= 8 ? Number(b.readBigUInt64BE(0)) : null);
+
 /** A NUL-terminated string attribute. */
 export function attrString(b: Buffer | undefined): string | undefined {
   if (!b) return undefined;

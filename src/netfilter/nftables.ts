@@ -3,7 +3,7 @@
  * messages tracepkt sends (a table, chains and rules of its own; a chain
  * dump) and the ones it reads (chains, trace events).
  */
-import { attr, attrString, i32be, message, nested, NLM_F, parseAttrs, str, u32be, type NlMessage } from './netlink';
+import { attr, attrI32, attrString, attrU32, attrU64, i32be, message, nested, NLM_F, parseAttrs, str, u32be, type NlMessage } from './netlink';
 
 export const NETLINK_NETFILTER = 12;
 export const NFNLGRP_NFTRACE = 9;
@@ -152,12 +152,12 @@ export interface ChainInfo {
 
 export function decodeChain(m: NlMessage): ChainInfo {
   const a = parseAttrs(m.payload, 4);
-  const chain: ChainInfo = { family: m.payload[0], table: attrString(a.get(CHAIN.TABLE)) ?? '', name: attrString(a.get(CHAIN.NAME)) ?? '' };
+  const chain: ChainInfo = { family: m.payload[0] ?? 0, table: attrString(a.get(CHAIN.TABLE)) ?? '', name: attrString(a.get(CHAIN.NAME)) ?? '' };
   const hook = a.get(CHAIN.HOOK);
   if (hook) {
     const h = parseAttrs(hook);
-    chain.hooknum = h.get(HOOK.HOOKNUM)?.readUInt32BE(0);
-    chain.priority = h.get(HOOK.PRIORITY)?.readInt32BE(0);
+    chain.hooknum = attrU32(h.get(HOOK.HOOKNUM)) ?? undefined;
+    chain.priority = attrI32(h.get(HOOK.PRIORITY)) ?? undefined;
   }
   return chain;
 }
@@ -192,14 +192,14 @@ export function decodeTrace(m: NlMessage): TraceMessage {
   const a = parseAttrs(m.payload, 4);
   const verdict = a.get(TRACE.VERDICT);
   const v = verdict ? parseAttrs(verdict) : undefined;
-  const u32 = (b: Buffer | undefined) => (b ? b.readUInt32BE(0) : null);
+  const u32 = attrU32;
   return {
-    family: m.payload[0],
+    family: m.payload[0] ?? 0,
     table: attrString(a.get(TRACE.TABLE)) ?? '',
     chain: attrString(a.get(TRACE.CHAIN)) ?? '',
     type: u32(a.get(TRACE.TYPE)) ?? 0,
-    handle: a.get(TRACE.RULE_HANDLE) ? Number(a.get(TRACE.RULE_HANDLE)!.readBigUInt64BE(0)) : null,
-    verdict: v?.get(VERDICT.CODE) ? v.get(VERDICT.CODE)!.readInt32BE(0) : null,
+    handle: attrU64(a.get(TRACE.RULE_HANDLE)),
+    verdict: attrI32(v?.get(VERDICT.CODE)),
     jumpTo: attrString(v?.get(VERDICT.CHAIN)) ?? null,
     policy: u32(a.get(TRACE.POLICY)),
     id: u32(a.get(TRACE.ID)) ?? 0,

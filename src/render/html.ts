@@ -7,9 +7,11 @@
 import type { HopEvent, TraceEvent } from '../events';
 import { sameTunnel, tunnelLabel } from '../tunnel';
 import { TableRenderer } from './table';
+import { shown } from './shown';
 import { resolution } from '../addr';
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+/** Markup escaped, control characters made visible (shown.ts): the page carries no byte a name chose. */
+const esc = (raw: string) => shown(raw).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 const BOX_W = 220;
 const GAP = 90;
@@ -144,7 +146,7 @@ export function renderHtml(j: HtmlJourney): string {
   const rows = j.events.map((e) => `<tr class="${e.kind}"><td>${esc(table.line(e))}</td></tr>`).join('\n');
 
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${esc(j.title)}</title>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"><title>${esc(j.title)}</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
 h1 { font-size: 20px; margin: 0 0 4px; } p.verdict { font-size: 16px; margin: 0 0 16px; }

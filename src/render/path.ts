@@ -12,6 +12,7 @@
  */
 import type { PathStep } from '../journey';
 import { sameTunnel, tunnelLabel } from '../tunnel';
+import { shown } from './shown';
 
 interface Segment {
   label: string;
@@ -34,10 +35,11 @@ function segments(steps: readonly PathStep[]): Segment[] {
   for (const s of steps) {
     const seg = out[out.length - 1];
     if (seg && seg.last.netns === s.netns) {
-      seg.text += ` ${arrow(seg.last, s, 3)} ${s.ifname}`;
+      seg.text += ` ${arrow(seg.last, s, 3)} ${shown(s.ifname)}`;
       seg.last = s;
     } else {
-      out.push({ label: s.netnsName ?? String(s.netns), text: s.ifname, first: s, last: s });
+      // Names shown as printed (control characters made visible): the picture's widths are theirs.
+      out.push({ label: shown(s.netnsName ?? String(s.netns)), text: shown(s.ifname), first: s, last: s });
     }
   }
   return out;

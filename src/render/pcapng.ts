@@ -1,13 +1,30 @@
 /**
- * pcapng (IETF draft-ietf-opsawg-pcapng) for Wireshark and tshark: one
- * interface block per (namespace, interface) the probe crossed, link type
- * raw IP (the bytes start at the IP header), nanosecond timestamps, and a
- * comment on every packet saying where and how the kernel saw it.
+ * pcapng (IETF draft-ietf-opsawg-pcapng) for Wireshark, tshark and tcpdump:
+ * one interface block per (namespace, interface) the probe crossed,
+ * nanosecond timestamps, and a comment on every packet saying where and how
+ * the kernel saw it.
+ *
+ * The hooks see packets from the IP header on, so each packet is its IP
+ * bytes behind a Linux "cooked" header (LINKTYPE_LINUX_SLL, as `tcpdump -i
+ * any` writes): the direction (sent or received) and the protocol (IPv4 or
+ * IPv6), no link-layer address. Not raw IP (LINKTYPE_RAW): libpcap (tcpdump)
+ * refuses a file with a second raw-IP interface, comparing the first's type
+ * as it maps it (DLT_RAW 12) with the next one's as written (101).
  */
 import type { DropEvent, HopEvent, TraceEvent } from '../events';
 import { tunnelDetail } from '../tunnel';
 
-const LINKTYPE_RAW = 101;
+const LINKTYPE_LINUX_SLL = 113;
+const SLL_HEADER = 16;
+
+/** The cooked header: sent (PACKET_OUTGOING) or received (PACKET_HOST), no hardware address, the IP version's EtherType. */
+function cookedHeader(sent: boolean, ip: Buffer): Buffer {
+  const h = Buffer.alloc(SLL_HEADER);
+  h.writeUInt16BE(sent ? 4 : 0, 0);
+  h.writeUInt16BE(0xfffe, 2); // ARPHRD_NONE: the device's kind is not recorded
+  h.writeUInt16BE(ip.length > 0 && ip[0] >> 4 === 6 ? 0x86dd : 0x0800, 14);
+  return h;
+}
 const pad4 = (n: number) => (n + 3) & ~3;
 
 function option(code: number, value: Buffer): Buffer {
@@ -41,8 +58,8 @@ function sectionHeader(): Buffer {
 
 function interfaceBlock(name: string, description: string, snapLen: number): Buffer {
   const fixed = Buffer.alloc(8);
-  fixed.writeUInt16LE(LINKTYPE_RAW, 0);
-  fixed.writeUInt32LE(snapLen, 4);
+  fixed.writeUInt16LE(LINKTYPE_LINUX_SLL, 0);
+  fixed.writeUInt32LE(snapLen + SLL_HEADER, 4);
   return block(1, Buffer.concat([
     fixed,
     option(2 /* if_name */, Buffer.from(name)),
@@ -92,7 +109,8 @@ export function pcapng(events: readonly TraceEvent[], bytesOf: (e: TraceEvent) =
       const ns = e.netns_name ?? String(e.netns);
       blocks.push(interfaceBlock(`${ns}/${e.ifname || '-'}`, `interface ${e.ifname || '(none)'} in network namespace ${ns} (${e.netns})`, snapLen));
     }
-    blocks.push(packetBlock(iface, BigInt(e.time_ns) + monotonicToEpochNs, data, e.len, describeSighting(e)));
+    const sent = e.kind === 'hop' && e.hook === 'net_dev_queue';
+    blocks.push(packetBlock(iface, BigInt(e.time_ns) + monotonicToEpochNs, Buffer.concat([cookedHeader(sent, data), data]), e.len + SLL_HEADER, describeSighting(e)));
   }
   return Buffer.concat(blocks);
 }

@@ -4,6 +4,7 @@ import { describeIcmpError } from '../icmp';
 import { chainLabel, decidedBy } from '../netfilter/describe';
 import { tunnelDetail } from '../tunnel';
 import { plain, type Paint, type Style } from './colour';
+import { shown } from './shown';
 import { hasPorts } from '../ip';
 import { resolution } from '../addr';
 
@@ -18,10 +19,15 @@ const COLUMNS = [
   ['HOOK', 0],
 ] as const;
 
-/** Pads each cell to its column, then paints it: escape codes must not count as width. */
+/**
+ * Pads each cell to its column, then paints it: escape codes must not count
+ * as width. Cells are shown first (their control characters made visible),
+ * so a hostile name is as wide as it looks.
+ */
 function row(cells: string[], paint: Paint = plain, styles: (Style | undefined)[] = []): string {
   return cells
-    .map((cell, i) => {
+    .map((raw, i) => {
+      const cell = shown(raw);
       const width = COLUMNS[i][1];
       const text = width ? cell.padEnd(width - 1) : cell;
       return paint(text.trimEnd(), styles[i]) + text.slice(text.trimEnd().length) + (width ? ' ' : '');
@@ -40,8 +46,9 @@ function hookStyle(ev: TraceEvent): Style | undefined {
   return ev.dir === 'error' ? 'yellow' : undefined;
 }
 
-export function netnsLabel(netns: number, name: string | null): string {
-  if (name === null) return String(netns);
+export function netnsLabel(netns: number, raw: string | null): string {
+  if (raw === null) return String(netns);
+  const name = shown(raw);
   const short = name.length > 16 ? `${name.slice(0, 15)}…` : name;
   return `${short} (${netns})`;
 }

@@ -187,9 +187,10 @@ export async function eventually(cond: () => boolean, limitMs = 10_000): Promise
  * until the file stops growing, ends it, and returns the packets it saw
  * (its `-r` lines), having checked it dropped none.
  */
-export async function capture(ns: string, iface: string, filter: string, o: { whole?: boolean } = {}): Promise<{ stop: () => Promise<string[]> }> {
+export async function capture(ns: string, iface: string, filter: string, o: { whole?: boolean; keep?: string } = {}): Promise<{ stop: () => Promise<string[]> }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpk-cap-'));
-  const file = path.join(dir, `${iface}.pcap`);
+  // keep: the capture file is the caller's, left where it says.
+  const file = o.keep ?? path.join(dir, `${iface}.pcap`);
   // --immediate-mode: each packet is handed over (and, with -U, written) as it comes, not a block later.
   const dump = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-nn', '--immediate-mode', '-U', '-s', '256', '-B', '16384', '-w', file, filter], { stdio: ['ignore', 'ignore', 'pipe'] });
   let said = '';

@@ -71,7 +71,8 @@ test('the journey of a dropped probe as a diagram: namespaces, interfaces, numbe
 /**
  * The page as the browser lays it out at 1280 px: how wide the page is, and
  * every text of the diagram that leaves its namespace box. The page is
- * copied with a measuring script at its end (the page itself runs none).
+ * copied with a measuring script at its end and without its policy (the page
+ * itself runs none, and its Content Security Policy would forbid one).
  */
 function layout(dir: string, file: string): { pageWidth: number; viewport: number; outside: string[]; tunnelSteps: number } {
   const measured = path.join(dir, 'measured.html');
@@ -85,7 +86,15 @@ for (const t of document.querySelectorAll('#journey text')) {
 }
 document.body.setAttribute('data-layout', JSON.stringify({ pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth, outside, tunnelSteps: document.querySelectorAll('g.step.tunnel').length }));
 </script>`;
-  fs.writeFileSync(measured, fs.readFileSync(file, 'utf8').replace('</body>', `${probe}</body>`));
+  const page = fs.readFileSync(file, 'utf8');
+  // The page's policy forbids scripts: with it, the measuring script must not run (the policy works);
+  // the copy measured leaves the policy out, the test's instrument and nothing of the page's.
+  const policy = /<meta http-equiv="Content-Security-Policy"[^>]*>/;
+  assert.match(page, policy);
+  const blocked = path.join(dir, 'blocked.html');
+  fs.writeFileSync(blocked, page.replace('</body>', `${probe}</body>`));
+  assert.doesNotMatch(chromium(dir, '--dump-dom', `file://${blocked}`), /data-layout=/, 'the page runs no script');
+  fs.writeFileSync(measured, page.replace(policy, '').replace('</body>', `${probe}</body>`));
   const dom = chromium(dir, '--dump-dom', `file://${measured}`);
   const m = /data-layout="([^"]+)"/.exec(dom);
   assert.ok(m, 'the measuring script ran');

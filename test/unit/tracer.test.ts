@@ -62,6 +62,7 @@ class FakeNative {
         return p;
       },
       closeWatch: log('closeWatch'),
+      watchLost: () => 0,
       enterNetns: log('enterNetns'),
       leaveNetns: log('leaveNetns'),
       netlinkOpen: () => assert.fail('no netlink in this test'),
