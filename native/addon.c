@@ -24,8 +24,9 @@ static napi_value init(napi_env env, napi_value exports)
 		for (f = units[i]; f->name; f++) {
 			napi_value fn;
 
-			napi_create_function(env, f->name, NAPI_AUTO_LENGTH, f->fn, NULL, &fn);
-			napi_set_named_property(env, exports, f->name, fn);
+			if (napi_create_function(env, f->name, NAPI_AUTO_LENGTH, f->fn, NULL, &fn) != napi_ok ||
+			    napi_set_named_property(env, exports, f->name, fn) != napi_ok)
+				return NULL; /* the pending exception fails the require() */
 		}
 	}
 	return exports;

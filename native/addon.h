@@ -77,6 +77,7 @@ struct batch {
 	char *data;
 	size_t len, cap;
 	size_t limit; /* stop adding records past this many bytes; 0: no limit */
+	size_t records; /* records in data now */
 	double lost;  /* records the source gave up that no batch could hold (out of memory): reported with the ring's */
 };
 

@@ -5,6 +5,7 @@
  * .errno (positive) and, for loads and attaches, .log.
  */
 #include "addon.h"
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -16,13 +17,26 @@ struct log {
 	char buf[LOG_SIZE];
 };
 
-static __thread struct log *thread_log;
+/* One log per thread (loads run on libuv's workers), freed when the thread ends. */
+static pthread_key_t log_key;
+static pthread_once_t log_key_once = PTHREAD_ONCE_INIT;
+
+static void make_log_key(void)
+{
+	pthread_key_create(&log_key, free);
+}
 
 static struct log *this_log(void)
 {
-	if (!thread_log)
-		thread_log = calloc(1, sizeof(*thread_log)); /* once per thread; kept for its life */
-	return thread_log;
+	struct log *log;
+
+	pthread_once(&log_key_once, make_log_key);
+	log = pthread_getspecific(log_key);
+	if (!log && (log = calloc(1, sizeof(*log))) && pthread_setspecific(log_key, log)) {
+		free(log);
+		log = NULL;
+	}
+	return log;
 }
 
 int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -92,8 +106,9 @@ napi_value errno_error(napi_env env, const char *op, int err, const char *log)
 	if (err == 0)
 		err = EINVAL;
 	snprintf(msg, sizeof(msg), "%s: %s", op, strerror(err));
-	napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message);
-	napi_create_error(env, NULL, message, &error);
+	if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &message) != napi_ok ||
+	    napi_create_error(env, NULL, message, &error) != napi_ok)
+		return NULL; /* an exception is pending already (out of memory): it is what the caller gets */
 	napi_create_string_utf8(env, op, NAPI_AUTO_LENGTH, &value);
 	napi_set_named_property(env, error, "op", value);
 	napi_create_int32(env, err, &value);
@@ -107,7 +122,10 @@ napi_value errno_error(napi_env env, const char *op, int err, const char *log)
 
 napi_value throw_errno(napi_env env, const char *op, int err, const char *log)
 {
-	napi_throw(env, errno_error(env, op, err, log));
+	napi_value error = errno_error(env, op, err, log);
+
+	if (error)
+		napi_throw(env, error);
 	return NULL;
 }
 

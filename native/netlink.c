@@ -21,7 +21,9 @@ static int nl_drain(struct watch *w)
 	int n = 0;
 
 	for (;;) {
-		ssize_t got = recv(s->fd, s->buf, sizeof(s->buf), MSG_DONTWAIT);
+		struct sockaddr_nl from;
+		socklen_t from_len = sizeof(from);
+		ssize_t got = recvfrom(s->fd, s->buf, sizeof(s->buf), MSG_DONTWAIT, (struct sockaddr *)&from, &from_len);
 
 		if (got < 0) {
 			if (errno == EINTR)
@@ -36,6 +38,9 @@ static int nl_drain(struct watch *w)
 			}
 			break; /* EAGAIN: drained */
 		}
+		/* Only the kernel speaks here: a process of the traced namespace could send to this socket. */
+		if (from_len < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
+			continue;
 		if (batch_add(&w->batch, s->buf, got))
 			w->batch.lost++; /* a datagram no batch could hold: counted, and the rest go on */
 		else
@@ -84,13 +89,13 @@ static napi_value js_netlink_open(napi_env env, napi_callback_info info)
 	if (setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)))
 		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 	for (i = 0; i < n_groups; i++) {
-		napi_value v;
+		napi_value v = NULL;
 		uint32_t group;
+		int err = EINVAL;
 
-		napi_get_element(env, argv[1], i, &v);
-		if (napi_get_value_uint32(env, v, &group) != napi_ok ||
-		    setsockopt(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group))) {
-			int err = errno ? errno : EINVAL;
+		if (napi_get_element(env, argv[1], i, &v) == napi_ok && napi_get_value_uint32(env, v, &group) == napi_ok)
+			err = setsockopt(s->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof(group)) ? errno : 0;
+		if (err) {
 
 			nl_release(&s->w);
 			free(s);

@@ -291,7 +291,7 @@ static napi_value js_load(napi_env env, napi_callback_info info)
 /*
  * loadAsync(handle) -> Promise: the same load on a libuv worker thread, so
  * that the kernel's verifier runs while JavaScript goes on (start-up).
- * libbpf's messages go to the one log buffer: one load at a time.
+ * libbpf's messages go to the worker thread's own log (errors.c), kept with the work.
  */
 struct load_work {
 	napi_async_work work;
@@ -323,11 +323,16 @@ static void load_complete(napi_env env, napi_status status, void *data)
 	}
 	if (status != napi_ok && !w->err)
 		w->err = -ECANCELED;
-	napi_get_undefined(env, &undefined);
-	if (w->err)
-		napi_reject_deferred(env, w->deferred, errno_error(env, "bpf_object__load", w->err, w->log ? w->log : ""));
-	else
+	if (w->err) {
+		napi_value error = errno_error(env, "bpf_object__load", w->err, w->log ? w->log : "");
+
+		if (!error) /* out of memory while building it: reject with what is pending */
+			napi_get_and_clear_last_exception(env, &error);
+		napi_reject_deferred(env, w->deferred, error);
+	} else {
+		napi_get_undefined(env, &undefined);
 		napi_resolve_deferred(env, w->deferred, undefined);
+	}
 	napi_delete_reference(env, w->handle);
 	napi_delete_async_work(env, w->work);
 	free(w->log);
@@ -347,18 +352,29 @@ static napi_value js_load_async(napi_env env, napi_callback_info info)
 	if (!w)
 		return throw_errno(env, "calloc", ENOMEM, NULL);
 	w->o = o;
-	napi_create_promise(env, &w->deferred, &promise);
-	napi_create_reference(env, argv[0], 1, &w->handle);
-	napi_create_string_utf8(env, "tracepkt:load", NAPI_AUTO_LENGTH, &name);
-	napi_create_async_work(env, NULL, name, load_execute, load_complete, w, &w->work);
-	log_reset();
+	/* The promise last: nothing is left unsettled when an earlier step fails. */
+	if (napi_create_reference(env, argv[0], 1, &w->handle) != napi_ok ||
+	    napi_create_string_utf8(env, "tracepkt:load", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+	    napi_create_async_work(env, NULL, name, load_execute, load_complete, w, &w->work) != napi_ok ||
+	    napi_create_promise(env, &w->deferred, &promise) != napi_ok) {
+		if (w->work)
+			napi_delete_async_work(env, w->work);
+		if (w->handle)
+			napi_delete_reference(env, w->handle);
+		free(w);
+		return throw_errno(env, "loadAsync", ENOMEM, NULL);
+	}
 	o->loading = 1;
 	if (napi_queue_async_work(env, w->work) != napi_ok) {
+		napi_value error = errno_error(env, "napi_queue_async_work", EAGAIN, NULL);
+
 		o->loading = 0;
+		if (!error)
+			napi_get_and_clear_last_exception(env, &error);
+		napi_reject_deferred(env, w->deferred, error); /* settled: nobody waits forever */
 		napi_delete_reference(env, w->handle);
 		napi_delete_async_work(env, w->work);
 		free(w);
-		return throw_errno(env, "napi_queue_async_work", EAGAIN, NULL);
 	}
 	return promise;
 }

@@ -38,6 +38,7 @@ int batch_add(struct batch *b, const void *data, size_t size)
 	memcpy(b->data + b->len + 4, data, size);
 	memset(b->data + b->len + 4 + size, 0, need - 4 - size);
 	b->len += need;
+	b->records++;
 	return 0;
 }
 
@@ -47,6 +48,7 @@ static int watch_drain(struct watch *w, napi_value *out, size_t limit)
 	int n;
 
 	w->batch.len = 0;
+	w->batch.records = 0;
 	w->batch.limit = limit;
 	n = w->drain(w);
 	if (n < 0)
@@ -54,7 +56,11 @@ static int watch_drain(struct watch *w, napi_value *out, size_t limit)
 	if (w->batch.len == 0)
 		return 0;
 	if (napi_create_buffer_copy(w->env, w->batch.len, w->batch.data, NULL, out) != napi_ok) {
-		w->batch.lost += n; /* read from the source, handed to nobody: lost, and said so */
+		napi_value pending;
+
+		/* Read from the source, handed to nobody: every record is lost, and said so (n counts a full ring as 1). */
+		w->batch.lost += w->batch.records;
+		napi_get_and_clear_last_exception(w->env, &pending);
 		return 0;
 	}
 	return n;
@@ -67,13 +73,20 @@ static void watch_on_readable(uv_poll_t *poll, int status, int events)
 	napi_value batch, callback, global, result;
 	int n;
 
-	if (w->closed)
+	if (w->closed || napi_open_handle_scope(w->env, &scope) != napi_ok)
 		return;
-	napi_open_handle_scope(w->env, &scope);
 	n = watch_drain(w, &batch, BATCH_MAX);
-	if (n > 0 && napi_get_reference_value(w->env, w->callback, &callback) == napi_ok) {
-		napi_get_global(w->env, &global);
-		napi_make_callback(w->env, w->async, global, callback, 1, &batch, &result);
+	if (n > 0) {
+		if (napi_get_reference_value(w->env, w->callback, &callback) != napi_ok || !callback ||
+		    napi_get_global(w->env, &global) != napi_ok) {
+			w->batch.lost += w->batch.records; /* nobody to hand them to */
+		} else if (napi_make_callback(w->env, w->async, global, callback, 1, &batch, &result) == napi_pending_exception) {
+			napi_value error;
+
+			/* onBatch threw: report it as Node reports any uncaught error, never leave it pending here. */
+			if (napi_get_and_clear_last_exception(w->env, &error) == napi_ok)
+				napi_fatal_exception(w->env, error);
+		}
 	}
 	napi_close_handle_scope(w->env, scope);
 }
@@ -119,15 +132,15 @@ static void watch_finalize(napi_env env, void *data, void *hint)
 /* Starts watching fd; the caller has set drain, release and its own state. */
 napi_value watch_start(napi_env env, struct watch *w, int fd, napi_value callback, const char *name, const napi_type_tag *tag)
 {
-	uv_loop_t *loop;
+	uv_loop_t *loop = NULL;
 	napi_value handle, resource;
-	int err;
+	int err = 0;
 
 	w->env = env;
 	if (napi_get_uv_event_loop(env, &loop) != napi_ok || (err = uv_poll_init(loop, &w->poll, fd)) < 0) {
 		w->release(w);
 		free(w);
-		return throw_errno(env, "uv_poll_init", EINVAL, NULL);
+		return throw_errno(env, "uv_poll_init", loop ? -err : EINVAL, NULL);
 	}
 	w->poll.data = w;
 	if (napi_create_reference(env, callback, 1, &w->callback) != napi_ok ||

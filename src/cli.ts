@@ -204,6 +204,8 @@ export function run(): void {
       abort.abort();
     });
   }
+  /** Many lines from elsewhere (a verifier log, a stack naming the message): each shown, the line breaks kept. */
+  const shownLines = (text: string) => text.split('\n').map(shown).join('\n');
   main(process.argv.slice(2), processOutput, abort.signal).then(
     (code) => {
       if (!abort.signal.aborted) process.exitCode = code;
@@ -213,11 +215,11 @@ export function run(): void {
         // Messages quote what the user typed and what the system said (names, other programs): shown, never obeyed.
         process.stderr.write(`tracepkt: ${shown(err.message)}\n`);
         // The kernel verifier's log and libbpf's messages, for whoever debugs the programs.
-        if (process.env.TRACEPKT_DEBUG && 'log' in err && err.log) process.stderr.write(`${err.log}\n`);
+        if (process.env.TRACEPKT_DEBUG && 'log' in err && err.log) process.stderr.write(`${shownLines(String(err.log))}\n`);
         process.exitCode = err.exitCode;
       } else {
         process.stderr.write(`tracepkt: internal error: ${shown(String((err as Error)?.message ?? err))}\n`);
-        if (process.env.TRACEPKT_DEBUG) process.stderr.write(`${(err as Error)?.stack}\n`);
+        if (process.env.TRACEPKT_DEBUG) process.stderr.write(`${shownLines(String((err as Error)?.stack))}\n`);
         process.exitCode = 70;
       }
     },

@@ -127,7 +127,11 @@ export async function runChecks(native: Native = loadNative()): Promise<Check[]>
 
 export function renderChecks(checks: readonly Check[]): string[] {
   const width = Math.max(...checks.map((c) => c.feature.length));
-  const lines = checks.map((c) => `${c.ok ? 'ok  ' : c.required ? 'FAIL' : 'no  '} ${c.feature.padEnd(width)}  ${c.detail}\n     ${''.padEnd(width)}  -> ${c.meaning}`);
+  // One line each, for the caller to show: a detail quotes the kernel and other programs.
+  const lines = checks.flatMap((c) => [
+    `${c.ok ? 'ok  ' : c.required ? 'FAIL' : 'no  '} ${c.feature.padEnd(width)}  ${c.detail}`,
+    `     ${''.padEnd(width)}  -> ${c.meaning}`,
+  ]);
   const fatal = checks.filter((c) => c.required && !c.ok);
   lines.push('', fatal.length === 0 ? 'tracepkt can trace on this kernel.' : `tracepkt cannot trace here: ${fatal.map((c) => c.feature).join(', ')}.`);
   return lines;

@@ -93,7 +93,8 @@ export function parseAttrs(buf: Buffer, offset = 0): Map<number, Buffer> {
 
 /** NLMSG_ERROR's payload: 0 is an acknowledgement, else -errno. */
 export function errorCode(m: NlMessage): number {
-  return m.payload.readInt32LE(0);
+  // A message too short to hold its code is malformed: EBADMSG, never a throw inside the reply path.
+  return m.payload.length >= 4 ? m.payload.readInt32LE(0) : -74;
 }
 
 /**

@@ -7,13 +7,22 @@ import { execFile } from 'node:child_process';
 import type { NetfilterEvent } from '../events';
 import { inNetns } from '../names/netns-path';
 
-/** Rule handle → text, from `nft -a` output ("... # handle 7"). */
+/**
+ * Rule handle → text, from `nft -a` output ("... # handle 7"). A comment set
+ * through netlink may hold a line break and a handle of its own: a handle
+ * seen twice is one whose text cannot be told, so it has none.
+ */
 export function parseRuleHandles(listing: string): Map<number, string> {
   const rules = new Map<number, string>();
+  const twice = new Set<number>();
   for (const line of listing.split('\n')) {
     const m = /^\s+(.*\S)\s+# handle (\d+)$/.exec(line);
-    if (m && !/^(chain|table|type)\b/.test(m[1])) rules.set(Number(m[2]), m[1]);
+    if (!m || /^(chain|table|type)\b/.test(m[1])) continue;
+    const handle = Number(m[2]);
+    if (rules.has(handle)) twice.add(handle);
+    rules.set(handle, m[1]);
   }
+  for (const handle of twice) rules.delete(handle);
   return rules;
 }
 

@@ -78,8 +78,10 @@ export class NamespaceWatch {
   judges: Judge[] = [];
   plans: HookPlan[] = [];
   traces: TraceMessage[] = [];
-  /** Trace messages the kernel could not deliver (socket buffer full). */
+  /** Trace messages the kernel could not deliver (socket buffer full), or that could not be read. */
   lostTraces = 0;
+  /** Datagrams the addon read but no batch could hold (out of memory): counted in native code. */
+  droppedByAddon: () => number = () => 0;
   /** What could not be set up here, in words. */
   notes: string[] = [];
   /** False when the kernel refused the owner flag: the table must be deleted by hand. */
@@ -89,6 +91,11 @@ export class NamespaceWatch {
   private pending: Exchange | undefined;
 
   constructor(readonly netns: KnownNetns) {}
+
+  /** Every trace message lost here, whoever lost it. */
+  lost(): number {
+    return this.lostTraces + this.droppedByAddon();
+  }
 
   /** Routes the datagrams of a batch: traces are kept, replies go to the exchange awaiting them. */
   accept(batchBuf: Buffer): void {
@@ -247,7 +254,9 @@ export class NetfilterWatcher {
     let legacy: Judge[] = [];
     const entered = this.inside(ns, () => {
       try {
-        ns.socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
+        const socket = this.native.netlinkOpen(NETLINK_NETFILTER, [NFNLGRP_NFTRACE], (b) => ns.accept(b));
+        ns.socket = socket;
+        ns.droppedByAddon = () => this.native.watchLost(socket);
       } catch (err) {
         ns.notes.push(`no nftables tracing: ${describe(err)}`);
       }

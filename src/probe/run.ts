@@ -243,7 +243,8 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     const notes = [...tracer.notes];
     if (refused) notes.push(`ping: ${stderr.split('\n')[0]}`);
     for (const ns of tracer.netfilter?.namespaces ?? []) {
-      if (ns.lostTraces > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${ns.lostTraces} nftables trace message(s) lost (socket buffer full)`);
+      const lost = ns.lost();
+      if (lost > 0) notes.push(`${ns.netns.name ?? ns.netns.inode}: ${lost} nftables trace message(s) lost (socket buffer full)`);
     }
     if (flow) orientByPort(kernel, flow.sport);
     const { events, gaps } = await journeyEvents(tracer, kernel);

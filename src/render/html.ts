@@ -23,8 +23,9 @@ const MARK_LINE = 14;
 /** A namespace's name at 14px in its box; longer ones are shortened (the whole name is its title). */
 const NAME_CHARS = Math.floor((BOX_W - 16) / 8.5);
 
-/** Words in lines of at most `width` characters; a word longer than a line is cut. */
-function wrap(text: string, width: number): string[] {
+/** Words in lines of at most `width` characters; a word longer than a line is cut. Shown first: what is measured is what is drawn. */
+function wrap(raw: string, width: number): string[] {
+  const text = shown(raw);
   const lines: string[] = [];
   let line = '';
   for (let word of text.split(' ')) {
@@ -45,7 +46,13 @@ function wrap(text: string, width: number): string[] {
   return lines;
 }
 
-const shorten = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
+/** At most n characters as drawn (shown), the cut marked. */
+const shorten = (raw: string, n: number) => {
+  const s = shown(raw);
+  return s.length <= n ? s : `${s.slice(0, n - 1)}…`;
+};
+/** An interface's name at 13px monospace (~7.8px a character) in its 140px box. */
+const IFNAME_CHARS = Math.floor((140 - 12) / 7.8);
 
 const COLOURS: Record<string, string> = { request: '#2e7d32', reply: '#1565c0', error: '#ef6c00' };
 
@@ -94,7 +101,7 @@ export function renderHtml(j: HtmlJourney): string {
     const x = nsX(i);
     const ifaces = n.ifaces.map((ifname) => {
       const p = node(n.netns, ifname);
-      return `<g class="interface" data-ifname="${esc(ifname)}"><rect x="${p.x - 70}" y="${p.y - NODE_H / 2}" width="140" height="${NODE_H}" rx="8"/><text x="${p.x}" y="${p.y + 5}">${esc(ifname)}</text></g>`;
+      return `<g class="interface" data-ifname="${esc(ifname)}"><rect x="${p.x - 70}" y="${p.y - NODE_H / 2}" width="140" height="${NODE_H}" rx="8"/><text x="${p.x}" y="${p.y + 5}">${esc(shorten(ifname, IFNAME_CHARS))}<title>${esc(ifname)}</title></text></g>`;
     });
     return `<g class="namespace" data-netns="${n.netns}"><rect x="${x}" y="${TOP}" width="${BOX_W}" height="${height - TOP - 60}" rx="12"/><text class="ns-name" x="${x + BOX_W / 2}" y="${TOP + 22}">${esc(shorten(n.name, NAME_CHARS))}<title>${esc(n.name)}</title></text>${ifaces.join('')}</g>`;
   });

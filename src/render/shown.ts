@@ -11,12 +11,17 @@
  * JSON keeps the exact text (JSON escapes control characters itself).
  */
 
-/** C0 controls, DEL and C1 controls; the Unicode controls that reorder or hide text (bidi marks, embeddings, overrides, isolates). */
-const UNSAFE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const UNSAFE_ONE = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+/**
+ * Controls (C0, DEL, C1), format characters (bidi marks, embeddings,
+ * overrides and isolates, zero-width characters, soft hyphen, tag
+ * characters), line and paragraph separators, and lone surrogates: what
+ * moves the cursor, reorders text or prints as nothing.
+ */
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+const UNSAFE_ONE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u;
 
 const visible = (c: string): string => {
-  const code = c.charCodeAt(0);
+  const code = c.codePointAt(0)!;
   return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u{${code.toString(16)}}`;
 };
 

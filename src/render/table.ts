@@ -27,13 +27,25 @@ const COLUMNS = [
 function row(cells: string[], paint: Paint = plain, styles: (Style | undefined)[] = []): string {
   return cells
     .map((raw, i) => {
-      const cell = shown(raw);
       const width = COLUMNS[i][1];
+      const cell = i === INTERFACE ? cut(shown(raw), width - 1) : shown(raw);
       const text = width ? cell.padEnd(width - 1) : cell;
       return paint(text.trimEnd(), styles[i]) + text.slice(text.trimEnd().length) + (width ? ' ' : '');
     })
     .join('')
     .trimEnd();
+}
+
+const INTERFACE = COLUMNS.findIndex(([name]) => name === 'INTERFACE');
+
+/**
+ * An interface name has 15 bytes at most, but shown it can be four times as
+ * wide: cut, marked with an ellipsis (JSON has it whole), never in the middle
+ * of a shown character's escape.
+ */
+function cut(text: string, width: number): string {
+  if (text.length <= width) return text;
+  return `${text.slice(0, width - 1).replace(/\\(x[0-9a-f]?|u(\{[0-9a-f]*)?)$/, '')}…`;
 }
 
 const DIR_STYLE: Record<string, Style> = { request: 'green', reply: 'cyan', error: 'yellow', route: 'dim' };
@@ -48,9 +60,7 @@ function hookStyle(ev: TraceEvent): Style | undefined {
 
 export function netnsLabel(netns: number, raw: string | null): string {
   if (raw === null) return String(netns);
-  const name = shown(raw);
-  const short = name.length > 16 ? `${name.slice(0, 15)}…` : name;
-  return `${short} (${netns})`;
+  return `${cut(shown(raw), 16)} (${netns})`;
 }
 
 export function formatDelta(ns: number): string {

@@ -103,6 +103,11 @@ test('doctor: measures each feature and agrees with the kernel', async () => {
   assert.ok(['ok', 'no'].includes(verdict('fentry/fexit (BPF trampolines)') ?? ''));
   assert.ok(['ok', 'no'].includes(verdict('netfilter BPF links') ?? ''));
   assert.match(run.stdout, /^tracepkt can trace on this kernel\.$/m);
+  // Each check is two lines of its own: what was measured, then what it means.
+  assert.ok(!run.stdout.includes('\\x0a'), run.stdout);
+  for (const line of run.stdout.split('\n').filter((l) => /^(ok|no|FAIL) /.test(l))) {
+    assert.match(run.stdout.split('\n')[run.stdout.split('\n').indexOf(line) + 1], /^\s+-> \S/, line);
+  }
 });
 
 test('cleanup removes a tracepkt table a run on an old kernel left behind, and nothing else', async () => {

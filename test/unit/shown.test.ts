@@ -31,6 +31,13 @@ test('shown: control characters, DEL, C1 and bidi controls made visible; everyth
   assert.equal(shown('abc\u202edef\u2066'), 'abc\\u{202e}def\\u{2066}');
   assert.equal(shown('naïve 容器 \u{1f600}'), 'naïve 容器 \u{1f600}', 'printable Unicode stays');
   assert.equal(shown(shown(HOSTILE_NS)), shown(HOSTILE_NS), 'showing twice changes nothing');
+  // What prints as nothing or moves text, each named by hand (not by the implementation's pattern).
+  const invisible: [string, string][] = [
+    ['\u2028', '\\u{2028}'], ['\u2029', '\\u{2029}'], ['\u200b', '\\u{200b}'], ['\u200d', '\\u{200d}'],
+    ['\u2060', '\\u{2060}'], ['\ufeff', '\\u{feff}'], ['\u00ad', '\\xad'], ['\u{e0041}', '\\u{e0041}'],
+    ['\ud800', '\\u{d800}'], ['\u061c', '\\u{61c}'], ['\u200e', '\\u{200e}'], ['\u206a', '\\u{206a}'],
+  ];
+  for (const [c, seen] of invisible) assert.equal(shown(`a${c}b`), `a${seen}b`, JSON.stringify(c));
   assert.ok(!CONTROL.test(shown(HOSTILE_NS + HOSTILE_IF)));
 });
 
@@ -55,6 +62,15 @@ test('table: hostile interface and namespace names are shown, and the columns st
     assert.equal(hostile.indexOf('request'), header.indexOf('DIR'));
     assert.equal(plainLine.indexOf('request'), header.indexOf('DIR'));
   }
+});
+
+test('table: the longest hostile interface name (15 control bytes, 60 columns shown) is cut, and says so', () => {
+  const events = decodeFixture('demo-ipv4.batch');
+  events[0].ifname = '\x1b'.repeat(15);
+  const t = new TableRenderer();
+  const line = t.line(events[0]);
+  assert.equal(line.indexOf('request'), t.header().indexOf('DIR'));
+  assert.ok(line.includes(' \\x1b\\x1b\\x1b… '), line);
 });
 
 test('path picture: hostile names shown, the namespace bar over the arrow between them', () => {
