@@ -4,7 +4,8 @@ CLANG ?= clang
 ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
-BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o dist/bpf/mangle.bpf.o dist/bench/floor.bpf.o
+BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o dist/bpf/mangle.bpf.o dist/bench/floor.bpf.o \
+	dist/bpf/tracepkt.compat.bpf.o dist/bpf/mangle.compat.bpf.o
 
 .PHONY: all bpf native ts clean
 all: bpf native ts
@@ -17,6 +18,11 @@ GENERATED := src/bpf/generated/tracepkt.ts src/bpf/generated/mangle.ts src/bpf/g
 src/bpf/generated/%.ts: dist/bpf/%.bpf.o tools/gen-bindings.js
 	@mkdir -p src/bpf/generated
 	node tools/gen-bindings.js $< > $@.tmp && mv $@.tmp $@
+
+# For kernels whose verifier refuses pointer arguments of global functions (before 5.12): bpf/subprog.h.
+dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h
+	@mkdir -p dist/bpf
+	$(CLANG) $(BPF_CFLAGS) -DTP_COMPAT -c $< -o $@
 
 dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
 	@mkdir -p dist/bpf

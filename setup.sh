@@ -9,9 +9,12 @@ cd "$(dirname "$0")"
 # are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
 # enter namespaces, nft prints the rules that decided, bpftool, iptables and
 # nft let the tests build rulesets and see what the kernel holds; tshark reads
-# back the pcapng files tracepkt writes, chromium renders its HTML pages.
+# back the pcapng files tracepkt writes, chromium renders its HTML pages;
+# docker.io and busybox-static run a real Docker engine in a test's own
+# namespace (never started as a service: see below).
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
-  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool)
+  bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
+  docker.io busybox-static)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2
@@ -25,7 +28,18 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup.sh: installing ${missing[*]}"
   apt-get update -qq
+  # Installed for the tests, Docker must not start as a service on this host (its bridge and
+  # iptables rules would change the host's): services stay down while installing, and a
+  # docker.io installed here is left disabled.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
+  if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+  fi
 fi
 
 npm ci --no-audit --no-fund --loglevel=error

@@ -10,6 +10,7 @@
 
 #include "tracepkt.h"
 #include "bits.h"
+#include "subprog.h"
 
 /*
  * The filter runs with its program in .rodata, so the verifier knows every
@@ -46,7 +47,7 @@ struct filter_input {
  * the verifier checks it once per program instead of once per call site and
  * per path leading there (IPv4/IPv6, packet or quoted packet: ~25 walks).
  */
-__noinline int filter_match(const struct filter_input *p)
+TP_GLOBAL(filter_match)(const struct filter_input *p)
 {
 	__u32 has_ports, stack = 0;
 
@@ -92,5 +93,30 @@ __noinline int filter_match(const struct filter_input *p)
 	}
 	return stack & 1;
 }
+
+#ifdef TP_COMPAT
+TP_ARGS_FIT(struct filter_input);
+
+__noinline int filter_match_slot(__u32 slot)
+{
+	struct filter_input *in = args_at(slot);
+
+	return in ? filter_match_body(in) : 0;
+}
+
+static __always_inline int filter_match(const struct filter_input *p)
+{
+	__u32 slot;
+	struct filter_input *a = args_claim(&slot);
+	int match = 0;
+
+	if (a && p) {
+		*a = *p;
+		match = filter_match_slot(slot);
+	}
+	args_release();
+	return match;
+}
+#endif
 
 #endif

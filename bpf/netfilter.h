@@ -94,4 +94,22 @@ int BPF_PROG(tp_ip6t_do_table, void *table, struct sk_buff *skb, const struct nf
 	return table_verdict(table, skb, state, verdict);
 }
 
+/*
+ * Before 5.16 the table came last: ipt_do_table(skb, state, table). The
+ * verifier refuses each form on the other kernels (an sk_buff read through a
+ * pointer its BTF says is something else), so user space tries one, then
+ * the other.
+ */
+SEC("fexit/ipt_do_table")
+int BPF_PROG(tp_ipt_do_table_table_last, struct sk_buff *skb, const struct nf_hook_state *state, void *table, unsigned int verdict)
+{
+	return table_verdict(table, skb, state, verdict);
+}
+
+SEC("fexit/ip6t_do_table")
+int BPF_PROG(tp_ip6t_do_table_table_last, struct sk_buff *skb, const struct nf_hook_state *state, void *table, unsigned int verdict)
+{
+	return table_verdict(table, skb, state, verdict);
+}
+
 #endif

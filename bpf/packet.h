@@ -24,6 +24,7 @@
 
 #include "tracepkt.h"
 #include "bits.h"
+#include "subprog.h"
 
 #define IPPROTO_HOPOPTS 0
 #define IPPROTO_ICMP 1
@@ -285,7 +286,7 @@ struct l4_bytes {
 };
 
 /* 16 bytes at `at`, zeros past the n fetched. Global: checked once per program, not per path. */
-__noinline int copy_l4(const struct pkt_bytes *s, __u32 n, __u32 at, struct l4_bytes *out)
+TP_GLOBAL(copy_l4)(const struct pkt_bytes *s, __u32 n, __u32 at, struct l4_bytes *out)
 {
 	if (!s || !out)
 		return 0;
@@ -297,6 +298,42 @@ __noinline int copy_l4(const struct pkt_bytes *s, __u32 n, __u32 at, struct l4_b
 	}
 	return 1;
 }
+
+#ifdef TP_COMPAT
+/* This nesting level's bytes: the buffer its caller claimed (claim_bytes) and passed as `s`. */
+static __always_inline struct pkt_bytes *level_bytes(void)
+{
+	__u32 zero = 0, level;
+	__u32 *depth = bpf_map_lookup_elem(&tp_depth, &zero);
+
+	if (!depth || *depth == 0 || *depth > PKT_NESTING)
+		return NULL;
+	level = *depth - 1;
+	return bpf_map_lookup_elem(&tp_bytes, &level);
+}
+
+TP_ARGS_FIT(struct l4_bytes);
+
+__noinline int copy_l4_slot(__u32 slot, __u32 n, __u32 at)
+{
+	struct l4_bytes *out = args_at(slot);
+	struct pkt_bytes *s = level_bytes();
+
+	return out && s ? copy_l4_body(s, n, at, out) : 0;
+}
+
+static __always_inline int copy_l4(const struct pkt_bytes *s, __u32 n, __u32 at, struct l4_bytes *out)
+{
+	__u32 slot;
+	struct l4_bytes *a = args_claim(&slot);
+	int ok = 0;
+
+	if (a && s && out && (ok = copy_l4_slot(slot, n, at)))
+		*out = *a;
+	args_release();
+	return ok;
+}
+#endif
 
 static __always_inline bool is_ext_header(__u8 next)
 {
@@ -310,7 +347,7 @@ static __always_inline bool is_ext_header(__u8 next)
  * fields and the first bytes of its L4 header. 1 on success. Global: checked
  * once per program, for the packet and for the packet an ICMP error quotes.
  */
-__noinline int parse_ip(const struct pkt_bytes *s, __u32 n, __u32 at, int walk, struct packet *p)
+TP_GLOBAL(parse_ip)(const struct pkt_bytes *s, __u32 n, __u32 at, int walk, struct packet *p)
 {
 	__u8 first, next;
 	__u32 off;
@@ -378,6 +415,33 @@ __noinline int parse_ip(const struct pkt_bytes *s, __u32 n, __u32 at, int walk, 
 	p->l4_off = at + off;
 	return copy_l4(s, n, at + off, (struct l4_bytes *)p->l4);
 }
+
+#ifdef TP_COMPAT
+TP_ARGS_FIT(struct packet);
+
+__noinline int parse_ip_slot(__u32 slot, __u32 n, __u32 at, int walk)
+{
+	struct packet *p = args_at(slot);
+	struct pkt_bytes *s = level_bytes();
+
+	return p && s ? parse_ip_body(s, n, at, walk, p) : 0;
+}
+
+static __always_inline int parse_ip(const struct pkt_bytes *s, __u32 n, __u32 at, int walk, struct packet *p)
+{
+	__u32 slot;
+	struct packet *a = args_claim(&slot);
+	int ok = 0;
+
+	if (a && s && p) {
+		*a = *p;
+		ok = parse_ip_slot(slot, n, at, walk);
+		*p = *a;
+	}
+	args_release();
+	return ok;
+}
+#endif
 
 /* The 8 bytes at `at` as the packet holds them; false when they were not fetched. */
 static __always_inline bool read8(const struct pkt_bytes *s, __u32 n, __u32 at, __u64 *out)

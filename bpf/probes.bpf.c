@@ -52,3 +52,21 @@ int BPF_PROG(probe_dynptr, void *skb)
 		bpf_dynptr_read(&byte, sizeof(byte), &p, 0, 0);
 	return 0;
 }
+
+/*
+ * Global functions with pointer arguments, verified once whatever their
+ * callers (5.12+). Where refused, tracepkt loads the objects built for older
+ * kernels (bpf/subprog.h).
+ */
+__noinline int probe_pointer_arg_sub(const __u32 *x)
+{
+	return x ? (int)*x : 0;
+}
+
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(probe_pointer_args)
+{
+	__u32 v = 0;
+
+	return probe_pointer_arg_sub(&v);
+}

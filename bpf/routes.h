@@ -74,10 +74,17 @@ static __always_inline bool is_target(const __u8 *a, __u8 family)
  */
 static __noinline __u32 task_netns(void)
 {
+#ifdef TP_COMPAT
+	/* bpf_get_current_task_btf is 5.11+: before, the task is read as kernel memory. */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+#else
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct nsproxy *ns = task->nsproxy;
 
 	return ns ? ns->net_ns->ns.inum : 0;
+#endif
 }
 
 #define LOOPBACK_IFINDEX 1

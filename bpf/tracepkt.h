@@ -24,6 +24,7 @@ enum tp_limits {
 	TP_STACK_DEPTH = 12,  /* return addresses kept of a route lookup's kernel stack */
 	TP_XT_NAME = 32,      /* XT_TABLE_MAXNAMELEN */
 	TP_UDP_TUNNELS = 8,   /* UDP tunnel ports recognised */
+	TP_NO_DROP_REASON = 0xffff, /* tp_drop.reason where the kernel gives none (kfree_skb before 5.17) */
 };
 
 /* What a record describes: which section follows its header. */

@@ -80,7 +80,7 @@ static __always_inline __u8 udp_tunnel(__u16 port)
  * into (only the first holds the inner headers, and it is the probe's only
  * once reassembled). Global: checked once per program.
  */
-__noinline int parse_tunnel(const struct pkt_bytes *s, __u32 n, const struct packet *outer, struct tp_outer *o)
+TP_GLOBAL(parse_tunnel)(const struct pkt_bytes *s, __u32 n, const struct packet *outer, struct tp_outer *o)
 {
 	__u32 l4, at = 0, id = 0;
 	__u8 tunnel = TP_TUNNEL_NONE;
@@ -151,6 +151,38 @@ __noinline int parse_tunnel(const struct pkt_bytes *s, __u32 n, const struct pac
 	o->ttl = outer->ttl;
 	return at;
 }
+
+#ifdef TP_COMPAT
+struct parse_tunnel_args {
+	struct packet outer;
+	struct tp_outer o;
+};
+TP_ARGS_FIT(struct parse_tunnel_args);
+
+__noinline int parse_tunnel_slot(__u32 slot, __u32 n)
+{
+	struct parse_tunnel_args *a = args_at(slot);
+	struct pkt_bytes *s = level_bytes();
+
+	return a && s ? parse_tunnel_body(s, n, &a->outer, &a->o) : 0;
+}
+
+static __always_inline int parse_tunnel(const struct pkt_bytes *s, __u32 n, const struct packet *outer, struct tp_outer *o)
+{
+	__u32 slot;
+	struct parse_tunnel_args *a = args_claim(&slot);
+	int at = 0;
+
+	if (a && s && outer && o) {
+		a->outer = *outer;
+		a->o = *o;
+		at = parse_tunnel_slot(slot, n);
+		*o = a->o;
+	}
+	args_release();
+	return at;
+}
+#endif
 
 /* The outer packet's tuple, as the filter reads one. */
 static __always_inline void outer_tuple(const struct tp_outer *o, struct tp_tuple *t)

@@ -12,7 +12,8 @@ import { parseFilter } from './filter/parse';
 import { compileFilter } from './filter/compile';
 
 export const USAGE = `Usage:
-  tracepkt [options] TARGET   trace probes to TARGET (IP address or host name): ICMP echo,
+  tracepkt [options] TARGET   trace probes to TARGET (an IP address, a host name, or a
+                              namespace as NETNS below: its address): ICMP echo,
                               or a TCP connection attempt / UDP datagram with --tcp / --udp
   tracepkt --filter EXPR      trace existing traffic matching EXPR, everywhere, until Ctrl-C
   tracepkt demo               trace a ping into a throwaway Docker-like lab
@@ -26,8 +27,9 @@ Options:
       --tcp PORT         send one TCP connection attempt to PORT (SYN; SYN-ACK or RST back)
       --udp PORT         send one UDP datagram to PORT
   -4, -6                 use IPv4 / IPv6 only
-      --from NETNS       send from network namespace NETNS (ip netns name, or a path
-                         such as /proc/PID/ns/net)
+      --from NETNS       send from network namespace NETNS, named as tracepkt names it:
+                         an ip netns name, host, docker:NAME|ID, podman:NAME, pod:NAME or
+                         pod:NAMESPACE/NAME, pid:PID, or a path such as /proc/PID/ns/net
       --timeout SECONDS  time to wait for each reply (default 2)
       --ttl N            TTL / hop limit of the probes (1-255)
       --size BYTES       ICMP payload size (32-65000, default 56)

@@ -9,6 +9,7 @@ import { BpfObject } from './bpf/object';
 import { NetnsResolver } from './names/netns';
 import { createTracer, type Tracer } from './tracer';
 import { BpfError, errnoName } from './errors';
+import { measureBpfSupport } from './kernel/bpf-support';
 import { bpfObjectPath, loadNative, type Native } from './native';
 import { canTrace } from './privileges';
 
@@ -58,14 +59,22 @@ function tryObject(native: Native, name: string, use: (obj: BpfObject) => void):
   }
 }
 
-function probeProgram(native: Native, prog: string, setup?: (obj: BpfObject) => void, attach?: (obj: BpfObject) => void) {
-  return tryObject(native, 'probes', (obj) => {
+/**
+ * Loads and attaches a probe program. `refused` says what it means when the
+ * verifier refuses the program (EINVAL at load): the feature is missing, and
+ * that is the cause to name, not the errno.
+ */
+function probeProgram(native: Native, prog: string, setup?: (obj: BpfObject) => void, attach?: (obj: BpfObject) => void, refused?: string) {
+  let loaded = false;
+  const failure = tryObject(native, 'probes', (obj) => {
     obj.selectPrograms([prog]);
     setup?.(obj);
     obj.load();
+    loaded = true;
     if (attach) attach(obj);
     else obj.attach(prog);
   });
+  return failure !== null && !loaded && refused && failure.endsWith(errnoName(22)) ? refused : failure;
 }
 
 export async function runChecks(native: Native = loadNative()): Promise<Check[]> {
@@ -92,14 +101,20 @@ export async function runChecks(native: Native = loadNative()): Promise<Check[]>
 
   // Our own namespace only: enough to know whether the kernel lets us.
   const own = (await new NetnsResolver().listAsync()).slice(0, 1);
+  let owned: boolean | undefined;
   add('nftables tracing', false,
     await tryTracer(() => createTracer({ filter, native, netfilter: true, namespaces: own }), (t) => {
       const ns = t.netfilter?.namespaces[0];
       if (!ns?.socket) return ns?.notes.join('; ') || 'not set up';
-      return ns.ownedTable ? null : 'the kernel refused the owner flag: tables are removed on exit, and by `tracepkt cleanup` after a kill';
+      owned = ns.ownedTable;
+      return null;
     }),
-    'a table of ours with the owner flag, trace group joined',
+    'a table of ours, trace group joined',
     'nftables (and iptables-nft) rules that decided are named', 'rules are not named; verdicts come from BPF netfilter links only');
+  if (owned !== undefined) {
+    add('nftables table owner flag', false, owned ? null : 'the kernel refused it (before 5.12)', 'our table is the kernel\'s to remove when we exit',
+      'a killed run leaves no table behind', 'our table is removed on exit, and by `tracepkt cleanup` after a SIGKILL');
+  }
 
   const tracefs = '/sys/kernel/tracing/events';
   add('tracefs', false, fs.existsSync(tracefs) ? null : 'not mounted at /sys/kernel/tracing', tracefs,
@@ -111,14 +126,23 @@ export async function runChecks(native: Native = loadNative()): Promise<Check[]>
   add('kprobes', false, probeProgram(native, 'probe_kprobe'), 'attached to ip_rcv',
     'kprobe fallbacks available', 'no kprobes (CONFIG_KPROBES unset?): tracepkt uses tracepoints only');
 
-  add('packet bytes past the linear part', false, probeProgram(native, 'probe_dynptr'), 'bpf_dynptr_from_skb in tp_btf programs',
+  const support = await measureBpfSupport(native);
+  add('global functions with pointer arguments', false, support.pointerArgs ? null : 'the verifier refuses them (before 5.12)', 'verified once per program',
+    'tracepkt loads its objects built for today\'s kernels', 'tracepkt loads its objects built for older kernels: the same programs, arguments passed through a per-CPU map');
+  add('drop reasons', false, support.dropReasons ? null : 'kfree_skb gives none (before 5.17: no enum skb_drop_reason in the kernel\'s BTF)', 'kfree_skb gives enum skb_drop_reason',
+    'drops named by reason and place', 'drops named by place only (the kernel function that freed the packet)');
+
+  add('packet bytes past the linear part', false,
+    probeProgram(native, 'probe_dynptr', undefined, undefined, 'the verifier refuses bpf_dynptr_from_skb in tp_btf programs (6.10+)'),
+    'bpf_dynptr_from_skb in tp_btf programs',
     'large probes, jumbo and GRO frames recognised wherever their marker lies',
     'tracepkt reads such bytes through the direct map where kallsyms names page_offset_base and vmemmap_base (x86-64, CONFIG_KALLSYMS_ALL), else not: then probes larger than ~16 KB may go unseen');
 
   add('netfilter BPF links', false,
     probeProgram(native, 'probe_netfilter',
       (obj) => obj.setProgramType('probe_netfilter', BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER),
-      (obj) => obj.attachNetfilter('probe_netfilter', NFPROTO_IPV4, NF_INET_LOCAL_IN, 0)),
+      (obj) => obj.attachNetfilter('probe_netfilter', NFPROTO_IPV4, NF_INET_LOCAL_IN, 0),
+      'this kernel has no BPF netfilter programs (6.4+)'),
     'attached at IPv4 LOCAL_IN',
     'per-table verdicts, iptables-legacy included, without kprobes (kernel 6.4+)', 'iptables-legacy tables are not seen; nftables verdicts come from tracing alone');
 

@@ -123,6 +123,9 @@ export interface TableVerdictEvent extends PacketFields {
 }
 
 /** The kernel freed the probe's packet as dropped (tracepoint skb:kfree_skb). */
+/** DropEvent.reason where the kernel gives none (kfree_skb before 5.17): the place alone names the drop. */
+export const NO_REASON_GIVEN = 'no reason given by this kernel';
+
 export interface DropEvent extends PacketFields {
   kind: 'drop';
   /** The drop reason's name in the running kernel (enum skb_drop_reason), without SKB_DROP_REASON_. */

@@ -53,7 +53,8 @@ let cached: Native | undefined;
 
 export function loadNative(): Native {
   if (cached) return cached;
-  const tried = [path.join(PACKAGE_ROOT, 'build', 'Release', 'bpf_addon.node')];
+  // A build in this tree first (development), else the prebuilt one a release carries (prebuildify's layout).
+  const tried = [path.join(PACKAGE_ROOT, 'build', 'Release', 'bpf_addon.node'), path.join(PACKAGE_ROOT, 'prebuilds', `${process.platform}-${process.arch}`, 'tracepkt.napi.node')];
   for (const candidate of tried) {
     try {
       cached = require(candidate) as Native;

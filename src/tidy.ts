@@ -5,7 +5,7 @@
  * its queue on close) not shown as drops on the path.
  */
 import { withPort } from './addr';
-import type { HopEvent, RouteEvent, TraceEvent } from './events';
+import { NO_REASON_GIVEN, type HopEvent, type RouteEvent, type TraceEvent } from './events';
 import { isIcmp } from './ip';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
@@ -23,13 +23,15 @@ const socketTeardown = /^(inet6?_sock_destruct|__skb_queue_purge|sk_common_relea
  * goes on to ping_rcv, which finds no ICMP datagram socket and frees it
  * (6.1 reports the free from icmp_rcv, into which ping_rcv's caller is inlined).
  */
-const rawPingLeftover = (e: TraceEvent) => e.kind === 'drop' && e.reason === 'NO_SOCKET' && /^(ping_rcv|icmp_rcv)\b/.test(e.location) && e.dir === 'reply';
+const rawPingLeftover = (e: TraceEvent) =>
+  e.kind === 'drop' && (e.reason === 'NO_SOCKET' || e.reason === NO_REASON_GIVEN) && /^(ping_rcv|icmp_rcv)\b/.test(e.location) && e.dir === 'reply';
 
 /**
  * 6.1 frees every ICMPv6 message icmpv6_rcv has handled (an error passed on
  * to the sender's socket) without a reason; later kernels consume it.
  */
-const handledIcmpv6 = (e: TraceEvent) => e.kind === 'drop' && e.dir === 'error' && e.reason === 'NOT_SPECIFIED' && /^icmpv6_rcv\b/.test(e.location);
+const handledIcmpv6 = (e: TraceEvent) =>
+  e.kind === 'drop' && e.dir === 'error' && (e.reason === 'NOT_SPECIFIED' || e.reason === NO_REASON_GIVEN) && /^icmpv6_rcv\b/.test(e.location);
 
 /** Freed after it was delivered: not a drop on the way. */
 export const freedAfterDelivery = (e: TraceEvent): boolean =>

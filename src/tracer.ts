@@ -326,14 +326,15 @@ async function prepareNetfilter(native: Native, resolver: NetnsResolver, options
  */
 async function withoutCheckpoints(options: TracerOptions, why: string, notes: string[]): Promise<{ obj: BpfObject; extra: string[] }> {
   const families = ([4, 6] as const).filter((f) => fs.existsSync(`/sys/module/${f === 4 ? 'ip_tables' : 'ip6_tables'}`));
-  const extra = families.map((f) => BPF_NAMES.tableVerdicts[f]);
-  if (extra.length > 0) {
+  // The functions' arguments as 5.16 ordered them, then as before: the verifier refuses the other form.
+  for (const programs of families.length > 0 ? [BPF_NAMES.tableVerdicts, BPF_NAMES.tableVerdictsTableLast] : []) {
+    const extra = families.map((f) => programs[f]);
     try {
       const obj = await loadTracingObject(options, 0, extra);
       notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy verdicts come from fexit on ${families.map((f) => (f === 4 ? 'ipt_do_table' : 'ip6t_do_table')).join(' and ')}, nftables ones from tracing`);
       return { obj, extra };
     } catch (err) {
-      why += `; fexit: ${describeError(err)}`;
+      if (programs === BPF_NAMES.tableVerdictsTableLast) why += `; fexit: ${describeError(err)}`;
     }
   }
   notes.push(`no BPF netfilter links on this kernel (${why}): iptables-legacy tables are not seen, nftables ones through tracing only`);

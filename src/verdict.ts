@@ -6,7 +6,7 @@
  * probe was seen.
  */
 import { resolution } from './addr';
-import type { DropEvent, HopEvent, NeighbourEvent, NetfilterEvent, RouteEvent, TraceEvent } from './events';
+import { NO_REASON_GIVEN, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type RouteEvent, type TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
@@ -50,6 +50,7 @@ function tunnelDrop(d: DropEvent): string | null {
     case 'VXLAN_VNI_NOT_FOUND':
       return `no ${driver} device for VNI ${d.tunnel?.id ?? '?'} here (${d.reason})`;
     case 'NOT_SPECIFIED':
+    case NO_REASON_GIVEN:
       // Kernels before 6.9 free without a reason: only where it was sending is a guess fair.
       return sending
         ? `${dev} could not send it on, and this kernel gives no reason (no remote or forwarding entry for the destination, or no route to the remote endpoint)`
@@ -86,14 +87,16 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
   if (failed) return routeFailure(failed, down);
-  if (d.reason.startsWith('NEIGH_')) {
+  // Before 5.17 no reason: the place says the neighbour layer gave up on it.
+  const placeOnly = d.reason === NO_REASON_GIVEN;
+  if (d.reason.startsWith('NEIGH_') || (placeOnly && /^(neigh_invalidate|__neigh_event_send|neigh_flush|neigh_destroy)\b/.test(d.location))) {
     // Where the packet was queued, the kernel named the next hop; else the route lookup made for it.
     const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && e.netns === d.netns && e.time_ns <= d.time_ns).pop();
     const via = routes.filter((r) => r.oif !== null && r.purpose !== 'reverse-path').pop();
     const nextHop = queued?.next_hop ?? via?.gateway ?? packet.dst;
     const dev = queued?.ifname ?? via?.oif ?? d.ifname;
     const what = d.tunnel ? ` (for the ${tunnelLabel(d.tunnel)} packet carrying the probe)` : '';
-    return `next hop ${nextHop} did not answer ${resolution(nextHop)}${dev ? ` on ${dev}` : ''}${what} (${d.reason})`;
+    return `next hop ${nextHop} did not answer ${resolution(nextHop)}${dev ? ` on ${dev}` : ''}${what}${placeOnly ? '' : ` (${d.reason})`}`;
   }
   if (d.reason === 'IP_RPFILTER') {
     const reverse = routes.find((r) => r.purpose === 'reverse-path');

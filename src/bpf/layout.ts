@@ -69,11 +69,15 @@ export const BPF_NAMES = {
   stacks: tracepkt.maps.tp_stacks,
   senders: tracepkt.maps.tp_senders,
   /** Hops, drops and packets waiting for a neighbour: always loaded. */
-  programs: [program('tp_net_dev_queue'), program('tp_netif_receive_skb'), program('tp_kfree_skb'), program('tp_neigh_event_send_done')],
+  programs: [program('tp_net_dev_queue'), program('tp_netif_receive_skb'), program('tp_neigh_event_send_done')],
+  /** Drops: with the kernel's reason (5.17+), or with the place alone. */
+  drops: { reason: program('tp_kfree_skb'), placeOnly: program('tp_kfree_skb_no_reason') },
   /** Route lookups: only when they can be tied to a journey (a probe's). */
   routes: [program('tp_fib_table_lookup'), program('tp_fib6_table_lookup')],
   /** iptables-legacy verdicts where netfilter links are missing (before 6.4), per family's module. */
   tableVerdicts: { 4: program('tp_ipt_do_table'), 6: program('tp_ip6t_do_table') },
+  /** The same before 5.16, when the table was the functions' last argument. */
+  tableVerdictsTableLast: { 4: program('tp_ipt_do_table_table_last'), 6: program('tp_ip6t_do_table_table_last') },
   /** Freed packets forgotten: filtered and flow tracing (remembered addresses), route ties. */
   forgetFreed: program('tp_consume_skb'),
   checkpoint: (i: number) => program(`tp_nf_checkpoint_${i}` as TracingProgram),

@@ -8,8 +8,9 @@
 import { encodeConfig, type KernelFilter } from './config';
 import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './layout';
 import { BpfObject } from './object';
-import { bpfObjectPath, loadNative, type Native } from '../native';
+import { loadNative, type Native } from '../native';
 import { skbReaderOnce } from '../kernel/skb-reader';
+import { bpfSupportOnce, CURRENT_KERNEL, objectFor, type BpfSupport } from '../kernel/bpf-support';
 
 export interface TracingObjectOptions {
   filter: KernelFilter;
@@ -17,13 +18,17 @@ export interface TracingObjectOptions {
   routes?: boolean;
   /** Ring buffer size in bytes, a power of two (default 4 MiB). */
   ringBytes?: number;
+  /** What the kernel's BPF takes (kernel/bpf-support.ts); a kernel of today's where not measured. */
+  kernel?: BpfSupport;
   native?: Native;
 }
 
 /** The programs a trace with these options loads and attaches (netfilter checkpoints aside). */
 export function tracingPrograms(options: TracingObjectOptions): string[] {
+  const kernel = options.kernel ?? CURRENT_KERNEL;
   return [
     ...BPF_NAMES.programs,
+    kernel.dropReasons ? BPF_NAMES.drops.reason : BPF_NAMES.drops.placeOnly,
     ...(options.routes === false ? [] : BPF_NAMES.routes),
     // Freed packets: their remembered identity goes (filtered and flow tracing), and route lookups
     // on that CPU stop being tied to them (probes).
@@ -38,7 +43,7 @@ export function tracingPrograms(options: TracingObjectOptions): string[] {
  * (table verdicts where checkpoints are missing). Not loaded yet.
  */
 export function openTracingObject(native: Native, options: TracingObjectOptions, checkpoints = 0, extra: readonly string[] = []): BpfObject {
-  const obj = new BpfObject(native, bpfObjectPath(BPF_NAMES.object));
+  const obj = new BpfObject(native, objectFor(BPF_NAMES.object, options.kernel ?? CURRENT_KERNEL));
   try {
     obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
     obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);
@@ -53,13 +58,16 @@ export function openTracingObject(native: Native, options: TracingObjectOptions,
 }
 
 /**
- * The options with the filter's packet reader set to what this kernel
- * offers (src/kernel/skb-reader.ts), and why not, if it offers none.
+ * The options fitted to this kernel: what its BPF takes
+ * (src/kernel/bpf-support.ts) and the filter's packet reader
+ * (src/kernel/skb-reader.ts), with why not, if it offers none.
  */
 export async function withSkbReader<T extends TracingObjectOptions>(options: T, native: Native): Promise<{ options: T; note: string | null }> {
-  if (options.filter.reader) return { options, note: null };
-  const { reader, note } = await skbReaderOnce(native);
-  return { options: { ...options, filter: { ...options.filter, reader } }, note };
+  const [kernel, chosen] = await Promise.all([
+    options.kernel ?? bpfSupportOnce(native),
+    options.filter.reader ? { reader: options.filter.reader, note: null } : skbReaderOnce(native),
+  ]);
+  return { options: { ...options, kernel, filter: { ...options.filter, reader: chosen.reader } }, note: chosen.note };
 }
 
 /** Opens and loads on a worker thread, as openTracingObject says; closed again if the load fails. */

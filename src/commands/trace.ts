@@ -55,11 +55,12 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   const onReady = (tracer: Tracer) => {
     const namespaces = tracer.netfilter?.namespaces.length ?? 0;
     if (o.json) {
-      io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, probes: o.count, netfilter_namespaces: namespaces, notes: tracer.notes }));
+      io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, target_input: target.input, probes: o.count, netfilter_namespaces: namespaces, notes: [...(target.note ? [target.note] : []), ...tracer.notes] }));
     } else {
-      const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}, ${o.count} probe(s)`;
+      const to = target.input === target.address ? target.address : `${target.input} (${target.address})`;
+      const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${to}` : `ICMP echo to ${to}, ${o.count} probe(s)`;
       io.err(shown(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)`));
-      for (const note of tracer.notes) io.err(shown(`note: ${note}`));
+      for (const note of [...(target.note ? [target.note] : []), ...tracer.notes]) io.err(shown(`note: ${note}`));
     }
   };
   if (o.pcap !== undefined) checkWritable(o.pcap);

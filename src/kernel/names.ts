@@ -4,9 +4,10 @@
  * (iproute2's rt_tables). Each source is read once, on first need.
  */
 import * as fs from 'node:fs';
-import type { DropEvent, RouteEvent } from '../events';
+import { NO_REASON_GIVEN, type DropEvent, type RouteEvent } from '../events';
 import { cachedDropReasons, kernelDropReasons, kernelDropReasonsAsync } from './btf';
 import { Kallsyms } from './kallsyms';
+import { Limits } from '../bpf/layout';
 
 let kallsyms: Kallsyms | undefined;
 
@@ -15,8 +16,14 @@ export function systemKallsyms(): Kallsyms {
   kallsyms ??= Kallsyms.fromSystem();
   return kallsyms;
 }
+/** A drop reason's name; where the kernel gives none (before 5.17), says so: the place names the drop then. */
+function reasonName(code: number, reasons: ReadonlyMap<number, string>): string {
+  if (code === Limits.NO_DROP_REASON) return NO_REASON_GIVEN;
+  return reasons.get(code) ?? `reason ${code}`;
+}
+
 export function nameDrop(ev: DropEvent): void {
-  ev.reason = kernelDropReasons().get(ev.reason_code) ?? `reason ${ev.reason_code}`;
+  ev.reason = reasonName(ev.reason_code, kernelDropReasons());
   ev.location = systemKallsyms().symbolize(BigInt(ev.location));
 }
 
@@ -29,7 +36,7 @@ export function nameDropCached(ev: DropEvent): boolean {
   const reasons = cachedDropReasons();
   const where = kallsyms?.cached(BigInt(ev.location));
   if (!reasons || where === undefined) return false;
-  ev.reason = reasons.get(ev.reason_code) ?? `reason ${ev.reason_code}`;
+  ev.reason = reasonName(ev.reason_code, reasons);
   ev.location = where;
   return true;
 }

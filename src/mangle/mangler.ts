@@ -7,7 +7,8 @@
 import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS } from '../bpf/layout';
 import { BpfObject } from '../bpf/object';
 import { BpfError, TracepktError } from '../errors';
-import { bpfObjectPath, loadNative, type Native } from '../native';
+import { loadNative, type Native } from '../native';
+import { bpfSupportOnce, objectFor } from '../kernel/bpf-support';
 import { attachLegacyEgress, removeLegacyEgress, type LegacyFilter } from './legacy-tc';
 import { encodeMangleConfig, type MangleSpec } from './spec';
 
@@ -32,7 +33,7 @@ export class Mangler {
   ) {}
 
   static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
-    const obj = new BpfObject(native, bpfObjectPath(MANGLE_NAMES.object));
+    const obj = new BpfObject(native, objectFor(MANGLE_NAMES.object, await bpfSupportOnce(native)));
     try {
       obj.setGlobal(MANGLE_NAMES.config, encodeMangleConfig(spec));
       const prog = spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp;

@@ -38,11 +38,54 @@ export function containerRef(cgroup: string): ContainerRef | null {
   return null;
 }
 
+/** A daemon's --data-root (or -g) from its command line (NUL-separated), if given. */
+export function dataRootOf(cmdline: string): string | null {
+  const args = cmdline.split('\0');
+  for (let i = 0; i < args.length; i++) {
+    const m = /^(?:--data-root|--graph|-g)(?:=(.+))?$/.exec(args[i]);
+    if (m) return m[1] ?? args[i + 1] ?? null;
+  }
+  return null;
+}
+
+let dockerdScan: { at: number; procDir: string; dirs: string[] } | undefined;
+
+/**
+ * Where Docker keeps its containers' configs: roots.dockerDir, and the
+ * containers/ of each running dockerd started with its own --data-root.
+ * Looked up at most once a second.
+ */
+export function dockerContainerDirs(roots: ContainerRoots): string[] {
+  const now = performance.now();
+  if (!dockerdScan || dockerdScan.procDir !== roots.procDir || now - dockerdScan.at > 1000) {
+    const dirs: string[] = [];
+    let entries: string[] = [];
+    try {
+      entries = fs.readdirSync(roots.procDir).filter((e) => /^\d+$/.test(e));
+    } catch {
+      // no /proc: the default only
+    }
+    for (const e of entries) {
+      try {
+        if (fs.readFileSync(path.join(roots.procDir, e, 'comm'), 'utf8').trim() !== 'dockerd') continue;
+        const root = dataRootOf(fs.readFileSync(path.join(roots.procDir, e, 'cmdline'), 'utf8'));
+        if (root) dirs.push(path.join(root, 'containers'));
+      } catch {
+        // gone while we looked
+      }
+    }
+    dockerdScan = { at: now, procDir: roots.procDir, dirs };
+  }
+  return [...new Set([roots.dockerDir, ...dockerdScan.dirs])];
+}
+
 /** The file that names such a container: Docker's config, podman's list, the pod's environment. */
-function nameFile(ref: ContainerRef, pid: number, roots: ContainerRoots): string | null {
+export function nameFile(ref: ContainerRef, pid: number, roots: ContainerRoots): string | null {
   switch (ref.runtime) {
-    case 'docker':
-      return path.join(roots.dockerDir, ref.id, 'config.v2.json');
+    case 'docker': {
+      const dirs = dockerContainerDirs(roots);
+      return dirs.map((d) => path.join(d, ref.id, 'config.v2.json')).find((f) => fs.existsSync(f)) ?? path.join(dirs[0], ref.id, 'config.v2.json');
+    }
     case 'podman':
       return path.join(roots.podmanDir, 'containers.json');
     case 'kubernetes':
@@ -106,4 +149,36 @@ export async function containerOfAsync(pid: number, roots: ContainerRoots = SYST
   if (!ref) return null;
   const file = nameFile(ref, pid, roots);
   return containerName(ref, file ? await readAsync(file) : null);
+}
+
+/** A Kubernetes pod: its name, and where the kubelet says so, its namespace and uid. */
+export interface PodRef {
+  name: string;
+  namespace: string | null;
+  uid: string | null;
+}
+
+/**
+ * The pod a process of the kubepods cgroup belongs to. Its uid is in the
+ * cgroup path (pod<uid>, with _ for - under systemd); the kubelet names its
+ * log directory NAMESPACE_NAME_UID, which gives the namespace and the name;
+ * else the name is the pod's hostname (HOSTNAME in the process environment).
+ */
+export function podOf(cgroup: string, pid: number, roots: ContainerRoots & { podLogDir: string }, read: (file: string) => string | null): PodRef | null {
+  const m = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/.exec(cgroup);
+  const uid = m ? m[1].replace(/_/g, '-') : null;
+  if (uid) {
+    let dirs: string[] = [];
+    try {
+      dirs = fs.readdirSync(roots.podLogDir);
+    } catch {
+      // no kubelet logs here
+    }
+    const dir = dirs.find((d) => d.endsWith(`_${uid}`));
+    const parts = dir ? /^([^_]+)_(.+)_[^_]+$/.exec(dir) : null;
+    if (parts) return { namespace: parts[1], name: parts[2], uid };
+  }
+  const env = read(path.join(roots.procDir, String(pid), 'environ'));
+  const host = env && /(?:^|\0)HOSTNAME=([^\0]+)/.exec(env);
+  return host ? { name: host[1], namespace: null, uid } : null;
 }

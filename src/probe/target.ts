@@ -1,13 +1,74 @@
 /** TARGET on the command line → one IP address of the wanted family. */
 import * as dns from 'node:dns/promises';
 import * as net from 'node:net';
+import { execFile } from 'node:child_process';
 import { TracepktError } from '../errors';
+import { inNetns } from '../names/netns-path';
+import { looksLikeNetns, resolveNetns, SYSTEM_SPEC_ROOTS, type ResolvedNetns } from '../names/netns-spec';
 
 export interface Target {
   /** What the user typed. */
   input: string;
   address: string;
   family: 4 | 6;
+  /** How the address was chosen, where the input was a namespace with several. */
+  note?: string;
+}
+
+/** An interface's address, as `ip -j addr show` lists it. */
+interface IfAddress {
+  ifname: string;
+  address: string;
+  family: 4 | 6;
+}
+
+/** The global addresses of a namespace's interfaces (loopback aside), from `ip -j addr show`. */
+export function globalAddresses(ipJson: string): IfAddress[] {
+  let links: { ifname?: string; flags?: string[]; addr_info?: { family?: string; local?: string; scope?: string }[] }[];
+  try {
+    links = JSON.parse(ipJson);
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(links)) return [];
+  return links.flatMap((l) =>
+    l.flags?.includes('LOOPBACK') || !Array.isArray(l.addr_info)
+      ? []
+      : l.addr_info
+          .filter((a) => a.scope === 'global' && typeof a.local === 'string' && (a.family === 'inet' || a.family === 'inet6'))
+          .map((a) => ({ ifname: String(l.ifname ?? '?'), address: a.local!, family: a.family === 'inet' ? (4 as const) : (6 as const) })),
+  );
+}
+
+/**
+ * A namespace as a target: its address of the wanted family (IPv4 first
+ * when none is asked for), the first interface's where it has several, and
+ * a note saying which of them was taken.
+ */
+export function chooseAddress(ns: ResolvedNetns, addresses: readonly IfAddress[], family?: 4 | 6): Pick<Target, 'address' | 'family' | 'note'> {
+  const wanted = family ?? (addresses.some((a) => a.family === 4) ? 4 : 6);
+  const candidates = addresses.filter((a) => a.family === wanted);
+  if (candidates.length === 0) throw new TracepktError(`${ns.name} has no global IPv${wanted} address to send to: give the address`);
+  const [first] = candidates;
+  const note = candidates.length > 1 ? `${ns.name} has ${candidates.length} IPv${wanted} addresses (${candidates.map((a) => `${a.ifname} ${a.address}`).join(', ')}): tracing to ${first.address}` : undefined;
+  return { address: first.address, family: wanted, note };
+}
+
+function ipAddrIn(ns: ResolvedNetns): Promise<string> {
+  const [cmd, ...args] = inNetns(ns.path, ['ip', '-j', 'addr', 'show']);
+  return new Promise((resolve, reject) =>
+    execFile(cmd, args, { encoding: 'utf8' }, (err, stdout, stderr) => (err ? reject(new TracepktError(`cannot list the addresses of ${ns.name}: ${stderr.trim() || err.message}`)) : resolve(stdout))),
+  );
+}
+
+/** The namespace a target names, if it names one (a name that is also a host name goes to DNS only when no namespace has it). */
+function targetNetns(input: string): ResolvedNetns | null {
+  try {
+    return resolveNetns(input, SYSTEM_SPEC_ROOTS);
+  } catch (err) {
+    if (looksLikeNetns(input)) throw err;
+    return null;
+  }
 }
 
 /** Looks like an address, even a broken one: report it as malformed rather than unresolvable. */
@@ -25,6 +86,8 @@ export async function resolveTarget(input: string, family?: 4 | 6): Promise<Targ
     return { input, address: input, family: ipFamily };
   }
   if (looksLikeAddress(input)) throw new TracepktError(`malformed address: ${input}`);
+  const ns = targetNetns(input);
+  if (ns) return { input, ...chooseAddress(ns, globalAddresses(await ipAddrIn(ns)), family) };
   try {
     const found = await dns.lookup(input, { family: family ?? 0 });
     return { input, address: found.address, family: found.family === 6 ? 6 : 4 };

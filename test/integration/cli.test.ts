@@ -17,7 +17,7 @@ function assertOneLineError(run: { status: number | null; stdout: string; stderr
 }
 
 const bad: [string, string[], RegExp][] = [
-  ['unknown namespace', ['--from', 'no-such-ns-tracepkt', '10.9.9.9'], /unknown network namespace "no-such-ns-tracepkt" \(see `ip netns list`\)/],
+  ['unknown namespace', ['--from', 'no-such-ns-tracepkt', '10.9.9.9'], /unknown network namespace "no-such-ns-tracepkt": give an `ip netns` name, docker:NAME/],
   ['a path that is not a namespace', ['--from', '/etc/hostname', '10.9.9.9'], /\/etc\/hostname is not a network namespace/],
   ['a missing namespace path', ['--from', '/proc/999999999/ns/net', '10.9.9.9'], /no network namespace at \/proc\/999999999\/ns\/net/],
   ['unresolvable host', ['no-such-host.invalid'], /cannot resolve host no-such-host\.invalid/],

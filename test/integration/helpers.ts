@@ -157,9 +157,20 @@ export function routerJourney({ a, r, b }: { a: string; r: string; b: string }):
   ];
 }
 
-/** Names of our programs (bpftool gives them whole, from BTF) and maps. */
-export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_consume_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
-export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_stacks', 'tp_senders', 'tp_skbs', 'tp_flows', 'tp_frags', 'tp_echoes', 'tp_bytes', 'tp_depth', 'tracepkt.rodata', 'tracepkt.bss'];
+/** The running kernel is at least a.b (from uname, not from tracepkt's own measurements). */
+export function kernelAtLeast(a: number, b: number): boolean {
+  const [major, minor] = os.release().split('.').map(Number);
+  return major > a || (major === a && minor >= b);
+}
+
+/**
+ * Names of our programs (bpftool gives them whole, from BTF) and maps. Before
+ * 5.17 kfree_skb has no reason (the program that reads the place alone);
+ * before 5.12 the compat object passes subprogram arguments in two maps.
+ */
+export const OUR_PROGRAMS = ['tp_net_dev_queue', 'tp_netif_receive_skb', kernelAtLeast(5, 17) ? 'tp_kfree_skb' : 'tp_kfree_skb_no_reason', 'tp_consume_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'];
+export const OUR_MAPS = ['tp_events', 'tp_stats', 'tp_current', 'tp_stacks', 'tp_senders', 'tp_skbs', 'tp_flows', 'tp_frags', 'tp_echoes', 'tp_bytes', 'tp_depth',
+  ...(kernelAtLeast(5, 12) ? [] : ['tp_args', 'tp_args_depth']), 'tracepkt.rodata', 'tracepkt.bss'];
 
 /** The ids of every BPF program, map and link of ours that the kernel holds now (checkpoints included). */
 export function ourKernelObjects(): { progs: number[]; maps: number[]; links: number[]; names: string[] } {

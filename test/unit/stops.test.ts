@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { decodeBatch } from '../../src/decode';
-import type { DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent } from '../../src/events';
+import { NO_REASON_GIVEN, type DropEvent, type HopEvent, type KernelEvent, type NeighbourEvent, type RouteEvent, type TraceEvent } from '../../src/events';
 import { describeIcmpError } from '../../src/icmp';
 import { classifyRoutes } from '../../src/kernel/route-purpose';
 import { freedAfterDelivery, tidy } from '../../src/tidy';
@@ -82,6 +82,9 @@ const verdicts: [string, TraceEvent[], boolean, string][] = [
   ['only the reason', [hop({}), drop({ reason: 'QDISC_DROP', location: 'dev_queue_xmit+0x10' })], false, 'dropped in namespace r at dev_queue_xmit: qdisc drop'],
   ['an error and no drop seen', [hop({}), error], false, 'time exceeded (TTL exceeded in transit) from 10.0.1.1 (namespace r)'],
   ['a VXLAN device with nowhere to send it', [hop({ ifname: 'vx0', hook: 'net_dev_queue' }), drop({ ifname: 'vx0', reason: 'NO_TX_TARGET', location: 'vxlan_xmit+0xdb0' })], false, 'dropped in namespace r at vxlan_xmit: vxlan device vx0 has no remote and no forwarding entry for the destination (NO_TX_TARGET)'],
+  ['a failed neighbour on a kernel that gives no reasons (before 5.17): the place says it', [route({ purpose: 'output', skb: '0', gateway: '10.0.1.9', oif: 'eth0' }), drop({ reason: NO_REASON_GIVEN, location: 'neigh_invalidate+0x7e' })], false, 'dropped in namespace r at neigh_invalidate: next hop 10.0.1.9 did not answer ARP on eth0'],
+  ['a VXLAN drop sending, before 5.17 (no reason at all)', [hop({ ifname: 'vx0', hook: 'net_dev_queue' }), drop({ ifname: 'vx0', reason: NO_REASON_GIVEN, location: 'vxlan_xmit_one+0x1a0' })], false, 'dropped in namespace r at vxlan_xmit_one: vxlan device vx0 could not send it on, and this kernel gives no reason (no remote or forwarding entry for the destination, or no route to the remote endpoint)'],
+  ['a drop elsewhere before 5.17: the place, and no guess', [hop({}), drop({ reason: NO_REASON_GIVEN, location: 'ip_rcv_core+0x1b0' })], false, 'dropped in namespace r at ip_rcv_core: no reason given by this kernel'],
   ['a VXLAN drop sending, on a kernel that names no reason', [hop({ ifname: 'vx0', hook: 'net_dev_queue' }), drop({ ifname: 'vx0', location: 'vxlan_xmit_one+0x1a0' })], false, 'dropped in namespace r at vxlan_xmit_one: vxlan device vx0 could not send it on, and this kernel gives no reason (no remote or forwarding entry for the destination, or no route to the remote endpoint)'],
   ['a VXLAN drop on receive, without a reason: no guess', [hop({ ifname: 'u2' }), drop({ ifname: 'u2', location: 'vxlan_rcv+0x2e0', tunnel: { type: 'vxlan', id: 42, family: 4, src: '192.168.77.1', dst: '192.168.77.2', proto: 17, sport: 4000, dport: 4789, ttl: 64, len: 134 } })], false, 'dropped in namespace r at vxlan_rcv: the vxlan driver dropped it on receive, and this kernel gives no reason'],
   ['the tunnel\'s next hop did not answer: the outer packet\'s, not the probe\'s', [hop({ family: 6, src: 'fd99::1', dst: 'fd99::2', ifname: 'vx0', hook: 'net_dev_queue' }), drop({ family: 6, src: 'fd99::1', dst: 'fd99::2', ifname: 'u1', reason: 'NEIGH_FAILED', location: 'neigh_invalidate+0x7e', tunnel: { type: 'vxlan', id: 42, family: 4, src: '192.168.77.1', dst: '192.168.77.9', proto: 17, sport: 4000, dport: 4789, ttl: 64, len: 154 } })], false, 'dropped in namespace r at neigh_invalidate: next hop 192.168.77.9 did not answer ARP on u1 (for the vxlan 42: 192.168.77.1 -> 192.168.77.9 packet carrying the probe) (NEIGH_FAILED)'],

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import type { Native, ObjectHandle, WatchHandle } from '../../src/native';
 import { createTracer } from '../../src/tracer';
+import { CURRENT_KERNEL } from '../../src/kernel/bpf-support';
 import { BpfError } from '../../src/errors';
 import { NetnsResolver, type KnownNetns } from '../../src/names/netns';
 import { parseMessages } from '../../src/netfilter/netlink';
@@ -77,7 +78,7 @@ const resolver = new NetnsResolver({ procDir: '/nonexistent', netnsDir: '/nonexi
 
 test('loads, attaches every hook, yields batches in kernel-time order, drains on close, frees everything', async () => {
   const fake = new FakeNative();
-  const tracer = await createTracer({ filter, native: fake.asNative(), resolver });
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver });
   assert.deepEqual(fake.calls, [
     'open',
     'setGlobal CFG',
@@ -91,8 +92,8 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
     'loadAsync', // createTracer loads on a worker thread
     'attach tp_net_dev_queue',
     'attach tp_netif_receive_skb',
-    'attach tp_kfree_skb',
     'attach tp_neigh_event_send_done',
+    'attach tp_kfree_skb',
     'attach tp_fib_table_lookup',
     'attach tp_fib6_table_lookup',
     'attach tp_consume_skb', // freed packets end route ties
@@ -124,7 +125,7 @@ test('loads, attaches every hook, yields batches in kernel-time order, drains on
 test('a load failure closes the object and says which operation failed and why', async () => {
   const fake = new FakeNative();
   fake.failLoad = true;
-  await assert.rejects(createTracer({ filter, native: fake.asNative(), resolver }), (err: unknown) => {
+  await assert.rejects(createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver }), (err: unknown) => {
     assert.ok(err instanceof BpfError);
     assert.equal(err.op, 'bpf_object__load');
     assert.equal(err.errno, 1);
@@ -150,7 +151,7 @@ test('the ring-buffer path touches no file: names it lacks are looked up beside 
     }
   }
   const watched = new Watched({ procDir: '/nonexistent', netnsDir: '/nonexistent' });
-  const tracer = await createTracer({ filter, native: fake.asNative(), resolver: watched });
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver: watched });
   const order: string[] = [];
   const reading = (async () => {
     for await (const ev of tracer) if (ev.kind === 'hop') order.push(`${ev.ifname}:${String(ev.netns_name)}`);
@@ -170,7 +171,7 @@ test('a drop named from the caches while its namespace is still unknown is named
   class Unnamed extends NetnsResolver {
     override async scanAsync(): Promise<void> {}
   }
-  const tracer = await createTracer({ filter, native: fake.asNative(), resolver: new Unnamed({ procDir: '/nonexistent', netnsDir: '/nonexistent' }) });
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver: new Unnamed({ procDir: '/nonexistent', netnsDir: '/nonexistent' }) });
   const drops: string[] = [];
   const reading = (async () => {
     for await (const ev of tracer) if (ev.kind === 'drop') drops.push(ev.location);
@@ -251,7 +252,7 @@ test('with netfilter, set-up never blocks the event loop: the load runs on a wor
   const ticks = setInterval(() => fake.calls.push('tick'), 1);
   let tracer: Awaited<ReturnType<typeof createTracer>> | undefined;
   try {
-    tracer = await createTracer({ filter, native, resolver, netfilter: true, namespaces: twoNamespaces });
+    tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native, resolver, netfilter: true, namespaces: twoNamespaces });
   } finally {
     clearInterval(ticks);
   }
@@ -272,7 +273,7 @@ test('a namespace where nftables never answers costs one timeout, says so, and d
   const fake = new FakeNative();
   const native = answeringLater(fake, new Set(['/run/netns/ns-b']));
   const began = performance.now();
-  const tracer = await createTracer({ filter, native, resolver, netfilter: true, namespaces: twoNamespaces });
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native, resolver, netfilter: true, namespaces: twoNamespaces });
   const took = performance.now() - began;
   assert.deepEqual(
     tracer.notes.filter((n) => /nftables/.test(n)),
