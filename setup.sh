@@ -14,7 +14,9 @@ cd "$(dirname "$0")"
 # namespace (never started as a service: see below).
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
-  docker.io busybox-static)
+  busybox-static)
+# Debian's docker.io only where no Docker engine is installed (docker-ce's containerd.io conflicts with it).
+command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup.sh: run as root (it installs Debian packages; tracepkt itself needs root to load eBPF)" >&2
@@ -31,14 +33,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   # Installed for the tests, Docker must not start as a service on this host (its bridge and
   # iptables rules would change the host's): services stay down while installing, and a
   # docker.io installed here is left disabled.
-  guard=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT # gone again whatever happens: it would hold every later service start
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  [ -z "$guard" ] || rm -f /usr/sbin/policy-rc.d
   if [[ " ${missing[*]} " == *" docker.io "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    systemctl disable --now docker.service docker.socket >/dev/null 2>&1 || true
+    systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
   fi
 fi
 

@@ -61,14 +61,21 @@ function ipAddrIn(ns: ResolvedNetns): Promise<string> {
   );
 }
 
-/** The namespace a target names, if it names one (a name that is also a host name goes to DNS only when no namespace has it). */
+/**
+ * The namespace a target names, if it names one. A bare word is a namespace
+ * only by its exact name (an ip netns name, a container's name): a host name
+ * made of hex digits is never taken for a container id prefix. A bare name
+ * several containers have is refused, never passed to DNS.
+ */
 function targetNetns(input: string): ResolvedNetns | null {
+  let ns: ResolvedNetns;
   try {
-    return resolveNetns(input, SYSTEM_SPEC_ROOTS);
+    ns = resolveNetns(input, SYSTEM_SPEC_ROOTS);
   } catch (err) {
-    if (looksLikeNetns(input)) throw err;
+    if (looksLikeNetns(input) || /names \d+ containers/.test((err as Error).message)) throw err;
     return null;
   }
+  return looksLikeNetns(input) || ns.name === input || ns.name.endsWith(`:${input}`) ? ns : null;
 }
 
 /** Looks like an address, even a broken one: report it as malformed rather than unresolvable. */

@@ -40,10 +40,13 @@ export class DockerDaemon {
   private async boot(): Promise<void> {
     const log = fs.openSync(path.join(this.dir, 'dockerd.log'), 'w');
     const ns = `tp${path.basename(this.dir).slice(-6)}`;
+    // An empty configuration of its own: the host's /etc/docker/daemon.json must not change this daemon.
+    const config = path.join(this.dir, 'daemon.json');
+    fs.writeFileSync(config, '{}\n');
     this.daemon = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', 'dockerd',
       '--data-root', path.join(this.dir, 'data'), '--exec-root', path.join(this.dir, 'exec'),
       '--pidfile', path.join(this.dir, 'dockerd.pid'), '-H', `unix://${this.socket}`,
-      '--containerd-namespace', ns, '--containerd-plugins-namespace', `${ns}p`], { stdio: ['ignore', log, log] });
+      '--containerd-namespace', ns, '--containerd-plugins-namespace', `${ns}p`, '--config-file', config], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     for (let i = 0; i < 120; i++) {
       if (this.daemon.exitCode !== null) break;
@@ -95,11 +98,11 @@ export class DockerDaemon {
     } catch {
       // the daemon never came up
     }
-    if (this.daemon && this.daemon.exitCode === null) {
+    if (this.daemon && this.daemon.exitCode === null && this.daemon.signalCode === null) {
       const exited = new Promise((r) => this.daemon!.once('exit', r));
       this.daemon.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 20_000))]);
-      if (this.daemon.exitCode === null) this.daemon.kill('SIGKILL');
+      if (this.daemon.exitCode === null && this.daemon.signalCode === null) this.daemon.kill('SIGKILL');
     }
     // Overlay mounts the daemon left under its data root, then the files.
     const mounts = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1]).filter((m) => m?.startsWith(this.dir));

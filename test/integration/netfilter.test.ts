@@ -138,6 +138,16 @@ routerTest('iptables-legacy DROP: the table that stopped the probe is found by t
   try {
     const run = await traced(lab, topo, [topo.v4]);
     assert.equal(run.status, 1, run.stderr);
+    if (!kernelAtLeast(5, 11)) {
+      // Before 5.11 modules carry no BTF: fexit cannot attach to ipt_do_table, and nothing names the table.
+      // The run says so, and the drop is the kernel's own word: freed by netfilter's hook loop in the router.
+      assert.deepEqual(verdicts(run), []);
+      const start = run.lines.find((l) => l.kind === 'start');
+      assert.ok(start?.notes.some((n: string) => /iptables-legacy tables are not seen/.test(n)), JSON.stringify(start?.notes));
+      const drop = run.lines.find((l) => l.kind === 'drop');
+      assert.deepEqual([drop?.netns_name, drop?.location.replace(/\+0x[0-9a-f]+$/, '')], [topo.r, 'nf_hook_slow']);
+      return;
+    }
     const how = checkpointsRan(run) ? 'passage' : 'table';
     assert.deepEqual(judged(verdicts(run)), [[topo.r, 'FORWARD', 'ip filter FORWARD', 'DROP', how, null]]);
     assert.equal(verdicts(run)[0].backend, 'iptables-legacy');

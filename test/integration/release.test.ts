@@ -62,14 +62,17 @@ test('release: the .deb installs into a minimal Debian 12 without a compiler, an
     }
     // A mount point of its own (ip netns exec makes / a slave mount: it must be one), then the host's
     // kernel seen from inside: its /proc, /sys (BTF), /dev, and a /run of its own.
+    // Private: nothing mounted or unmounted under it reaches the host's own mounts (a shared /dev would).
     sh('mount', ['--bind', root, root]);
     mounted.push(root);
+    sh('mount', ['--make-rprivate', root]);
     for (const [fsType, dir] of [['proc', 'proc'], ['sysfs', 'sys'], ['tmpfs', 'run']] as const) {
       sh('mount', ['-t', fsType, fsType, path.join(root, dir)]);
       mounted.push(path.join(root, dir));
     }
     sh('mount', ['--rbind', '/dev', path.join(root, 'dev')]);
     mounted.push(path.join(root, 'dev'));
+    sh('mount', ['--make-rslave', path.join(root, 'dev')]);
     fs.copyFileSync(deb, path.join(root, 'tmp', path.basename(deb)));
     sh('chroot', [root, 'apt-get', 'update', '-qq'], { timeout: 600_000 });
     sh('chroot', [root, 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', 'install', '-y', '-qq', `/tmp/${path.basename(deb)}`], { timeout: 900_000 });
@@ -81,7 +84,10 @@ test('release: the .deb installs into a minimal Debian 12 without a compiler, an
     assert.match(demo.stdout, /eth0 .*request 172\.17\.0\.1 -> 172\.17\.0\.2/);
   } finally {
     for (const dir of mounted.reverse()) spawnSync('umount', ['-R', '-l', dir]);
-    fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+    // Never delete through a mount that is still there (the host's /dev).
+    const still = fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1]?.startsWith(root));
+    if (!still) fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+    else assert.fail(`${root} still has mounts: left in place`);
   }
 });
 
