@@ -160,8 +160,14 @@ function consecutive(prev: HopEvent, e: HopEvent): boolean {
   return prev.lost_so_far === e.lost_so_far && (prev.netns === e.netns || (prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb'));
 }
 
-/** A packet crosses a host in microseconds; a sighting this much later is another packet. */
-const SAME_PACKET_NS = 1_000_000;
+/**
+ * A packet crosses a host in microseconds, but an emulated kernel under load
+ * (the kernel matrix: three guests on two cores) takes over a millisecond
+ * from one namespace to the next; the same identity comes back only with a
+ * retransmission, 200 ms apart at least. A sighting this much later is
+ * another packet.
+ */
+const SAME_PACKET_NS = 20_000_000;
 /**
  * The same sk_buff seen this much later is another packet in a reused one:
  * generous, because queues and emulated kernels (the kernel matrix) slow

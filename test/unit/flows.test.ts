@@ -99,10 +99,10 @@ test('a field no hop changes: TTL across a link, more than forwarding takes, TCP
   const chain = new HopChain();
   const tx = at('net_dev_queue', 64, { skb: 'a', time_ns: 1000, icmp_id: 5, icmp_seq: 1 });
   const rx = at('netif_receive_skb', 9, { skb: 'b', time_ns: 2000, icmp_id: 5, icmp_seq: 1 });
-  const later = at('netif_receive_skb', 9, { skb: 'c', time_ns: 5_000_000, icmp_id: 5, icmp_seq: 1 });
+  const later = at('netif_receive_skb', 9, { skb: 'c', time_ns: 300_000_000, icmp_id: 5, icmp_seq: 1 });
   for (const e of [tx, rx, later]) chain.add(e);
   assert.equal(rx.altered, 'ttl 64 -> 9');
-  assert.equal(later.altered, null, 'milliseconds later: another packet');
+  assert.equal(later.altered, null, 'a retransmission\'s time later: another packet');
   const a = seg('netif_receive_skb', '.');
   const b = { ...seg('net_dev_queue', 'P.'), time_ns: 10 };
   const other = { ...seg('net_dev_queue', 'P.'), time_ns: 20, tcp_seq: 2448 };
