@@ -125,11 +125,13 @@ test('--egress --set-tcp-flags PSH --ratio 0.1 on a router: the share tcpdump se
       const summary = await stopMangle(m);
       tracer.kill('SIGINT');
       const trace = await traced;
-      // tcpdump stops reading at SIGINT: let it write out what it has first (the file stops growing).
-      for (let size = -1, waited = 0; waited < 20_000; waited += 1000) {
+      // tcpdump stops reading at SIGINT: let it write out what it has first (the file stops growing
+      // for three seconds: an emulated kernel under load may starve it for more than one).
+      for (let size = -1, still = 0, waited = 0; still < 3 && waited < 40_000; waited += 1000) {
         await new Promise((resolve) => setTimeout(resolve, 1000));
-        if (fs.statSync(pcap).size === size) break;
-        size = fs.statSync(pcap).size;
+        const now = fs.statSync(pcap).size;
+        still = now === size ? still + 1 : 0;
+        size = now;
       }
       dump.kill('SIGINT');
       await new Promise((resolve) => dump.once('close', resolve));
