@@ -11,10 +11,11 @@ cd "$(dirname "$0")"
 # nft let the tests build rulesets and see what the kernel holds; tshark reads
 # back the pcapng files tracepkt writes, chromium renders its HTML pages;
 # docker.io and busybox-static run a real Docker engine in a test's own
-# namespace (never started as a service: see below).
+# namespace (never started as a service: see below); debootstrap makes the minimal Debian root the
+# release is installed into.
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
-  busybox-static)
+  busybox-static debootstrap)
 # Debian's docker.io only where no Docker engine is installed (docker-ce's containerd.io conflicts with it).
 command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 
