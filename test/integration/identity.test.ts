@@ -38,7 +38,8 @@ test('six runs at once through a router with iptables rules: each shows only its
     const stop = await tcpServer(topo.b, 8080);
     try {
       // What one run alone concludes: the reference for every concurrent one.
-      const solo = await runCli(['--json', '--timeout', '1', '--from', topo.a, topo.v4]);
+      // Five seconds for each answer: six runs at once on an emulated kernel (the kernel matrix) take more than one.
+      const solo = await runCli(['--json', '--timeout', '5', '--from', topo.a, topo.v4]);
       const verdictsOf = (rows: NetfilterEvent[], seq: number) => rows.filter((r) => r.icmp_seq === seq).map((r) => [r.netns_name, r.dir, r.hook, r.table_family, r.table, r.chain, r.verdict, r.decided_by]);
       // raw, mangle and filter each way at least (nat's chain runs for the request where conntrack
       // does, and checkpoints, 6.4+, show the one the reply passes without running it).
@@ -46,8 +47,8 @@ test('six runs at once through a router with iptables rules: each shows only its
 
       const watcher = await passive(['--filter', `icmp and host ${topo.v4}`]);
       const runs = await Promise.all([
-        ...[1, 2, 3].map(() => runCli(['--json', '--timeout', '1', '-c', '2', '--from', topo.a, topo.v4])),
-        ...[1, 2].map(() => runCli(['--json', '--timeout', '1', '--tcp', '8080', '--from', topo.a, topo.v4])),
+        ...[1, 2, 3].map(() => runCli(['--json', '--timeout', '5', '-c', '2', '--from', topo.a, topo.v4])),
+        ...[1, 2].map(() => runCli(['--json', '--timeout', '5', '--tcp', '8080', '--from', topo.a, topo.v4])),
       ]);
       watcher.child.kill('SIGINT');
       const watched = await watcher.done;
