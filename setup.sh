@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 # release is installed into.
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
-  busybox-static debootstrap)
+  busybox-static debootstrap conntrack)
 # Debian's docker.io only where no Docker engine is installed (docker-ce's containerd.io conflicts with it).
 command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 

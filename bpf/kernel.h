@@ -59,6 +59,7 @@ struct sk_buff {
 	__be16 protocol;       /* the frame's EtherType: 802.1Q / 802.1ad while a tag is still in-band */
 	__be16 vlan_proto;     /* an offloaded VLAN tag: its protocol (0: none, from 6.2) and TCI */
 	__u16 vlan_tci;
+	unsigned long _nfct;   /* the conntrack entry (struct nf_conn *) | enum ip_conntrack_info in the low 3 bits */
 };
 
 /* Before 6.2 an offloaded tag's presence was a bit of its own, and clearing it left vlan_proto set. */
@@ -199,6 +200,50 @@ struct xt_table {
 struct bpf_nf_ctx {
 	const struct nf_hook_state *state;
 	struct sk_buff *skb;
+};
+
+/*
+ * A conntrack entry (bpf/conntrack.h). Where nf_conntrack is a module, its
+ * BTF describes these (module BTF, 5.11+); bpf_core_type_exists says.
+ */
+union nf_inet_addr {
+	__u32 all[4];
+};
+
+union nf_conntrack_man_proto {
+	__be16 all;
+};
+
+struct nf_conntrack_man {
+	union nf_inet_addr u3;
+	union nf_conntrack_man_proto u;
+	__u16 l3num;
+};
+
+struct nf_conntrack_tuple {
+	struct nf_conntrack_man src;
+	struct {
+		union nf_inet_addr u3;
+		union {
+			__be16 all;
+		} u;
+		__u8 protonum;
+	} dst;
+};
+
+struct nf_conntrack_tuple_hash {
+	struct nf_conntrack_tuple tuple;
+};
+
+struct nf_conntrack_zone {
+	__u16 id;
+};
+
+struct nf_conn {
+	unsigned long status;
+	__u32 mark;
+	struct nf_conntrack_zone zone;
+	struct nf_conntrack_tuple_hash tuplehash[2]; /* IP_CT_DIR_ORIGINAL, IP_CT_DIR_REPLY */
 };
 
 #pragma clang attribute pop

@@ -4,7 +4,8 @@
  * bail out if the ring is full (counted, reported as lost), fill, submit.
  * Packet records (hops, drops, checkpoints, table verdicts) share a prefix,
  * header, packet fields and what an ICMP error quotes; each kind adds its
- * own section after it. Needs CFG, bpf/packet.h and bpf/identity.h.
+ * own section after it. Needs CFG, bpf/packet.h, bpf/identity.h and
+ * bpf/conntrack.h.
  */
 #ifndef TRACEPKT_RECORDS_H
 #define TRACEPKT_RECORDS_H
@@ -86,6 +87,7 @@ struct tp_packet_record {
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 };
 
 /* Each packet record starts as the prefix: reserve_packet fills it through one. */
@@ -93,6 +95,7 @@ struct tp_packet_record {
 	_Static_assert(__builtin_offsetof(T, p) == __builtin_offsetof(struct tp_packet_record, p) &&            \
 			       __builtin_offsetof(T, q) == __builtin_offsetof(struct tp_packet_record, q) &&    \
 			       __builtin_offsetof(T, o) == __builtin_offsetof(struct tp_packet_record, o) &&    \
+			       __builtin_offsetof(T, ct) == __builtin_offsetof(struct tp_packet_record, ct) &&  \
 			       sizeof(T) >= sizeof(struct tp_packet_record),                                    \
 		       #T " starts as struct tp_packet_record")
 STARTS_AS_PACKET_RECORD(struct tp_hop);
@@ -186,6 +189,7 @@ struct sighting {
 			fill_header(&((struct tp_packet_record *)r_)->h, KIND, (at)->hook, (__u64)(at)->skb,  \
 				    (at)->netns ? (at)->netns : dev_netns((at)->dev), (at)->dev);             \
 			fill_packet((struct tp_packet_record *)r_, m);                                      \
+			fill_conntrack(&((struct tp_packet_record *)r_)->ct, (at)->skb);                    \
 			if (CFG.snap_len)                                                                   \
 				fill_snapshot((struct tp_snapshot *)(r_ + 1), v, (m)->p.ip_len);            \
 		}                                                                                           \

@@ -9,6 +9,7 @@
  *   filter.h    the filter language's interpreter
  *   tunnel.h    the packet inside an encapsulation (VXLAN, Geneve, GRE, IP in IP)
  *   identity.h  which packets are the probe's (marker, flow, filter), what follows a match
+ *   conntrack.h the packet's conntrack entry, read for its records
  *   records.h   the ring buffer and the records (bpf/tracepkt.h)
  *   hops.h      transmit and receive on every device
  *   drops.h     the kernel freeing the probe's packet
@@ -52,11 +53,13 @@ const volatile enum tp_filter_dir tp_filter_dir_btf_anchor = 0;
 const volatile enum tp_match tp_match_btf_anchor = 0;
 const volatile enum tp_reader tp_reader_btf_anchor = 0;
 const volatile enum tp_tunnel tp_tunnel_btf_anchor = 0;
+const volatile enum tp_ct_presence tp_ct_presence_btf_anchor = 0;
 
 #include "packet.h"
 #include "filter.h"
 #include "tunnel.h"
 #include "identity.h"
+#include "conntrack.h"
 #include "records.h"
 #include "hops.h"
 #include "drops.h"

@@ -137,11 +137,45 @@ struct tp_outer {
 	__u8 pad[2];
 };
 
+/*
+ * The packet's conntrack entry as the kernel held it when the hook ran
+ * (skb->_nfct; bpf/conntrack.h reads it). Zeros where none was attached:
+ * conntrack has not run for the packet in this namespace yet (a receive
+ * comes before PREROUTING; crossing namespaces clears it), does not run
+ * there, or found the packet invalid.
+ */
+enum tp_ct_presence {
+	TP_CT_NONE = 0,      /* no entry attached */
+	TP_CT_ENTRY = 1,     /* an entry: the fields below */
+	TP_CT_UNTRACKED = 2, /* marked untracked (a `notrack` rule): _nfct is IP_CT_UNTRACKED alone */
+	TP_CT_UNREADABLE = 3, /* the kernel's BTF does not describe struct nf_conn (conntrack a module, kernels before 5.11) */
+};
+
+struct tp_conntrack {
+	__u8 orig_saddr[16];  /* ct->tuplehash[IP_CT_DIR_ORIGINAL].tuple.src.u3 (IPv4 in the first 4 bytes) */
+	__u8 orig_daddr[16];  /* ... .tuple.dst.u3 */
+	__u8 reply_saddr[16]; /* ct->tuplehash[IP_CT_DIR_REPLY].tuple.src.u3: where NAT sends the reply from */
+	__u8 reply_daddr[16];
+	__u16 orig_sport;     /* tuple.src.u.all, host order: the source port; ICMP: the echo identifier */
+	__u16 orig_dport;     /* tuple.dst.u.all, host order: the destination port; ICMP: type and code */
+	__u16 reply_sport;
+	__u16 reply_dport;
+	__u32 status;         /* ct->status: enum ip_conntrack_status bits (IPS_ASSURED 4, IPS_DST_NAT 0x20, ...), low 32 */
+	__u32 mark;           /* ct->mark (0 where the kernel has no CONFIG_NF_CONNTRACK_MARK) */
+	__u16 zone;           /* ct->zone.id (0 where the kernel has no CONFIG_NF_CONNTRACK_ZONES) */
+	__u8 ctinfo;          /* skb->_nfct & 7: enum ip_conntrack_info (ESTABLISHED 0, RELATED 1, NEW 2, +3 reply, UNTRACKED 7) */
+	__u8 presence;        /* enum tp_ct_presence */
+	__u8 proto;           /* tuple.dst.protonum */
+	__u8 family;          /* 4 or 6, from tuple.src.l3num */
+	__u8 pad[2];
+};
+
 struct tp_hop {
 	struct tp_header h;
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 };
 
 struct tp_drop {
@@ -149,6 +183,7 @@ struct tp_drop {
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 	__u64 location; /* kfree_skb's location: the kernel code that freed the packet */
 	__u32 reason;   /* kfree_skb's reason: enum skb_drop_reason, numbered by the running kernel */
 	__u32 pad;
@@ -159,6 +194,7 @@ struct tp_checkpoint {
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 	__u8 nf_hook; /* from nf_hook_state->hook (NF_INET_*) */
 	__u8 nf_pf;   /* from nf_hook_state->pf (NFPROTO_IPV4 / _IPV6) */
 	__u8 index;   /* which copy of the checkpoint program */
@@ -170,6 +206,7 @@ struct tp_table_verdict {
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 	__s32 priority;         /* from xt_table->priority */
 	__u32 verdict;          /* ipt_do_table's / ip6t_do_table's result: NF_DROP 0, NF_ACCEPT 1, ... */
 	__u8 nf_hook;           /* from nf_hook_state->hook */
@@ -189,6 +226,7 @@ struct tp_neigh {
 	struct tp_packet_fields p;
 	struct tp_quoted q;
 	struct tp_outer o;
+	struct tp_conntrack ct;
 	__u8 next_hop[16]; /* from neighbour->primary_key: the address being resolved */
 	__u8 family;       /* 4 or 6: from neighbour->tbl->family (ARP or neighbour discovery) */
 	__u8 nud_state;    /* from neighbour->nud_state once it queued the packet (NUD_INCOMPLETE 0x01, ...) */

@@ -7,10 +7,11 @@
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
-import { CHECKPOINT, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, NEIGH, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
-import type { CheckpointEvent, Direction, DropEvent, HopEvent, KernelEvent, NeighbourEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
+import { CHECKPOINT, CtPresence, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, NEIGH, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
+import type { CheckpointEvent, ConntrackInfo, ConntrackTuple, Direction, DropEvent, HopEvent, KernelEvent, NeighbourEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
 import { tcpFlags } from './tcp';
 import { isIcmp } from './ip';
+import { natOf, stateOf, statusNames } from './conntrack';
 
 const ECHO_REPLY = new Set([0, 129]);
 /** ICMP errors, which quote the packet they are about: destination unreachable, time exceeded, parameter problem (and ICMPv6's packet too big). */
@@ -231,6 +232,7 @@ function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['
       ? { id: buf.readUInt32LE(rec + P.frag_id[0]), offset: buf.readUInt16LE(rec + P.frag_offset[0]), more: (fragFlags & Frag.MORE_FRAGMENTS) !== 0 }
       : null,
     tunnel: decodeTunnel(buf, rec),
+    conntrack: decodeConntrack(buf, rec),
   };
   return ev as unknown as E;
 }
@@ -263,6 +265,36 @@ function decodeTunnel(buf: Buffer, rec: number): TunnelInfo | null {
     ttl: buf[rec + O.ttl[0]],
     len: buf.readUInt16LE(rec + O.ip_len[0]),
   };
+}
+
+/** The packet's conntrack entry (struct tp_conntrack), where one was attached. */
+function decodeConntrack(buf: Buffer, rec: number): ConntrackInfo | null {
+  const C = HOP.ct; // every packet record has it at the same offset
+  const presence = buf[rec + C.presence[0]];
+  if (presence === CtPresence.NONE) return null;
+  const ct: ConntrackInfo = { state: 'untracked', direction: null, zone: 0, mark: 0, proto: 0, original: null, reply: null, status: [], nat: null };
+  if (presence === CtPresence.UNTRACKED) return ct;
+  if (presence !== CtPresence.ENTRY) {
+    ct.state = 'unreadable';
+    return ct;
+  }
+  const family = buf[rec + C.family[0]] === 6 ? 6 : 4;
+  const tuple = (src: readonly number[], dst: readonly number[], sport: readonly number[], dport: readonly number[]): ConntrackTuple => ({
+    src: address(family, buf, rec + src[0]),
+    dst: address(family, buf, rec + dst[0]),
+    sport: buf.readUInt16LE(rec + sport[0]),
+    dport: buf.readUInt16LE(rec + dport[0]),
+  });
+  const status = buf.readUInt32LE(rec + C.status[0]);
+  Object.assign(ct, stateOf(buf[rec + C.ctinfo[0]]));
+  ct.zone = buf.readUInt16LE(rec + C.zone[0]);
+  ct.mark = buf.readUInt32LE(rec + C.mark[0]);
+  ct.proto = buf[rec + C.proto[0]];
+  ct.original = tuple(C.orig_saddr, C.orig_daddr, C.orig_sport, C.orig_dport);
+  ct.reply = tuple(C.reply_saddr, C.reply_daddr, C.reply_sport, C.reply_dport);
+  ct.status = statusNames(status);
+  ct.nat = natOf(status, ct.proto, ct.original, ct.reply);
+  return ct;
 }
 
 /** IPv4 lookups report -errno (fib_props in net/ipv4/fib_semantics.c). */

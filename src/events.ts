@@ -57,6 +57,50 @@ export interface PacketFields {
   fragment: { id: number; offset: number; more: boolean } | null;
   /** Where the packet travels in a tunnel (an overlay's underlay): the outer packet; null elsewhere. */
   tunnel: TunnelInfo | null;
+  /**
+   * The packet's conntrack entry as the kernel held it when the hook ran; null where none was
+   * attached (conntrack has not run for it in this namespace yet: a receive comes before
+   * PREROUTING and crossing namespaces clears it; conntrack does not run there; or it found the
+   * packet invalid).
+   */
+  conntrack: ConntrackInfo | null;
+}
+
+/** One direction of a conntrack entry: addresses and ports (ICMP: the echo identifier as sport, type and code as dport). */
+export interface ConntrackTuple {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+/** A conntrack entry as one packet saw it (struct nf_conn, through skb->_nfct). */
+export interface ConntrackInfo {
+  /**
+   * "new", "established", "related" (as nft's `ct state`), "untracked" (a notrack rule), or
+   * "unreadable": an entry is attached but this kernel's BTF does not describe it (nf_conntrack a
+   * module on a kernel before 5.11).
+   */
+  state: 'new' | 'established' | 'related' | 'untracked' | 'unreadable';
+  /** Which way this packet goes in the entry: "original" (as the first packet) or "reply"; null when untracked or unreadable. */
+  direction: 'original' | 'reply' | null;
+  /** Conntrack zone id (0: the default zone). */
+  zone: number;
+  /** ct mark. */
+  mark: number;
+  /** IP protocol of the entry. */
+  proto: number;
+  /** The first packet's tuple, as it arrived. */
+  original: ConntrackTuple | null;
+  /** The tuple a reply carries: differs from the original's reverse where NAT maps the connection. */
+  reply: ConntrackTuple | null;
+  /** Status bits set (enum ip_conntrack_status), lower case: "seen_reply", "assured", "confirmed", "dst_nat", "dst_nat_done", ... */
+  status: string[];
+  /**
+   * The NAT mapping the entry holds, as it rewrites the original direction, e.g.
+   * "dnat 10.0.0.1:8080->172.17.0.2:80"; null when it maps nothing.
+   */
+  nat: string | null;
 }
 
 /** The outer packet that carries the probe through a tunnel; the event's other fields are the probe's, inside. */
@@ -191,7 +235,7 @@ export interface RouteEvent {
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent | NeighbourEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
-export interface NetfilterEvent extends Omit<PacketFields, 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {
+export interface NetfilterEvent extends Omit<PacketFields, 'conntrack' | 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {
   kind: 'netfilter';
   /** PREROUTING, INPUT, FORWARD, OUTPUT or POSTROUTING. */
   hook: string;

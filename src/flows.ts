@@ -71,6 +71,8 @@ export interface Journey {
   complete: boolean;
   /** Events were lost (ring buffer full) while it was open: it may lack packets. */
   incomplete: boolean;
+  /** Its first packet the kernel dropped, in words (src/verdict.ts dropSentence); null if none was. */
+  dropped: string | null;
 }
 
 /** How many intervals of loss are remembered: journeys older than the oldest kept are long complete. */
@@ -103,7 +105,7 @@ export class FlowJourneys {
     if (!j) j = this.open.get(later ? `frag ${fragmentKey(e)}` : key);
     if (!j) {
       const own = later ? `frag ${fragmentKey(e)}` : key;
-      j = { id: this.nextId++, key: own, forward, label: labelOf(e), packets: 0, namespaces: new Map(), firstNs: e.time_ns, lastNs: e.time_ns, complete: false, incomplete: false };
+      j = { id: this.nextId++, key: own, forward, label: labelOf(e), packets: 0, namespaces: new Map(), firstNs: e.time_ns, lastNs: e.time_ns, complete: false, incomplete: false, dropped: null };
       this.open.set(own, j);
     }
     if (e.fragment && e.fragment.offset === 0) this.byFragment.set(fragmentKey(e), { journey: j, ns: e.time_ns });

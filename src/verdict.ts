@@ -6,6 +6,7 @@
  * probe was seen.
  */
 import { resolution } from './addr';
+import { describeConntrack } from './conntrack';
 import { NO_REASON_GIVEN, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type RouteEvent, type TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
@@ -76,6 +77,19 @@ function tunnelRouteFailure(failed: RouteEvent, events: readonly TraceEvent[], d
   return `${dev} has ${/^no /.test(failure) ? '' : /^[aeiou]/.test(failure) ? 'an ' : 'a '}${failure}`;
 }
 
+/** Kernel code of conntrack and NAT: a drop there is theirs. */
+const CONNTRACK_PLACE = /^(__)?(nf_conntrack|nf_ct_|nf_confirm|ipv[46]_conntrack|nf_nat_)/;
+
+/**
+ * The conntrack entry a dropped packet had, where netfilter or conntrack
+ * dropped it (elsewhere the entry explains nothing).
+ */
+function entryAtDrop(d: DropEvent): string {
+  const netfilter = d.reason === 'NETFILTER_DROP' || /^(nft_do_chain|nf_hook_slow|ip6?t_do_table)\b/.test(d.location) || CONNTRACK_PLACE.test(d.location);
+  if (!netfilter) return '';
+  return d.conntrack ? `; its conntrack entry there: ${describeConntrack(d.conntrack)}` : '; it had no conntrack entry there (conntrack does not run there, or found it invalid)';
+}
+
 /** Why a drop happened, in words, from what else happened to the packet in that namespace. */
 function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces): string {
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
@@ -105,10 +119,22 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   }
   const tunnel = tunnelDrop(d);
   if (tunnel) return tunnel;
+  // Freed inside conntrack itself (its table full, a confirmation that lost a race, a helper).
+  if (CONNTRACK_PLACE.test(d.location)) return `conntrack dropped it (${placeOnly ? 'this kernel gives no reason' : d.reason})`;
   // The kernel told the sender why, in an ICMP error from here: its words beat the reason's.
   const told = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && e.netns === d.netns);
   if (told) return icmpError(told);
   return d.reason.toLowerCase().replace(/_/g, ' ');
+}
+
+/**
+ * One drop in words, from its own record alone (passive journeys keep no
+ * events): where, why as far as the kernel said, and the conntrack entry
+ * the packet had when it was dropped.
+ */
+export function dropSentence(d: DropEvent): string {
+  const where = d.location.replace(/\+0x[0-9a-f]+$/, '');
+  return `${d.dir} dropped in namespace ${nsName(d)} at ${where}: ${explainDrop(d, [d], new Map())}${entryAtDrop(d)}`;
 }
 
 /** What else is known about a journey besides its events. */
@@ -190,6 +216,28 @@ function unansweredNeighbour(n: NeighbourEvent, last: HopEvent | undefined): str
   return `next hop ${n.next_hop} on ${n.ifname} in namespace ${nsName(n)} had not answered ${resolution(n.next_hop)} when the trace ended: ${what} was waiting for it there (neighbour ${n.neighbour_state} when it was queued)${seen}`;
 }
 
+/**
+ * A rule that stopped the probe by its conntrack state (`ct state invalid
+ * drop`): the entry the packet had when the kernel dropped it, from the drop
+ * record of the same packet there. Empty for other rules.
+ */
+function conntrackOfStop(stop: NetfilterEvent, events: readonly TraceEvent[]): string {
+  if (!stop.rule || !/\bct (state|status|direction|mark|zone)\b/.test(stop.rule)) return '';
+  const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.netns === stop.netns && e.dir === stop.dir && e.time_ns >= stop.time_ns);
+  if (!drop) return '';
+  if (drop.conntrack) return `; its conntrack entry there: ${describeConntrack(drop.conntrack)}`;
+  return /\bct state\b[^;]*\binvalid\b/.test(stop.rule) ? '; conntrack held no valid entry for it there (ct state invalid: it belongs to no connection conntrack knows)' : '; it had no conntrack entry there';
+}
+
+/**
+ * The NAT a conntrack entry made on the probe's way, from the first request
+ * hop whose entry maps something: "; NAT by conntrack in namespace r: dnat ...".
+ */
+function natOnTheWay(hops: readonly HopEvent[]): string {
+  const mapped = hops.find((h) => h.dir === 'request' && h.conntrack?.nat && h.conntrack.direction === 'original');
+  return mapped ? `; NAT by conntrack in namespace ${nsName(mapped)}: ${mapped.conntrack!.nat}` : '';
+}
+
 function gapSentence(g: NetfilterGap): string {
   return `last seen in namespace ${nsName(g)} entering ${g.tables.join(', ')} at ${g.hook}; it did not come out, and nothing recorded a drop there (queued or stolen by netfilter, dropped by a hook that is no table, or a record lost)`;
 }
@@ -208,7 +256,9 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
     if (reply.proto !== 6) return 'delivered and answered';
     // The first reply hop is the server itself; the last, what the sender saw (NAT may differ).
     const seen = [...hops].reverse().find((h) => h.dir === 'reply' && h.tcp_flags === reply.tcp_flags)!;
-    const via = seen.src !== reply.src || seen.sport !== reply.sport ? ` (reached as ${seen.src}:${seen.sport})` : '';
+    const nat = natOnTheWay(hops).replace(/^; /, '');
+    const reached = seen.src !== reply.src || seen.sport !== reply.sport ? `reached as ${seen.src}:${seen.sport}` : '';
+    const via = reached || nat ? ` (${[reached, nat].filter(Boolean).join('; ')})` : '';
     const answer = reply.tcp_flags.includes('R') ? `RST: port ${reply.sport} closed` : `SYN-ACK: port ${reply.sport} open`;
     return `answered with ${answer} on ${reply.src}${via}`;
   }
@@ -217,12 +267,12 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const errorNote = firstError ? `; ${firstError.family === 6 ? 'ICMPv6' : 'ICMP'} error sent back by ${firstError.src}` : '';
 
   const stopped = events.find((e): e is NetfilterEvent => e.kind === 'netfilter' && e.verdict !== 'ACCEPT');
-  if (stopped) return `dropped in namespace ${nsName(stopped)} by ${chainLabel(stopped)}: ${decidedBy(stopped)}${inTunnel(stopped, hops)}${errorNote}`;
+  if (stopped) return `dropped in namespace ${nsName(stopped)} by ${chainLabel(stopped)}: ${decidedBy(stopped)}${inTunnel(stopped, hops)}${conntrackOfStop(stopped, events)}${natOnTheWay(hops)}${errorNote}`;
 
   const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.dir !== 'error');
   if (drop) {
     const where = drop.location.replace(/\+0x[0-9a-f]+$/, '');
-    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down)}${errorNote}`;
+    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
   }
   const t = context.tunnelMtu;
   if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
@@ -239,7 +289,7 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const waiting = waitingForNeighbour(events, context.lost);
   if (waiting) return `no reply: ${unansweredNeighbour(waiting, last)}`;
   if (!last) return 'not seen on any interface';
-  return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})`;
+  return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})${natOnTheWay(hops)}`;
 }
 
 /**

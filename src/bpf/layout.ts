@@ -48,6 +48,7 @@ export const FilterDir = strip(tracepkt.tp_filter_dir, 'TP_DIR_');
 export const Match = strip(tracepkt.tp_match, 'TP_MATCH_');
 export const Reader = strip(tracepkt.tp_reader, 'TP_READER_');
 export const Tunnel = strip(tracepkt.tp_tunnel, 'TP_TUNNEL_');
+export const CtPresence = strip(tracepkt.tp_ct_presence, 'TP_CT_');
 
 export const SNAP_MAX = Limits.SNAP_MAX;
 export const NF_CHECKPOINTS = Limits.NF_CHECKPOINTS;

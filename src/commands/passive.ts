@@ -12,6 +12,7 @@ import { parseFilter } from '../filter/parse';
 import { requireTracingPrivileges } from '../privileges';
 import type { Journey } from '../flows';
 import type { Output } from './output';
+import { dropSentence } from '../verdict';
 
 export interface PassiveOptions {
   filter: string;
@@ -71,10 +72,12 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
     complete: j.complete,
     incomplete: j.incomplete,
+    dropped: j.dropped,
   });
   const journeyLine = (j: Journey) => {
     const gap = j.incomplete ? ' (incomplete: events were lost meanwhile)' : '';
-    return `#${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${gap}`;
+    const dropped = j.dropped ? `; ${j.dropped}` : '';
+    return `#${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${dropped}${gap}`;
   };
   // A complete journey is handed out at once and forgotten (all but the last few, for the summary).
   const timer = setInterval(() => {
@@ -95,6 +98,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       const j = journeys.add(ev);
       sightings++;
       if (ev.kind === 'hop') hops.add(ev);
+      if (ev.kind === 'drop' && j.dropped === null) j.dropped = dropSentence(ev);
       if (o.quiet) continue;
       if (o.json) io.out(jsonLine({ ...ev, journey: j.id }));
       else io.out(`#${String(j.id).padEnd(6)} ${table.line(ev)}`);

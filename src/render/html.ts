@@ -81,6 +81,7 @@ export function renderHtml(j: HtmlJourney): string {
   const marks = new Map<number, { cls: string; lines: string[] }[]>();
   const mark = (netns: number, cls: string, text: string) => (marks.get(netns) ?? marks.set(netns, []).get(netns)!).push({ cls, lines: wrap(text, MARK_CHARS) });
   let inTunnel: HopEvent | undefined;
+  const natsMarked = new Set<string>();
   for (const e of j.events) {
     if (e.kind === 'netfilter') mark(e.netns, `verdict ${e.verdict === 'ACCEPT' ? 'accept' : 'drop'}`, `${e.hook} ${e.table_family} ${e.table} ${e.chain}: ${e.verdict}`);
     else if (e.kind === 'drop') mark(e.netns, 'verdict drop dropped', `dropped at ${e.location}: ${e.reason}`);
@@ -91,6 +92,12 @@ export function renderHtml(j: HtmlJourney): string {
     else if (e.kind === 'hop') {
       if (e.tunnel && !sameTunnel(inTunnel?.tunnel, e.tunnel)) mark(e.netns, 'tunnel', `${e.dir} into ${tunnelLabel(e.tunnel)}`);
       inTunnel = e.tunnel ? e : undefined;
+      // A conntrack mapping, in the namespace whose entry holds it (once per namespace and mapping).
+      const nat = e.conntrack?.nat;
+      if (nat && !natsMarked.has(`${e.netns} ${nat}`)) {
+        natsMarked.add(`${e.netns} ${nat}`);
+        mark(e.netns, 'conntrack', `conntrack ${nat}`);
+      }
     }
   }
   const markLines = Math.max(0, ...[...marks.values()].map((m) => m.reduce((n, x) => n + x.lines.length, 0)));
@@ -165,7 +172,7 @@ svg { border: 1px solid #ddd; border-radius: 8px; background: #fafafa; max-width
 .step path { fill: none; stroke-width: 2.2; } .step.tunnel path { stroke-dasharray: 7 4; stroke-width: 3; }
 .num { text-anchor: middle; fill: #fff; font-size: 11px; font-weight: 700; }
 .mark { font-size: 11px; font-family: ui-monospace, monospace; }
-.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; } .mark.tunnel { fill: #1565c0; }
+.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; } .mark.tunnel { fill: #1565c0; } .mark.conntrack { fill: #6a1b9a; }
 div.events { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin-top: 18px; font-family: ui-monospace, monospace; font-size: 12px; white-space: pre; }
 td { padding: 1px 6px; } tr.drop td { color: #c62828; } tr.netfilter td { color: #6a1b9a; } tr.route td { color: #777; }

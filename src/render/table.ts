@@ -7,6 +7,7 @@ import { plain, type Paint, type Style } from './colour';
 import { shown } from './shown';
 import { hasPorts } from '../ip';
 import { resolution } from '../addr';
+import { conntrackShort } from '../conntrack';
 
 const COLUMNS = [
   ['TIME', 11],
@@ -103,7 +104,7 @@ function l4Label(ev: { proto: number; sport: number; dport: number; tcp_flags: s
 
 function describeHop(ev: HopEvent): string {
   if (ev.dir !== 'error') {
-    const notes = [ev.vlan !== null ? `vlan ${ev.vlan}` : '', ev.tunnel ? `in ${tunnelDetail(ev.tunnel)}` : '', ev.rewritten ? `NAT: ${ev.rewritten}` : '', ev.altered ? `altered: ${ev.altered}` : ''].filter(Boolean);
+    const notes = [ev.conntrack ? conntrackShort(ev.conntrack) : '', ev.vlan !== null ? `vlan ${ev.vlan}` : '', ev.tunnel ? `in ${tunnelDetail(ev.tunnel)}` : '', ev.rewritten ? `NAT: ${ev.rewritten}` : '', ev.altered ? `altered: ${ev.altered}` : ''].filter(Boolean);
     return notes.length ? `${ev.hook} (${notes.join('; ')})` : ev.hook;
   }
   return `${ev.hook}: ${ev.family === 6 ? 'ICMPv6' : 'ICMP'} ${describeIcmpError(ev.family, ev.icmp_type, ev.icmp_code, ev.mtu)} about the ${ev.quotes}`;
@@ -121,5 +122,5 @@ export function describeNeighbour(ev: NeighbourEvent): string {
 }
 
 function describeDrop(ev: DropEvent): string {
-  return `DROPPED at ${ev.location}: ${ev.reason}${ev.tunnel ? ` (in ${tunnelDetail(ev.tunnel)})` : ''}`;
+  return `DROPPED at ${ev.location}: ${ev.reason}${ev.tunnel ? ` (in ${tunnelDetail(ev.tunnel)})` : ''}${ev.conntrack ? ` (${conntrackShort(ev.conntrack)})` : ''}`;
 }

@@ -3,7 +3,7 @@ import * as assert from 'node:assert/strict';
 import type { HopEvent } from '../../src/events';
 import { FlowJourneys, flowOf } from '../../src/flows';
 
-const base = { kind: 'hop' as const, hook: 'net_dev_queue', vlan: null, time_ns: 0, skb: '1', lost_so_far: 0, netns: 7, netns_name: 'r', ifindex: 2, ifname: 'eth0', family: 4 as const, icmp_id: 0, icmp_seq: 0, icmp_type: 0, icmp_code: 0, quotes: null, mtu: null, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 60, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null };
+const base = { kind: 'hop' as const, hook: 'net_dev_queue', vlan: null, time_ns: 0, skb: '1', lost_so_far: 0, netns: 7, netns_name: 'r', ifindex: 2, ifname: 'eth0', family: 4 as const, icmp_id: 0, icmp_seq: 0, icmp_type: 0, icmp_code: 0, quotes: null, mtu: null, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 60, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null, conntrack: null };
 /** Journeys keep kernel time: these tests speak milliseconds. */
 const ms = (n: number) => n * 1e6;
 const addAt = (j: FlowJourneys, e: HopEvent, at: number) => {

@@ -81,7 +81,7 @@ test('what a route lookup was for: the kernel’s caller chain, else its flow; n
 });
 
 const hop = (seq: number, dir: HopEvent['dir'], x: Partial<HopEvent> = {}): HopEvent =>
-  ({ kind: 'hop', hook: 'netif_receive_skb', vlan: null, time_ns: seq * 1000 + (dir === 'reply' ? 500 : 0), skb: `s${seq}${dir}`, lost_so_far: 0, netns: 2, netns_name: 'b', ifindex: 2, ifname: 'eth0', dir, family: 4, src: '10.0.1.2', dst: '10.0.2.2', icmp_id: 7, icmp_seq: seq, icmp_type: 8, icmp_code: 0, quotes: null, mtu: null, proto: 1, sport: 0, dport: 0, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 84, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null, ...x });
+  ({ kind: 'hop', hook: 'netif_receive_skb', vlan: null, time_ns: seq * 1000 + (dir === 'reply' ? 500 : 0), skb: `s${seq}${dir}`, lost_so_far: 0, netns: 2, netns_name: 'b', ifindex: 2, ifname: 'eth0', dir, family: 4, src: '10.0.1.2', dst: '10.0.2.2', icmp_id: 7, icmp_seq: seq, icmp_type: 8, icmp_code: 0, quotes: null, mtu: null, proto: 1, sport: 0, dport: 0, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 84, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null, conntrack: null, ...x });
 
 test('-c N: each probe’s outcome, ping the witness; alike fates together; disagreement said, not hidden', () => {
   const events: TraceEvent[] = [];

@@ -11,7 +11,7 @@ test('table: a header, then one line per hop timed from the first event', () => 
   const t = new TableRenderer();
   assert.match(t.header(), /^TIME\s+HOP\s+NETNS\s+INTERFACE\s+DIR\s+ADDRESSES\s+PACKET\s+HOOK$/);
   const lines = events.map((e) => t.line(e));
-  assert.match(lines[0], /^\+0\.000ms\s+-\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue$/);
+  assert.match(lines[0], /^\+0\.000ms\s+-\s+lab-host \(\d+\)\s+docker0\s+request\s+172\.17\.0\.1 -> 172\.17\.0\.2\s+id \d+ seq 1\s+net_dev_queue \(ct new\)$/);
   assert.match(lines[5], /^\+0\.\d{3}ms\s+-\s+lab-host \(\d+\)\s+docker0\s+reply\s+172\.17\.0\.2 -> 172\.17\.0\.1/);
   assert.ok(lines[2].includes('lab-ctr'));
   // Columns line up: the interface column starts at the same place on every line.

@@ -64,7 +64,7 @@ test('ICMP errors in words, MTU included', () => {
 });
 
 // Hand-made journeys for each way a verdict is reached.
-const base = { time_ns: 0, skb: 'a1', lost_so_far: 0, netns: 7, netns_name: 'r', ifindex: 2, ifname: 'ra', family: 4 as const, src: '10.0.1.2', dst: '10.0.2.2', icmp_id: 1, icmp_seq: 1, icmp_type: 8, icmp_code: 0, quotes: null, mtu: null, proto: 1, sport: 0, dport: 0, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 84, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null };
+const base = { time_ns: 0, skb: 'a1', lost_so_far: 0, netns: 7, netns_name: 'r', ifindex: 2, ifname: 'ra', family: 4 as const, src: '10.0.1.2', dst: '10.0.2.2', icmp_id: 1, icmp_seq: 1, icmp_type: 8, icmp_code: 0, quotes: null, mtu: null, proto: 1, sport: 0, dport: 0, tcp_flags: '', tcp_seq: 0, ttl: 64, len: 84, quoted_src: null, quoted_dst: null, fragment: null, tunnel: null, conntrack: null };
 const hop = (x: Partial<HopEvent>): HopEvent => ({ kind: 'hop', hook: 'netif_receive_skb', vlan: null, dir: 'request', ...base, ...x });
 const drop = (x: Partial<DropEvent>): DropEvent => ({ kind: 'drop', dir: 'request', reason: 'NOT_SPECIFIED', reason_code: 2, location: 'ip_error+0x94', ...base, ...x });
 const route = (x: Partial<RouteEvent>): RouteEvent => ({ kind: 'route', time_ns: 0, skb: 'a1', lost_so_far: 0, netns: 7, netns_name: 'r', family: 4, src: '10.0.1.2', dst: '10.0.2.2', table: 'main', table_id: 254, oif: 'rb', gateway: null, error: null, purpose: 'input', proto: 0, sport: 0, dport: 0, flow_icmp_type: 0, ...x });
