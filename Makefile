@@ -5,7 +5,7 @@ ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x8
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
 BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o dist/bpf/mangle.bpf.o dist/bench/floor.bpf.o \
-	dist/bpf/tracepkt.compat.bpf.o dist/bpf/mangle.compat.bpf.o
+	dist/bpf/tracepkt.compat.bpf.o dist/bpf/mangle.compat.bpf.o dist/test/bpf/drop-icmp.bpf.o
 
 .PHONY: all bpf native ts clean
 all: bpf native ts
@@ -31,6 +31,11 @@ dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
 # The benchmark's floor: empty programs on tracepkt's hooks.
 dist/bench/%.bpf.o: bench/%.bpf.c
 	@mkdir -p dist/bench
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+# Programs of someone else's that the tests attach with ip and tc.
+dist/test/bpf/%.bpf.o: test/bpf/%.bpf.c
+	@mkdir -p dist/test/bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 # Node's own headers, from the installed Node: node-gyp would otherwise try to download them.

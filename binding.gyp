@@ -10,7 +10,8 @@
         "native/watch.c",
         "native/ring.c",
         "native/netlink.c",
-        "native/netns.c"
+        "native/netns.c",
+        "native/programs.c"
       ],
       "cflags": ["-Wall", "-Wno-unused-parameter", "-O2"],
       "libraries": ["-lbpf", "-lelf", "-lz"]

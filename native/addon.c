@@ -14,7 +14,7 @@
 
 static napi_value init(napi_env env, napi_value exports)
 {
-	const struct addon_fn *units[] = { object_fns, links_fns, watch_fns, ring_fns, netns_fns, netlink_fns };
+	const struct addon_fn *units[] = { object_fns, links_fns, watch_fns, ring_fns, netns_fns, netlink_fns, programs_fns };
 	size_t i;
 
 	libbpf_set_print(collect_print);

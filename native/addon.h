@@ -111,6 +111,6 @@ struct addon_fn {
 	napi_callback fn;
 };
 
-extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[];
+extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[], programs_fns[];
 
 #endif

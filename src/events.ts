@@ -261,4 +261,29 @@ export interface NetfilterEvent extends Omit<PacketFields, 'conntrack' | 'skb' |
   decided_by: 'rule' | 'policy' | 'passage' | 'table';
 }
 
+/** A BPF program attached to an interface the probe crossed (XDP, tc, tcx), as the kernel lists it after the run. */
+export interface BpfProgramOnPath {
+  netns: number;
+  netns_name: string | null;
+  ifindex: number;
+  ifname: string;
+  /** xdp, tc (a classic tc filter on the clsact qdisc) or tcx (6.6+). */
+  hook: 'xdp' | 'tc' | 'tcx';
+  /** XDP runs on receive: always ingress. */
+  direction: 'ingress' | 'egress';
+  /** XDP: driver, generic or offload; tc: direct-action or classifier; tcx: tcx. */
+  mode: string;
+  /** The kernel's program id (bpftool prog show id N). */
+  id: number;
+  /** Its name as loaded (up to 15 characters); null when it went away before it could be asked. */
+  name: string | null;
+  tag: string | null;
+  /** Its program type: xdp, sched_cls, ... */
+  type: string | null;
+  /** tc: the filter's priority; tcx: its place in the chain (0 first); null for XDP. */
+  priority: number | null;
+  /** Whether it carries BTF (what tracing its return codes with fexit needs); null when unknown. */
+  has_btf: boolean | null;
+}
+
 export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent | NeighbourEvent;

@@ -43,7 +43,36 @@ export interface Native {
   /** A netlink socket in the calling thread's namespace; each datagram is one batch record. */
   netlinkOpen(protocol: number, groups: number[], onBatch: (batch: Buffer) => void): WatchHandle;
   netlinkSend(socket: WatchHandle, message: Buffer): void;
+  /** The BPF programs attached to an interface of the calling thread's namespace: XDP, tc (clsact) and tcx. */
+  interfacePrograms(ifindex: number): NativeAttachedProgram[];
+  /** What a loaded program is; null when no program has the id (any more). */
+  programInfo(id: number): NativeProgramInfo | null;
 
+}
+
+export interface NativeAttachedProgram {
+  hook: 'xdp' | 'tc' | 'tcx';
+  direction: 'ingress' | 'egress';
+  /** XDP: driver, generic or offload; tc: direct-action or classifier; tcx: tcx. */
+  mode: string;
+  id: number;
+  /** tc: the filter's priority; tcx: its place in the chain; 0 for XDP. */
+  priority: number;
+  /** tc: the filter's handle; 0 otherwise. */
+  handle: number;
+}
+
+export interface NativeProgramInfo {
+  id: number;
+  /** enum bpf_prog_type. */
+  type: number;
+  name: string;
+  /** The program's tag, hex: bpftool's. */
+  tag: string;
+  /** Its BTF object's id, 0 without BTF (then nothing can trace it with fexit). */
+  btfId: number;
+  /** Functions its BTF describes. */
+  funcInfo: number;
 }
 
 /** The repository (or installed package) root: dist/src/native.js is two levels down. */

@@ -7,7 +7,8 @@
  */
 import { resolution } from './addr';
 import { describeConntrack } from './conntrack';
-import { NO_REASON_GIVEN, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type RouteEvent, type TraceEvent } from './events';
+import { describeProgram } from './kernel/attached-programs';
+import { NO_REASON_GIVEN, type BpfProgramOnPath, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type RouteEvent, type TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
@@ -77,6 +78,47 @@ function tunnelRouteFailure(failed: RouteEvent, events: readonly TraceEvent[], d
   return `${dev} has ${/^no /.test(failure) ? '' : /^[aeiou]/.test(failure) ? 'an ' : 'a '}${failure}`;
 }
 
+/** Where XDP and tc hand a packet to BPF programs, and the kernel code that frees what they drop. */
+const XDP_PLACE = /^(do_xdp_generic|netif_receive_generic_xdp|bpf_prog_run_generic_xdp|veth_xdp_rcv|veth_xdp_rcv_skb|xdp_)/;
+const TC_INGRESS_PLACE = /^(sch_handle_ingress|tcf_classify_ingress|tcx_run)/;
+const TC_EGRESS_PLACE = /^(sch_handle_egress)/;
+
+/**
+ * A drop by XDP or tc, where the kernel says so (the reason, or where it
+ * freed the packet): the hook, the interface, and the BPF programs attached
+ * there that could have dropped it. Null for other drops.
+ */
+function bpfHookDrop(d: DropEvent, programs: readonly BpfProgramOnPath[] | undefined): string | null {
+  const reason = d.reason === NO_REASON_GIVEN || d.reason === 'NOT_SPECIFIED' ? '' : d.reason;
+  const hook = reason === 'XDP' || XDP_PLACE.test(d.location) ? 'xdp'
+    : reason === 'TC_INGRESS' || TC_INGRESS_PLACE.test(d.location) ? 'ingress'
+    : reason === 'TC_EGRESS' || TC_EGRESS_PLACE.test(d.location) ? 'egress'
+    : null;
+  if (!hook) return placeOnlyTcDrop(d, programs);
+  if (!programs) return `${hook === 'xdp' ? 'XDP' : `tc ${hook}`}${d.ifname ? ` on ${d.ifname}` : ''} dropped it${reason ? ` (${reason})` : ''}`;
+  const here = programs.filter((p) => p.netns === d.netns && p.ifindex === d.ifindex && (hook === 'xdp' ? p.hook === 'xdp' : p.hook !== 'xdp' && p.direction === hook));
+  const what = hook === 'xdp' ? 'XDP' : `tc ${hook}`;
+  const why = reason ? ` (${reason})` : '';
+  const on = d.ifname ? ` on ${d.ifname}` : '';
+  if (here.length === 0) return `${what}${on} dropped it${why}; no BPF program is attached there now (it went away${hook === 'xdp' ? '' : ', or a tc action that is no BPF program dropped it'})`;
+  const which = here.length === 1 ? `the BPF program that could have dropped it: ${describeProgram(here[0])}` : `the BPF programs that could have dropped it: ${here.map(describeProgram).join('; ')}`;
+  return `${what}${on} dropped it${why}; ${which}`;
+}
+
+/**
+ * Kernels that give no reason (before 5.17) free what tc drops inside the
+ * function that runs it (sch_handle_* inlined): there, a drop is tc's only
+ * if a tc program is attached on that side of the interface, and even then
+ * only maybe (the same function frees packets for other causes).
+ */
+function placeOnlyTcDrop(d: DropEvent, programs: readonly BpfProgramOnPath[] | undefined): string | null {
+  if (d.reason !== NO_REASON_GIVEN || !programs) return null;
+  const side = /^__dev_queue_xmit\b/.test(d.location) ? 'egress' : /^__netif_receive_skb_core\b/.test(d.location) ? 'ingress' : null;
+  const here = programs.filter((p) => p.netns === d.netns && p.ifindex === d.ifindex && p.hook !== 'xdp' && p.direction === side);
+  if (!side || here.length === 0) return null;
+  return `freed where tc ${side} runs${d.ifname ? ` on ${d.ifname}` : ''}, and this kernel gives no reason; the BPF program${here.length > 1 ? 's' : ''} there could have dropped it: ${here.map(describeProgram).join('; ')}`;
+}
+
 /** Kernel code of conntrack and NAT: a drop there is theirs. */
 const CONNTRACK_PLACE = /^(__)?(nf_conntrack|nf_ct_|nf_confirm|ipv[46]_conntrack|nf_nat_)/;
 
@@ -91,7 +133,9 @@ function entryAtDrop(d: DropEvent): string {
 }
 
 /** Why a drop happened, in words, from what else happened to the packet in that namespace. */
-function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces): string {
+function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces, programs?: readonly BpfProgramOnPath[]): string {
+  const bpf = bpfHookDrop(d, programs);
+  if (bpf) return bpf;
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
   const packet = d.tunnel ?? d;
   // The tunnel's own lookup for this packet: recorded where its device is, which may not be where it looked (IPv6 says).
@@ -148,6 +192,8 @@ export interface VerdictContext {
   localMtu?: { mtu: number; deviceMtu: number | null } | null;
   /** An ICMP "too big" came from a tunnel device: what it and the link beneath it allow. */
   tunnelMtu?: TunnelMtu | null;
+  /** The BPF programs attached to the interfaces the probe crossed. */
+  programs?: readonly BpfProgramOnPath[];
 }
 
 /** A tunnel device that took the probe in and could not carry it (src/probe/run.ts reads it with ip). */
@@ -272,7 +318,7 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.dir !== 'error');
   if (drop) {
     const where = drop.location.replace(/\+0x[0-9a-f]+$/, '');
-    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
+    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down, context.programs)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
   }
   const t = context.tunnelMtu;
   if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);

@@ -21,6 +21,7 @@ import type { TraceEvent } from '../events';
 import { monotonicOffsetNs, pcapng } from '../render/pcapng';
 import { renderHtml } from '../render/html';
 import type { Output } from './output';
+import { describeProgram } from '../kernel/attached-programs';
 
 export interface TraceCommandOptions {
   target: string;
@@ -69,7 +70,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   if (o.pcap !== undefined) writePcap(o.pcap, result.events);
   if (o.html !== undefined) {
     const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}`;
-    writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: probesVerdict(outcomesOf(o.count, result)), events: result.events }));
+    writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: probesVerdict(outcomesOf(o.count, result)), events: result.events, programs: result.programs }));
   }
   const summary = summarize(result.events);
   const paint = o.colour ? ansi : plain;
@@ -112,7 +113,7 @@ export function writePcap(file: string, events: readonly TraceEvent[]): void {
  * answered is ping's word); a TCP/UDP probe is one.
  */
 export function outcomesOf(count: number, r: ProbeResult): ProbeOutcome[] {
-  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu };
+  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu, programs: r.programs };
   if (!r.ping) return [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
   const sent = r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count;
   return probeOutcomes(r.events, sent, r.ping, context);
@@ -144,6 +145,7 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
       decided_by: s.stoppedBy.decided_by,
     },
     netfilter_gaps: r.gaps,
+    bpf_programs: r.programs,
     notes: r.notes,
     lost_events: r.lost,
     incomplete: r.lost > 0,
@@ -176,6 +178,10 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   if (r.status !== 0 && s.last) {
     const name = s.last.netns_name ?? String(s.last.netns);
     lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name} (${s.last.hook}).`);
+  }
+  if (r.programs.length > 0) {
+    lines.push('BPF programs on the path:');
+    for (const p of r.programs) lines.push(`    ${p.ifname} in ${netnsLabel(p.netns, p.netns_name)}: ${describeProgram(p)}`);
   }
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');

@@ -2,8 +2,9 @@
 import { execFileSync } from 'node:child_process';
 import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
-import type { CheckpointEvent, DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
+import type { BpfProgramOnPath, CheckpointEvent, DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
 import { systemKallsyms } from '../kernel/names';
+import { programsOnPath } from '../kernel/attached-programs';
 import { classifyRoutes } from '../kernel/route-purpose';
 import { markHops, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
@@ -160,6 +161,8 @@ export interface ProbeResult {
   down: Map<number, string[]>;
   /** Netfilter bands a packet entered and did not leave, with nothing to say why. */
   gaps: NetfilterGap[];
+  /** The BPF programs attached to the interfaces the probe crossed (XDP, tc, tcx). */
+  programs: BpfProgramOnPath[];
   /** Records the kernel dropped because the ring buffer was full. */
   lost: number;
   /** What could not be traced, in words. */
@@ -252,15 +255,19 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     if (o.service && stdout) notes.push(`${o.service.proto.toUpperCase()} probe: ${stdout}`);
     const report = o.service ? null : parsePingOutput(stdout, stderr);
     const localMtu = report?.localMtu ? { mtu: report.localMtu, deviceMtu: deviceMtu(events, o.fromPath) } : null;
+    const pathOf = (netns: number) => netnsPathOf(tracer, netns, o.fromPath);
+    const { programs, unasked } = programsOnPath(native, events, pathOf);
+    for (const netns of unasked) notes.push(`BPF programs on the interfaces of namespace ${netns} not listed: it could not be entered`);
     return {
       status: aborted || refused ? 1 : status,
       ping: report,
       localMtu,
-      tunnelMtu: tunnelTooSmall(events, (netns) => netnsPathOf(tracer, netns, o.fromPath)),
+      tunnelMtu: tunnelTooSmall(events, pathOf),
       flow: flow ?? null,
       events,
-      down: interfacesDownWhereRoutingFailed(events, (netns) => netnsPathOf(tracer, netns, o.fromPath)),
+      down: interfacesDownWhereRoutingFailed(events, pathOf),
       gaps,
+      programs,
       lost: tracer.lost(),
       notes,
       startupMs: tracer.startupMs,

@@ -4,7 +4,8 @@
  * interfaces as nodes, numbered arrows in the order the kernel saw the
  * packets, netfilter verdicts and drops marked — with the event table under it.
  */
-import type { HopEvent, TraceEvent } from '../events';
+import type { BpfProgramOnPath, HopEvent, TraceEvent } from '../events';
+import { describeProgram } from '../kernel/attached-programs';
 import { sameTunnel, tunnelLabel } from '../tunnel';
 import { TableRenderer } from './table';
 import { shown } from './shown';
@@ -60,6 +61,8 @@ export interface HtmlJourney {
   title: string;
   verdict: string;
   events: readonly TraceEvent[];
+  /** The BPF programs attached to the interfaces crossed. */
+  programs?: readonly BpfProgramOnPath[];
 }
 
 export function renderHtml(j: HtmlJourney): string {
@@ -100,6 +103,8 @@ export function renderHtml(j: HtmlJourney): string {
       }
     }
   }
+  // The BPF programs on the interfaces crossed, under their namespace.
+  for (const p of j.programs ?? []) mark(p.netns, 'program', `${p.ifname}: ${describeProgram(p)}`);
   const markLines = Math.max(0, ...[...marks.values()].map((m) => m.reduce((n, x) => n + x.lines.length, 0)));
   const height = TOP + 80 + Math.max(1, ...namespaces.map((n) => n.ifaces.length)) * (NODE_H + 26) + 90 + markLines * MARK_LINE;
   const width = Math.max(600, 40 + namespaces.length * (BOX_W + GAP) - GAP);
@@ -172,7 +177,8 @@ svg { border: 1px solid #ddd; border-radius: 8px; background: #fafafa; max-width
 .step path { fill: none; stroke-width: 2.2; } .step.tunnel path { stroke-dasharray: 7 4; stroke-width: 3; }
 .num { text-anchor: middle; fill: #fff; font-size: 11px; font-weight: 700; }
 .mark { font-size: 11px; font-family: ui-monospace, monospace; }
-.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; } .mark.tunnel { fill: #1565c0; } .mark.conntrack { fill: #6a1b9a; }
+.verdict.accept { fill: #2e7d32; } .verdict.drop { fill: #c62828; font-weight: 700; } .mark.tunnel { fill: #1565c0; } .mark.conntrack { fill: #6a1b9a; } .mark.program { fill: #00695c; }
+table.programs { margin-top: 12px; } table.programs td { border-bottom: 1px solid #eee; }
 div.events { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; margin-top: 18px; font-family: ui-monospace, monospace; font-size: 12px; white-space: pre; }
 td { padding: 1px 6px; } tr.drop td { color: #c62828; } tr.netfilter td { color: #6a1b9a; } tr.route td { color: #777; }
@@ -187,9 +193,18 @@ ${boxes.join('\n')}
 ${arrows.join('\n')}
 ${markText.join('\n')}
 </svg>
-<div class="events"><table id="events"><thead><tr><td>${esc(header)}</td></tr></thead><tbody>
+${programList(j.programs ?? [])}<div class="events"><table id="events"><thead><tr><td>${esc(header)}</td></tr></thead><tbody>
 ${rows}
 </tbody></table></div>
 </body></html>
 `;
+}
+
+/** The BPF programs on the path, one row each: where, which hook, which program. */
+function programList(programs: readonly BpfProgramOnPath[]): string {
+  if (programs.length === 0) return '';
+  const rows = programs
+    .map((p) => `<tr><td>${esc(p.netns_name ?? String(p.netns))}</td><td>${esc(p.ifname)}</td><td>${esc(p.hook)} ${esc(p.direction)}</td><td>${esc(p.mode)}</td><td>${esc(p.name ?? '?')}</td><td>${p.id}</td><td>${esc(p.tag ?? '')}</td></tr>`)
+    .join('\n');
+  return `<table class="programs" id="programs"><thead><tr><td>namespace</td><td>interface</td><td>hook</td><td>mode</td><td>program</td><td>id</td><td>tag</td></tr></thead><tbody>\n${rows}\n</tbody></table>\n`;
 }

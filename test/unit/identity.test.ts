@@ -94,7 +94,7 @@ test('-c N: each probe’s outcome, ping the witness; alike fates together; disa
   const ping = { answered: new Set([1, 3]), transmitted: 4, localErrors: [], localMtu: null };
   const outcomes = probeOutcomes(events, 4, ping);
   assert.deepEqual(outcomes.map((o) => [o.seq, o.answered]), [[1, true], [2, false], [3, true], [4, false]]);
-  assert.equal(probesVerdict(outcomes), '2 of 4 probes answered; probes 2, 4: dropped in namespace b at veth_xdp_rcv_skb: not specified');
+  assert.equal(probesVerdict(outcomes), '2 of 4 probes answered; probes 2, 4: dropped in namespace b at veth_xdp_rcv_skb: XDP on eth0 dropped it');
   // ping got no answer for 3, though its reply was traced into a: the trace does not overrule it.
   const disagree = probeOutcomes(events, 4, { ...ping, answered: new Set([1]) });
   assert.equal(disagree[2].answered, false);

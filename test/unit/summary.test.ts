@@ -14,6 +14,7 @@ const result = (lost: number): ProbeResult => ({
   events: decodeFixture('demo-ipv4.batch'),
   down: new Map(),
   gaps: [],
+  programs: [],
   lost,
   notes: [],
   startupMs: 20,

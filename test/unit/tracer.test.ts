@@ -45,6 +45,8 @@ class FakeNative {
       attachLink: log('attachLink'),
       pinProgram: log('pinProgram'),
       ifIndex: () => 1,
+      interfacePrograms: () => [],
+      programInfo: () => null,
       mapUpdate: log('mapUpdate'),
       mapLookup: () => {
         const b = Buffer.alloc(8); // one struct tp_stats for all CPUs
