@@ -44,7 +44,7 @@ test('demo: traces a ping into a Docker-like lab and removes the lab', async () 
   const run = await runCli(['demo']);
   assert.equal(run.status, 0, run.stderr);
   const lines = run.stdout.split('\n').filter((l) => /^\+\d/.test(l));
-  const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
+  const rows = lines.filter((l) => / (net_dev_queue|netif_receive_skb)( \(.*\))?$/.test(l)).map((l) => l.split(/\s+/));
   // TIME, HOP, NETNS name, (inode), INTERFACE, DIR, ...
   assert.deepEqual(rows.map((r) => [r[4], r[5]]), [
     ['docker0', 'request'],

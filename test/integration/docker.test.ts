@@ -86,7 +86,9 @@ test('docker: a published port on a user-defined network, through Docker\'s own 
     ]);
     const synAck = run.events.filter((e) => e.kind === 'hop' && e.tcp_flags === 'S.');
     assert.deepEqual(synAck.map((e) => [e.netns_name, e.src, e.sport]).at(-1), [outside, '10.98.0.1', 8080], 'the answer un-NATed on its way back');
-    assert.equal(run.summary?.verdict, `answered with SYN-ACK: port 80 open on ${address} (reached as 10.98.0.1:8080)`);
+    // Docker's DNAT, as its conntrack entry holds it, on the hop after it was made.
+    assert.equal(run.events.find((e) => e.kind === 'hop' && e.tcp_flags === 'S' && e.ifname === bridge)?.conntrack?.nat, `dnat 10.98.0.1:8080->${address}:80`);
+    assert.equal(run.summary?.verdict, `answered with SYN-ACK: port 80 open on ${address} (reached as 10.98.0.1:8080; NAT by conntrack in namespace ${ns}: dnat 10.98.0.1:8080->${address}:80)`);
     // Docker's own rule, named where it rewrote the SYN.
     const dnat = run.lines.find((l) => l.kind === 'netfilter' && l.table === 'nat' && l.chain === 'DOCKER' && l.dir === 'request');
     assert.match(dnat?.rule ?? '', new RegExp(`dnat to ${address.replace(/\./g, '\\.')}:80`), JSON.stringify(dnat));

@@ -140,7 +140,7 @@ test('no reply: exit status 1, the partial journey and where it stopped are prin
     const lines = text.stdout.split('\n');
     assert.match(lines[0], /^TIME\s+HOP\s+NETNS/);
     // Hop rows: TIME, HOP, NETNS name, (inode), INTERFACE, DIR, ... (netfilter rows have no interface)
-    const rows = lines.filter((l) => /(net_dev_queue|netif_receive_skb)$/.test(l)).map((l) => l.split(/\s+/));
+    const rows = lines.filter((l) => / (net_dev_queue|netif_receive_skb)( \(.*\))?$/.test(l)).map((l) => l.split(/\s+/));
     assert.deepEqual(rows.map((r) => [r[2], r[4], r[5]]), requestHops.map(([ns, ifname, dir]) => [ns, ifname, dir]));
     assert.deepEqual(rows.map((r) => r[3]), json.events.map((e) => `(${e.netns})`));
     assert.deepEqual(rows.map((r) => r[1].startsWith('+') || r[1] === '-'), [true, true, true]);
