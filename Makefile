@@ -5,7 +5,8 @@ ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x8
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
 BPF_OBJS := dist/bpf/tracepkt.bpf.o dist/bpf/probes.bpf.o dist/bpf/mangle.bpf.o dist/bench/floor.bpf.o \
-	dist/bpf/tracepkt.compat.bpf.o dist/bpf/mangle.compat.bpf.o dist/test/bpf/drop-icmp.bpf.o
+	dist/bpf/tracepkt.compat.bpf.o dist/bpf/mangle.compat.bpf.o dist/test/bpf/drop-icmp.bpf.o \
+	dist/test/bpf/fentry-witness.bpf.o
 
 .PHONY: all bpf native ts clean
 all: bpf native ts

@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 # back the pcapng files tracepkt writes, chromium renders its HTML pages;
 # docker.io and busybox-static run a real Docker engine in a test's own
 # namespace (never started as a service: see below); debootstrap makes the minimal Debian root the
-# release is installed into.
+# release is installed into; conntrack is the tests' witness of conntrack entries (conntrack -L).
 PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
   busybox-static debootstrap conntrack)

@@ -342,6 +342,8 @@ static __always_inline void remember(struct sk_buff *skb, const struct packet *p
 	__u64 key = (__u64)skb;
 	struct tracked t = { .seen = bpf_ktime_get_ns(), .t = p->t };
 
+	if (!skb) /* XDP: a frame without an sk_buff has nothing to be remembered by */
+		return;
 	fixed_bytes(p, t.fixed);
 	bpf_map_update_elem(&tp_skbs, &key, &t, BPF_ANY);
 	last_tracked_ns = t.seen;

@@ -46,6 +46,7 @@ struct net_device {
 	possible_net_t nd_net;
 	const struct rtnl_link_ops *rtnl_link_ops;
 	struct Qdisc *qdisc; /* the root qdisc */
+	unsigned short hard_header_len; /* 0: frames start at the IP header (tun, WireGuard, ...) */
 };
 
 struct sk_buff {
@@ -60,6 +61,18 @@ struct sk_buff {
 	__be16 vlan_proto;     /* an offloaded VLAN tag: its protocol (0: none, from 6.2) and TCI */
 	__u16 vlan_tci;
 	unsigned long _nfct;   /* the conntrack entry (struct nf_conn *) | enum ip_conntrack_info in the low 3 bits */
+	__u8 tc_at_ingress : 1; /* tc runs the packet's programs on receive (1) or transmit (0) */
+};
+
+/* What an XDP program's context is in the kernel (fexit on one sees this, not struct xdp_md). */
+struct xdp_rxq_info {
+	struct net_device *dev;
+};
+
+struct xdp_buff {
+	void *data;     /* the frame's first byte: its link-layer header */
+	void *data_end;
+	struct xdp_rxq_info *rxq;
 };
 
 /* Before 6.2 an offloaded tag's presence was a bit of its own, and clearing it left vlan_proto set. */

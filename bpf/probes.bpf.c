@@ -70,3 +70,20 @@ int BPF_PROG(probe_pointer_args)
 
 	return probe_pointer_arg_sub(&v);
 }
+
+/*
+ * fexit on a BPF program (what tracepkt uses to learn the return codes of
+ * the XDP and tc programs on a probe's path): doctor loads probe_xdp_target,
+ * then probe_fexit_program aimed at it in a second instance.
+ */
+SEC("xdp")
+int probe_xdp_target(struct xdp_md *ctx)
+{
+	return XDP_PASS;
+}
+
+SEC("fexit")
+int BPF_PROG(probe_fexit_program, void *xdp, int ret)
+{
+	return 0;
+}

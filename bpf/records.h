@@ -103,6 +103,7 @@ STARTS_AS_PACKET_RECORD(struct tp_drop);
 STARTS_AS_PACKET_RECORD(struct tp_checkpoint);
 STARTS_AS_PACKET_RECORD(struct tp_table_verdict);
 STARTS_AS_PACKET_RECORD(struct tp_neigh);
+STARTS_AS_PACKET_RECORD(struct tp_prog_return);
 
 /* The packet's fields, and what it quotes if it is an ICMP error about the probe. */
 static __always_inline void fill_packet(struct tp_packet_record *r, const struct probe_match *m)

@@ -16,6 +16,7 @@
  *   routes.h    the route lookups made for it
  *   neighbours.h the packet waiting for its next hop to answer ARP / neighbour discovery
  *   netfilter.h checkpoints and iptables-legacy verdicts
+ *   programs.h  what the XDP and tc programs on the path returned for it (fexit on them)
  */
 #include <linux/bpf.h>
 #include <linux/ip.h>
@@ -43,6 +44,7 @@ const volatile struct tp_table_verdict *const tp_table_verdict_btf_anchor = 0;
 const volatile struct tp_route *const tp_route_btf_anchor = 0;
 const volatile struct tp_neigh *const tp_neigh_btf_anchor = 0;
 const volatile struct tp_snapshot *const tp_snapshot_btf_anchor = 0;
+const volatile struct tp_prog_return *const tp_prog_return_btf_anchor = 0;
 const volatile enum tp_limits tp_limits_btf_anchor = 0;
 const volatile enum tp_event_kind tp_event_kind_btf_anchor = 0;
 const volatile enum tp_hook tp_hook_btf_anchor = 0;
@@ -66,3 +68,4 @@ const volatile enum tp_ct_presence tp_ct_presence_btf_anchor = 0;
 #include "routes.h"
 #include "neighbours.h"
 #include "netfilter.h"
+#include "programs.h"

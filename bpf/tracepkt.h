@@ -25,6 +25,12 @@ enum tp_limits {
 	TP_XT_NAME = 32,      /* XT_TABLE_MAXNAMELEN */
 	TP_UDP_TUNNELS = 8,   /* UDP tunnel ports recognised */
 	TP_NO_DROP_REASON = 0xffff, /* tp_drop.reason where the kernel gives none (kfree_skb before 5.17) */
+	/*
+	 * fexit on the XDP and tc programs on the path: copies of each, every
+	 * one reporting its own index (a program cannot tell which program it
+	 * traces); user space knows which program it aimed each copy at.
+	 */
+	TP_PROG_COPIES = 8,
 };
 
 /* What a record describes: which section follows its header. */
@@ -35,6 +41,7 @@ enum tp_event_kind {
 	TP_EVENT_ROUTE = 4,         /* struct tp_route: a route lookup made for the packet */
 	TP_EVENT_NF_TABLE = 5,      /* struct tp_table_verdict: an iptables-legacy table's verdict (kernels without netfilter links) */
 	TP_EVENT_NEIGH = 6,         /* struct tp_neigh: the packet queued, waiting for its next hop's link-layer address */
+	TP_EVENT_PROG_RETURN = 7,   /* struct tp_prog_return: an XDP or tc program on the path returned, for the packet */
 };
 
 /* Which kernel hook saw the packet. */
@@ -47,6 +54,8 @@ enum tp_hook {
 	TP_HOOK_FIB6 = 6,              /* tp fib6:fib6_table_lookup */
 	TP_HOOK_XT_TABLE = 7,          /* fexit ipt_do_table / ip6t_do_table */
 	TP_HOOK_NEIGH = 8,             /* tp neigh:neigh_event_send_done */
+	TP_HOOK_XDP = 9,               /* fexit on an XDP program */
+	TP_HOOK_TC = 10,               /* fexit on a tc or tcx program */
 };
 
 /* tp_packet_fields.frag_flags */
@@ -231,6 +240,24 @@ struct tp_neigh {
 	__u8 family;       /* 4 or 6: from neighbour->tbl->family (ARP or neighbour discovery) */
 	__u8 nud_state;    /* from neighbour->nud_state once it queued the packet (NUD_INCOMPLETE 0x01, ...) */
 	__u8 pad[6];
+};
+
+/*
+ * An XDP or tc (tcx) program of someone else's on the path returned, having
+ * seen the packet (fexit on the program): the packet as the program left it.
+ * h.skb is 0 for XDP (no sk_buff is handed to XDP; generic XDP's is not
+ * reachable from it); h.ifindex is the device the program ran for.
+ */
+struct tp_prog_return {
+	struct tp_header h;
+	struct tp_packet_fields p;
+	struct tp_quoted q;
+	struct tp_outer o;
+	struct tp_conntrack ct;
+	__s32 ret;     /* the program's return code: enum xdp_action, or a tc action (TC_ACT_*, tcx's TCX_*) */
+	__u8 copy;     /* which copy of the fexit program: user space knows its target */
+	__u8 ingress;  /* tc: skb->tc_at_ingress (1 ingress, 0 egress); XDP: 1 */
+	__u8 pad[2];
 };
 
 struct tp_route {

@@ -55,6 +55,7 @@ void *get_handle(napi_env env, napi_value v, const napi_type_tag *tag, const nap
 /* ---- the object handle (object.c) ---- */
 
 #define MAX_OBJECT_LINKS 1024
+#define MAX_TARGET_FDS 64
 
 struct object {
 	struct bpf_object *obj;
@@ -62,6 +63,8 @@ struct object {
 	int nr_links;
 	int link_fds[MAX_OBJECT_LINKS]; /* raw links created by syscall (netfilter) */
 	int nr_link_fds;
+	int target_fds[MAX_TARGET_FDS]; /* programs other fexit programs of this object trace (their fds, held to load) */
+	int nr_target_fds;
 	int loading;     /* a loadAsync is running on a worker thread: hands off */
 	int close_after; /* close() came while loading */
 };

@@ -16,6 +16,9 @@ void object_close(struct object *o)
 	for (i = 0; i < o->nr_link_fds; i++)
 		close(o->link_fds[i]);
 	o->nr_link_fds = 0;
+	for (i = 0; i < o->nr_target_fds; i++)
+		close(o->target_fds[i]);
+	o->nr_target_fds = 0;
 	if (o->obj)
 		bpf_object__close(o->obj);
 	o->obj = NULL;
@@ -434,7 +437,84 @@ static napi_value js_map_update(napi_env env, napi_callback_info info)
 	return err ? throw_errno(env, "bpf_map__update_elem", err, NULL) : NULL;
 }
 
+/*
+ * reuseMaps(handle, from): before load, every map of this object takes the
+ * loaded map of the same name in `from` (a second instance of the same
+ * object file: its globals, rings and tables are shared, not copied).
+ */
+static napi_value js_reuse_maps(napi_env env, napi_callback_info info)
+{
+	struct object *o, *from;
+	struct bpf_map *map, *theirs;
+	int err;
+	ARGS(2);
+
+	if (!(o = get_object(env, argv[0])) || !(from = get_object(env, argv[1])))
+		return NULL;
+	bpf_object__for_each_map(map, o->obj) {
+		/* Every one shared, or the two instances would not see the same packets as the probe's. */
+		theirs = bpf_object__find_map_by_name(from->obj, bpf_map__name(map));
+		if (!theirs || bpf_map__fd(theirs) < 0)
+			return throw_errno(env, "bpf_map__reuse_fd", ENOENT, bpf_map__name(map));
+		err = bpf_map__reuse_fd(map, bpf_map__fd(theirs));
+		if (err)
+			return throw_errno(env, "bpf_map__reuse_fd", err, bpf_map__name(map));
+	}
+	return NULL;
+}
+
+/*
+ * setAttachTarget(handle, program, targetId, function): before load, an
+ * fexit/fentry program of this object is made to trace `function` of the
+ * loaded BPF program with that id. The target's fd is held until the object
+ * closes (the load needs it); the target itself is not changed.
+ */
+static napi_value js_set_attach_target(napi_env env, napi_callback_info info)
+{
+	struct object *o;
+	struct bpf_program *prog;
+	uint32_t id;
+	char func[128];
+	int fd, err;
+	ARGS(4);
+
+	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
+		return NULL;
+	if (napi_get_value_uint32(env, argv[2], &id) != napi_ok || !get_string(env, argv[3], func, sizeof(func)))
+		return throw_type(env, "target id must be a number, function a string");
+	if (o->nr_target_fds >= MAX_TARGET_FDS)
+		return throw_errno(env, "bpf_program__set_attach_target", E2BIG, NULL);
+	fd = bpf_prog_get_fd_by_id(id);
+	if (fd < 0)
+		return throw_errno(env, "bpf_prog_get_fd_by_id", errno, NULL);
+	o->target_fds[o->nr_target_fds++] = fd;
+	log_reset();
+	err = bpf_program__set_attach_target(prog, fd, func);
+	return err ? throw_errno(env, "bpf_program__set_attach_target", err, log_current()) : NULL;
+}
+
+/* programId(handle, program) -> the kernel's id of a loaded program */
+static napi_value js_program_id(napi_env env, napi_callback_info info)
+{
+	struct object *o;
+	struct bpf_program *prog;
+	struct bpf_prog_info p;
+	__u32 len = sizeof(p);
+	napi_value v;
+	ARGS(2);
+
+	if (!(o = get_object(env, argv[0])) || !(prog = get_program(env, o, argv[1])))
+		return NULL;
+	memset(&p, 0, sizeof(p));
+	if (bpf_program__fd(prog) < 0 || bpf_obj_get_info_by_fd(bpf_program__fd(prog), &p, &len))
+		return throw_errno(env, "bpf_obj_get_info_by_fd", bpf_program__fd(prog) < 0 ? EBADF : errno, NULL);
+	return napi_create_uint32(env, p.id, &v) == napi_ok ? v : NULL;
+}
+
 const struct addon_fn object_fns[] = {
+	{ "reuseMaps", js_reuse_maps },
+	{ "setAttachTarget", js_set_attach_target },
+	{ "programId", js_program_id },
 	{ "open", js_open },
 	{ "close", js_close },
 	{ "setGlobal", js_set_global },

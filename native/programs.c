@@ -7,6 +7,7 @@
  * one short exchange the kernel answers at once; nothing is changed.
  */
 #include "addon.h"
+#include <net/if.h>
 #include <linux/netlink.h>
 #include <linux/pkt_cls.h>
 #include <linux/pkt_sched.h>
@@ -158,29 +159,86 @@ static int tcx_programs(struct found *f, int ifindex, int attach_type, const cha
 	return 1;
 }
 
-/* interfacePrograms(ifindex) -> [{ hook, direction, mode, id, priority, handle }], in the calling thread's namespace */
+/* The programs of one interface, each tagged with its ifindex; false with an exception pending. */
+static int programs_of(struct found *f, int ifindex)
+{
+	uint32_t first = f->n, i;
+	napi_value o, v;
+
+	if (!xdp_programs(f, ifindex) || !tc_programs(f, ifindex, 1) || !tc_programs(f, ifindex, 0) ||
+	    !tcx_programs(f, ifindex, TP_BPF_TCX_INGRESS, "ingress") || !tcx_programs(f, ifindex, TP_BPF_TCX_EGRESS, "egress"))
+		return 0;
+	for (i = first; i < f->n; i++)
+		if (napi_get_element(f->env, f->list, i, &o) != napi_ok || napi_create_int32(f->env, ifindex, &v) != napi_ok ||
+		    napi_set_named_property(f->env, o, "ifindex", v) != napi_ok)
+			return 0;
+	return 1;
+}
+
+/*
+ * interfacePrograms(ifindex) -> [{ hook, direction, mode, id, priority, handle, ifindex }], in the calling
+ * thread's namespace; ifindex 0: those of every interface there.
+ */
 static napi_value js_interface_programs(napi_env env, napi_callback_info info)
 {
 	struct found f = { .env = env };
+	struct if_nameindex *all, *i;
 	int32_t ifindex;
+	int ok = 1;
 	ARGS(1);
 
-	if (napi_get_value_int32(env, argv[0], &ifindex) != napi_ok || ifindex <= 0)
-		return throw_type(env, "ifindex must be a positive number");
+	if (napi_get_value_int32(env, argv[0], &ifindex) != napi_ok || ifindex < 0)
+		return throw_type(env, "ifindex must be a number, 0 for all interfaces");
 	if (napi_create_array(env, &f.list) != napi_ok)
 		return NULL;
-	if (!xdp_programs(&f, ifindex) || !tc_programs(&f, ifindex, 1) || !tc_programs(&f, ifindex, 0) ||
-	    !tcx_programs(&f, ifindex, TP_BPF_TCX_INGRESS, "ingress") || !tcx_programs(&f, ifindex, TP_BPF_TCX_EGRESS, "egress"))
-		return NULL;
-	return f.list;
+	if (ifindex > 0)
+		return programs_of(&f, ifindex) ? f.list : NULL;
+	if (!(all = if_nameindex()))
+		return throw_errno(env, "if_nameindex", errno, NULL);
+	for (i = all; ok && i->if_index; i++)
+		ok = programs_of(&f, i->if_index);
+	if_freenameindex(all);
+	return ok ? f.list : NULL;
 }
 
-/* programInfo(id) -> { id, type, name, tag, btfId, funcInfo } or null when no program has the id (any more) */
+/*
+ * The name of a program's main function (its first func_info record) in its
+ * BTF: what fexit on the program attaches to. Longer than the program's
+ * name, which the kernel cuts at 15 characters. Empty without BTF.
+ */
+static void main_function(int fd, const struct bpf_prog_info *p, char *out, size_t size)
+{
+	struct bpf_prog_info q;
+	struct bpf_func_info rec;
+	__u32 len = sizeof(q);
+	struct btf *btf;
+	const struct btf_type *t;
+
+	out[0] = 0;
+	if (!p->btf_id || !p->nr_func_info)
+		return;
+	memset(&q, 0, sizeof(q));
+	memset(&rec, 0, sizeof(rec));
+	q.nr_func_info = 1;
+	q.func_info_rec_size = sizeof(rec);
+	q.func_info = (__u64)(unsigned long)&rec;
+	if (bpf_obj_get_info_by_fd(fd, &q, &len))
+		return;
+	btf = btf__load_from_kernel_by_id(p->btf_id);
+	if (libbpf_get_error(btf))
+		return;
+	t = btf__type_by_id(btf, rec.type_id);
+	if (t && btf_is_func(t))
+		snprintf(out, size, "%s", btf__name_by_offset(btf, t->name_off));
+	btf__free(btf);
+}
+
+/* programInfo(id) -> { id, type, name, tag, btfId, funcInfo, funcName } or null when no program has the id (any more) */
 static napi_value js_program_info(napi_env env, napi_callback_info info)
 {
 	struct bpf_prog_info p;
 	__u32 len = sizeof(p);
-	char tag[2 * BPF_TAG_SIZE + 1];
+	char tag[2 * BPF_TAG_SIZE + 1], func[128];
 	uint32_t id;
 	napi_value o, v;
 	int fd, err, i;
@@ -196,6 +254,8 @@ static napi_value js_program_info(napi_env env, napi_callback_info info)
 	}
 	memset(&p, 0, sizeof(p));
 	err = bpf_obj_get_info_by_fd(fd, &p, &len) ? errno : 0;
+	if (!err)
+		main_function(fd, &p, func, sizeof(func));
 	close(fd);
 	if (err)
 		return throw_errno(env, "bpf_obj_get_info_by_fd", err, NULL);
@@ -207,7 +267,8 @@ static napi_value js_program_info(napi_env env, napi_callback_info info)
 	if (!SET("id", napi_create_uint32(env, p.id, &v)) || !SET("type", napi_create_uint32(env, p.type, &v)) ||
 	    !SET("name", napi_create_string_utf8(env, p.name, strnlen(p.name, sizeof(p.name)), &v)) ||
 	    !SET("tag", napi_create_string_utf8(env, tag, NAPI_AUTO_LENGTH, &v)) ||
-	    !SET("btfId", napi_create_uint32(env, p.btf_id, &v)) || !SET("funcInfo", napi_create_uint32(env, p.nr_func_info, &v)))
+	    !SET("btfId", napi_create_uint32(env, p.btf_id, &v)) || !SET("funcInfo", napi_create_uint32(env, p.nr_func_info, &v)) ||
+	    !SET("funcName", napi_create_string_utf8(env, func, NAPI_AUTO_LENGTH, &v)))
 		return NULL;
 #undef SET
 	return o;

@@ -7,8 +7,8 @@
  */
 import { formatAddress } from './addr';
 import { forEachRecord } from './batch';
-import { CHECKPOINT, CtPresence, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, NEIGH, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
-import type { CheckpointEvent, ConntrackInfo, ConntrackTuple, Direction, DropEvent, HopEvent, KernelEvent, NeighbourEvent, PacketFields, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
+import { CHECKPOINT, CtPresence, DROP, EventKind, Frag, HEADER, HOOK_NAMES, HOP, Hook, NEIGH, PROG_RETURN, ROUTE, SNAPSHOT, TABLE_VERDICT, Tunnel } from './bpf/layout';
+import type { CheckpointEvent, ConntrackInfo, ConntrackTuple, Direction, DropEvent, HopEvent, KernelEvent, NeighbourEvent, PacketFields, ProgramReturnEvent, RouteEvent, TableVerdictEvent, TunnelInfo } from './events';
 import { tcpFlags } from './tcp';
 import { isIcmp } from './ip';
 import { natOf, stateOf, statusNames } from './conntrack';
@@ -38,6 +38,7 @@ const SIZES: Record<number, number> = {
   [EventKind.NF_TABLE]: TABLE_VERDICT.$size,
   [EventKind.ROUTE]: ROUTE.$size,
   [EventKind.NEIGH]: NEIGH.$size,
+  [EventKind.PROG_RETURN]: PROG_RETURN.$size,
 };
 
 /** Calls onEvent for every record in the batch; returns how many were decoded. */
@@ -97,6 +98,14 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent {
       ev.hook = hookName(buf, rec);
       ev.next_hop = address(buf[rec + NEIGH.family[0]] === 6 ? 6 : 4, buf, rec + NEIGH.next_hop[0]);
       ev.neighbour_state = nudState(buf[rec + NEIGH.nud_state[0]]);
+      return ev;
+    }
+    case EventKind.PROG_RETURN: {
+      const ev = packetFields<ProgramReturnEvent>(buf, rec, 'program-return');
+      ev.hook = buf[rec + HEADER.hook[0]] === Hook.XDP ? 'xdp' : 'tc';
+      ev.copy = buf[rec + PROG_RETURN.copy[0]];
+      ev.code = buf.readInt32LE(rec + PROG_RETURN.ret[0]);
+      ev.direction = buf[rec + PROG_RETURN.ingress[0]] ? 'ingress' : 'egress';
       return ev;
     }
     default:

@@ -77,6 +77,25 @@ function probeProgram(native: Native, prog: string, setup?: (obj: BpfObject) => 
   return failure !== null && !loaded && refused && failure.endsWith(errnoName(22)) ? refused : failure;
 }
 
+/**
+ * fexit on a BPF program, as tracepkt aims it at the XDP and tc programs on
+ * a probe's path: a do-nothing XDP program of its own loaded (never
+ * attached to an interface), then an fexit program traced onto it.
+ */
+function probeFexitOnProgram(native: Native): string | null {
+  return tryObject(native, 'probes', (target) => {
+    target.selectPrograms(['probe_xdp_target']);
+    target.load();
+    const failure = tryObject(native, 'probes', (tracing) => {
+      tracing.selectPrograms(['probe_fexit_program']);
+      tracing.setAttachTarget('probe_fexit_program', target.programId('probe_xdp_target'), 'probe_xdp_target');
+      tracing.load();
+      tracing.attach('probe_fexit_program');
+    });
+    if (failure) throw new Error(failure);
+  });
+}
+
 export async function runChecks(native: Native = loadNative()): Promise<Check[]> {
   const checks: Check[] = [];
   const add = (feature: string, required: boolean, failure: string | null, okDetail: string, meaning: string, missing: string) =>
@@ -122,6 +141,10 @@ export async function runChecks(native: Native = loadNative()): Promise<Check[]>
 
   add('fentry/fexit (BPF trampolines)', false, probeProgram(native, 'probe_fentry'), 'attached to ip_rcv',
     'kernel-function hooks available for extra detail', 'kernel-function hooks unavailable: tracepkt uses tracepoints only');
+
+  add('fexit on BPF programs', false, probeFexitOnProgram(native), 'traced the return of an XDP program',
+    'what the XDP and tc programs on a probe\'s path return for it is traced: the one that dropped it is named',
+    'the XDP and tc programs on the path are listed only: a drop there names the programs that could have made it');
 
   add('kprobes', false, probeProgram(native, 'probe_kprobe'), 'attached to ip_rcv',
     'kprobe fallbacks available', 'no kprobes (CONFIG_KPROBES unset?): tracepkt uses tracepoints only');

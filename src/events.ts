@@ -231,8 +231,24 @@ export interface RouteEvent {
   for_icmp_error?: boolean;
 }
 
+/**
+ * An XDP or tc (tcx) program on the path returned, having seen the probe's
+ * packet (fexit on it): src/kernel/program-returns.ts ties it to the program
+ * and it becomes one of that program's BpfProgramOnPath.returned.
+ */
+export interface ProgramReturnEvent extends PacketFields {
+  kind: 'program-return';
+  hook: 'xdp' | 'tc';
+  /** Which of tracepkt's fexit copies saw it: the program it was aimed at is known in user space. */
+  copy: number;
+  /** The program's return code. */
+  code: number;
+  /** tc: the side it ran on; XDP: ingress. */
+  direction: 'ingress' | 'egress';
+}
+
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
-export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent | NeighbourEvent;
+export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent | NeighbourEvent | ProgramReturnEvent;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
 export interface NetfilterEvent extends Omit<PacketFields, 'conntrack' | 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {
@@ -284,6 +300,26 @@ export interface BpfProgramOnPath {
   priority: number | null;
   /** Whether it carries BTF (what tracing its return codes with fexit needs); null when unknown. */
   has_btf: boolean | null;
+  /** Whether tracepkt traced its return codes during the run (fexit on it): then `returned` is all it did with the probe. */
+  traced: boolean;
+  /** Each time it returned having seen the probe's packet (traced programs), in time order. */
+  returned: ProgramReturn[];
+}
+
+/** What a traced program returned for the probe's packet. */
+export interface ProgramReturn {
+  time_ns: number;
+  /** request, reply or error: which of the probe's packets it was. */
+  dir: Direction;
+  /** Which probe (ping's sequence number; 1 for a TCP/UDP probe). */
+  seq: number;
+  /** The packet's sk_buff (as HopEvent.skb); "0" for XDP, which has none. */
+  skb: string;
+  code: number;
+  /** The code's name: XDP_DROP, TC_ACT_SHOT, TCX_PASS, ...; tc classifiers: "class 1:10", "no match". */
+  action: string;
+  /** Whether the code ends the packet there: drop (XDP_DROP, XDP_ABORTED, TC_ACT_SHOT, TCX_DROP), stolen (TC_ACT_STOLEN, TC_ACT_TRAP), or null. */
+  ends: 'drop' | 'stolen' | null;
 }
 
 export type TraceEvent = HopEvent | NetfilterEvent | DropEvent | RouteEvent | NeighbourEvent;

@@ -18,6 +18,12 @@ export interface Native {
   setAutoload(obj: ObjectHandle, prog: string, on: boolean): void;
   setProgramType(obj: ObjectHandle, prog: string, type: number, expectedAttachType: number): void;
   programs(obj: ObjectHandle): string[];
+  /** Before load: each map takes the loaded map of the same name in `from`. */
+  reuseMaps(obj: ObjectHandle, from: ObjectHandle): void;
+  /** Before load: an fexit program traces function `func` of the loaded program with id `targetId`. */
+  setAttachTarget(obj: ObjectHandle, prog: string, targetId: number, func: string): void;
+  /** The kernel's id of a loaded program. */
+  programId(obj: ObjectHandle, prog: string): number;
   load(obj: ObjectHandle): void;
   /** The same load on a worker thread: the verifier runs while JavaScript goes on. */
   loadAsync(obj: ObjectHandle): Promise<void>;
@@ -43,7 +49,7 @@ export interface Native {
   /** A netlink socket in the calling thread's namespace; each datagram is one batch record. */
   netlinkOpen(protocol: number, groups: number[], onBatch: (batch: Buffer) => void): WatchHandle;
   netlinkSend(socket: WatchHandle, message: Buffer): void;
-  /** The BPF programs attached to an interface of the calling thread's namespace: XDP, tc (clsact) and tcx. */
+  /** The BPF programs attached to an interface of the calling thread's namespace (ifindex 0: to every interface there): XDP, tc (clsact) and tcx. */
   interfacePrograms(ifindex: number): NativeAttachedProgram[];
   /** What a loaded program is; null when no program has the id (any more). */
   programInfo(id: number): NativeProgramInfo | null;
@@ -60,6 +66,8 @@ export interface NativeAttachedProgram {
   priority: number;
   /** tc: the filter's handle; 0 otherwise. */
   handle: number;
+  /** The interface it is attached to. */
+  ifindex: number;
 }
 
 export interface NativeProgramInfo {
@@ -73,6 +81,8 @@ export interface NativeProgramInfo {
   btfId: number;
   /** Functions its BTF describes. */
   funcInfo: number;
+  /** Its main function's name in its BTF (what fexit attaches to); empty without BTF. */
+  funcName: string;
 }
 
 /** The repository (or installed package) root: dist/src/native.js is two levels down. */

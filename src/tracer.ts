@@ -14,6 +14,7 @@ import type { BpfObject } from './bpf/object';
 import { loadTracingObject, tracingPrograms, withSkbReader, type TracingObjectOptions } from './bpf/tracing-object';
 import { decodeBatch, routeStackIds } from './decode';
 import { routeStacks } from './kernel/route-purpose';
+import { traceProgramReturns, type ProgramTarget, type ProgramTracing } from './kernel/program-returns';
 import { describeError } from './errors';
 import type { DropEvent, KernelEvent, RouteEvent } from './events';
 import { loadTableNames, lookUpDropNames, nameDropCached, nameRoute, tableNamesLoaded } from './kernel/names';
@@ -68,6 +69,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   private unnamed = new Set<KernelEvent>();
   private naming: Promise<void> | undefined;
   private lostAtClose = 0;
+  /** fexit on the XDP and tc programs of the namespaces known, when asked for (traceProgramReturns). */
+  private programTracing: ProgramTracing | undefined;
   private wake: (() => void) | undefined;
   private closed = false;
   /** Milliseconds from open to everything attached. */
@@ -195,6 +198,28 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.obj.update(BPF_NAMES.senders, key, Buffer.from([1]));
   }
 
+  /**
+   * Traces what the XDP and tc programs attached in the namespaces known
+   * return for the traced packets (src/kernel/program-returns.ts): call
+   * before the packets are sent. Returns the programs traced; what could
+   * not be is in the notes.
+   */
+  async traceProgramReturns(native: Native, sender?: string): Promise<readonly ProgramTarget[]> {
+    const known = this.netfilter?.namespaces.map((ns) => ns.netns) ?? (await this.resolver.listAsync());
+    // The sender's namespace first: when there are more programs than copies, those nearest the probe are traced.
+    let first: number | null = null;
+    try {
+      first = sender ? fs.statSync(sender).ino : null;
+    } catch {
+      // gone: the order matters little then
+    }
+    const namespaces = [...known].sort((a, b) => Number(b.inode === first) - Number(a.inode === first));
+    this.programTracing = await traceProgramReturns(native, this.obj, namespaces);
+    this.notes.push(...this.programTracing.notes);
+    if (this.closed) for (const obj of this.programTracing.objs) obj.close();
+    return this.programTracing.targets;
+  }
+
   /** Records lost: the kernel's, when the ring buffer was full, and the addon's, when memory ran out for a batch. */
   lost(): number {
     if (this.closed) return this.lostAtClose;
@@ -207,6 +232,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   close(): void {
     if (this.closed) return;
     try {
+      for (const obj of this.programTracing?.objs ?? []) obj.close(); // no more records from them: what is in the ring is all
       const rest = this.obj.drainRing(this.ring);
       if (rest) this.accept(rest);
       this.netfilter?.drain();

@@ -8,7 +8,7 @@
 import { resolution } from './addr';
 import { describeConntrack } from './conntrack';
 import { describeProgram } from './kernel/attached-programs';
-import { NO_REASON_GIVEN, type BpfProgramOnPath, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type RouteEvent, type TraceEvent } from './events';
+import { NO_REASON_GIVEN, type BpfProgramOnPath, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type ProgramReturn, type RouteEvent, type TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
@@ -85,37 +85,89 @@ const TC_EGRESS_PLACE = /^(sch_handle_egress)/;
 
 /**
  * A drop by XDP or tc, where the kernel says so (the reason, or where it
- * freed the packet): the hook, the interface, and the BPF programs attached
- * there that could have dropped it. Null for other drops.
+ * freed the packet): the hook, the interface, and the BPF program there
+ * that returned the drop where their returns were traced, else those that
+ * could have dropped it. Null for other drops.
  */
-function bpfHookDrop(d: DropEvent, programs: readonly BpfProgramOnPath[] | undefined): string | null {
+function bpfHookDrop(d: DropEvent, events: readonly TraceEvent[], programs: readonly BpfProgramOnPath[] | undefined, lost: number | undefined): string | null {
   const reason = d.reason === NO_REASON_GIVEN || d.reason === 'NOT_SPECIFIED' ? '' : d.reason;
   const hook = reason === 'XDP' || XDP_PLACE.test(d.location) ? 'xdp'
     : reason === 'TC_INGRESS' || TC_INGRESS_PLACE.test(d.location) ? 'ingress'
     : reason === 'TC_EGRESS' || TC_EGRESS_PLACE.test(d.location) ? 'egress'
     : null;
-  if (!hook) return placeOnlyTcDrop(d, programs);
+  if (!hook) return placeOnlyTcDrop(d, events, programs);
   if (!programs) return `${hook === 'xdp' ? 'XDP' : `tc ${hook}`}${d.ifname ? ` on ${d.ifname}` : ''} dropped it${reason ? ` (${reason})` : ''}`;
   const here = programs.filter((p) => p.netns === d.netns && p.ifindex === d.ifindex && (hook === 'xdp' ? p.hook === 'xdp' : p.hook !== 'xdp' && p.direction === hook));
   const what = hook === 'xdp' ? 'XDP' : `tc ${hook}`;
   const why = reason ? ` (${reason})` : '';
   const on = d.ifname ? ` on ${d.ifname}` : '';
   if (here.length === 0) return `${what}${on} dropped it${why}; no BPF program is attached there now (it went away${hook === 'xdp' ? '' : ', or a tc action that is no BPF program dropped it'})`;
+  // Traced (fexit on them): the program that returned a drop for this very packet is known.
+  const returns = here.map((p) => ({ program: p, ret: returnBefore(p, d, events) }));
+  const did = returns.filter((r) => r.ret?.ends === 'drop').pop();
+  if (did) return `${what}${on} dropped it${why}: ${describeProgram(did.program)} returned ${did.ret!.action} for it`;
+  // Every one of them let this packet pass, and no record was lost that could have said otherwise.
+  if (!lost && returns.every((r) => r.ret && !r.ret.ends)) {
+    const said = returns.map((r) => `${describeProgram(r.program)} returned ${r.ret!.action}`).join('; ');
+    const after = hook === 'xdp' ? 'the frame was dropped after them (an XDP_TX or redirect that failed, or the driver)' : 'a tc action that is no BPF program dropped it, or a redirect that failed';
+    return `${what}${on} dropped it${why}, though the BPF programs there let it pass (${said}): ${after}`;
+  }
   const which = here.length === 1 ? `the BPF program that could have dropped it: ${describeProgram(here[0])}` : `the BPF programs that could have dropped it: ${here.map(describeProgram).join('; ')}`;
   return `${what}${on} dropped it${why}; ${which}`;
+}
+
+/**
+ * What a traced program returned for the dropped packet itself, last
+ * before the drop: by its sk_buff (tc), or for XDP (no sk_buff) the same
+ * probe packet with no sighting of it in between. Null when none was recorded.
+ */
+function returnBefore(p: BpfProgramOnPath, d: DropEvent, events: readonly TraceEvent[]): ProgramReturn | null {
+  const seq = probeSeq(d);
+  const sightings = events.filter((e) => (e.kind === 'hop' || e.kind === 'drop') && e.dir === d.dir && probeSeq(e) === seq && e !== d);
+  const mine = p.returned.filter((r) =>
+    r.dir === d.dir && r.seq === seq && r.time_ns <= d.time_ns &&
+    (r.skb !== '0' ? r.skb === d.skb : !sightings.some((e) => e.time_ns > r.time_ns && e.time_ns < d.time_ns)));
+  return mine.pop() ?? null;
+}
+
+/**
+ * A traced program that ended the probe's packet where no drop was
+ * recorded and nothing saw it afterwards: XDP drops of frames without an
+ * sk_buff (native XDP), and tc programs that take the packet
+ * (TC_ACT_STOLEN: freed as consumed, not dropped).
+ */
+function programEnded(events: readonly TraceEvent[], programs: readonly BpfProgramOnPath[] | undefined): string | null {
+  const first = events.find((e): e is HopEvent => e.kind === 'hop');
+  if (!programs || !first) return null;
+  const seq = probeSeq(first);
+  const seenAfter = (r: ProgramReturn) => events.some((e) => (e.kind === 'hop' || e.kind === 'drop') && e.dir === r.dir && probeSeq(e) === seq && e.time_ns > r.time_ns);
+  let end: { program: BpfProgramOnPath; ret: ProgramReturn } | null = null;
+  for (const program of programs) {
+    for (const ret of program.returned) {
+      if (ret.seq === seq && ret.dir !== 'error' && ret.ends && !seenAfter(ret) && (!end || ret.time_ns < end.ret.time_ns)) end = { program, ret };
+    }
+  }
+  if (!end) return null;
+  const p = end.program;
+  const where = `on ${p.ifname} in namespace ${nsName(p)}`;
+  const what = end.ret.ends === 'drop' ? 'dropped' : 'taken (freed as consumed, not as a drop: no drop record)';
+  return `${end.ret.dir} ${what} ${where} by ${describeProgram(p)}: it returned ${end.ret.action} for it`;
 }
 
 /**
  * Kernels that give no reason (before 5.17) free what tc drops inside the
  * function that runs it (sch_handle_* inlined): there, a drop is tc's only
  * if a tc program is attached on that side of the interface, and even then
- * only maybe (the same function frees packets for other causes).
+ * only maybe (the same function frees packets for other causes), unless
+ * the program's own return code, traced, says it.
  */
-function placeOnlyTcDrop(d: DropEvent, programs: readonly BpfProgramOnPath[] | undefined): string | null {
+function placeOnlyTcDrop(d: DropEvent, events: readonly TraceEvent[], programs: readonly BpfProgramOnPath[] | undefined): string | null {
   if (d.reason !== NO_REASON_GIVEN || !programs) return null;
   const side = /^__dev_queue_xmit\b/.test(d.location) ? 'egress' : /^__netif_receive_skb_core\b/.test(d.location) ? 'ingress' : null;
   const here = programs.filter((p) => p.netns === d.netns && p.ifindex === d.ifindex && p.hook !== 'xdp' && p.direction === side);
   if (!side || here.length === 0) return null;
+  const did = here.map((p) => ({ program: p, ret: returnBefore(p, d, events) })).filter((r) => r.ret?.ends === 'drop').pop();
+  if (did) return `tc ${side}${d.ifname ? ` on ${d.ifname}` : ''} dropped it: ${describeProgram(did.program)} returned ${did.ret!.action} for it`;
   return `freed where tc ${side} runs${d.ifname ? ` on ${d.ifname}` : ''}, and this kernel gives no reason; the BPF program${here.length > 1 ? 's' : ''} there could have dropped it: ${here.map(describeProgram).join('; ')}`;
 }
 
@@ -133,8 +185,8 @@ function entryAtDrop(d: DropEvent): string {
 }
 
 /** Why a drop happened, in words, from what else happened to the packet in that namespace. */
-function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces, programs?: readonly BpfProgramOnPath[]): string {
-  const bpf = bpfHookDrop(d, programs);
+function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInterfaces, programs?: readonly BpfProgramOnPath[], lost?: number): string {
+  const bpf = bpfHookDrop(d, events, programs, lost);
   if (bpf) return bpf;
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
   const packet = d.tunnel ?? d;
@@ -318,8 +370,10 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.dir !== 'error');
   if (drop) {
     const where = drop.location.replace(/\+0x[0-9a-f]+$/, '');
-    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down, context.programs)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
+    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down, context.programs, context.lost)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
   }
+  const ended = programEnded(events, context.programs);
+  if (ended) return `${ended}${natOnTheWay(hops)}${errorNote}`;
   const t = context.tunnelMtu;
   if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
   if (firstError) return `${icmpError(firstError)} from ${firstError.src} (namespace ${nsName(firstError)})`;
@@ -383,7 +437,7 @@ export function probeOutcomes(events: readonly TraceEvent[], count: number, ping
     let verdict = verdictLine(mine, answered, { ...context, gaps, localMtu: local });
     if (answered && !sawReply) verdict = 'answered (ping received the reply, but no hop of it was traced: events lost?)';
     const lastReply = mine.filter((e): e is HopEvent => e.kind === 'hop' && e.dir === 'reply').pop();
-    if (!answered && lastReply && !mine.some((e) => e.kind === 'drop' || (e.kind === 'netfilter' && e.verdict !== 'ACCEPT'))) {
+    if (!answered && lastReply && !mine.some((e) => e.kind === 'drop' || (e.kind === 'netfilter' && e.verdict !== 'ACCEPT')) && !programEnded(mine, context.programs)) {
       verdict = `no reply received by ping, though one was traced as far as ${lastReply.ifname} in namespace ${nsName(lastReply)} (${lastReply.hook})`;
     }
     outcomes.push({ seq, answered, verdict });

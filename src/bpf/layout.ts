@@ -27,6 +27,7 @@ export const CHECKPOINT = tracepkt.tp_checkpoint;
 export const TABLE_VERDICT = tracepkt.tp_table_verdict;
 export const ROUTE = tracepkt.tp_route;
 export const NEIGH = tracepkt.tp_neigh;
+export const PROG_RETURN = tracepkt.tp_prog_return;
 export const SNAPSHOT = tracepkt.tp_snapshot;
 export const STATS = tracepkt.tp_stats;
 export const OUTER = tracepkt.tp_outer;
@@ -54,6 +55,7 @@ export const SNAP_MAX = Limits.SNAP_MAX;
 export const NF_CHECKPOINTS = Limits.NF_CHECKPOINTS;
 export const STACK_DEPTH = Limits.STACK_DEPTH;
 export const UDP_TUNNELS = Limits.UDP_TUNNELS;
+export const PROG_COPIES = Limits.PROG_COPIES;
 
 /** enum tp_hook by value → the name users see: the tracepoint's (TP_HOOK_NET_DEV_QUEUE → net_dev_queue). */
 export const HOOK_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Hook).map(([name, value]) => [value, name.toLowerCase()]));
@@ -82,6 +84,8 @@ export const BPF_NAMES = {
   /** Freed packets forgotten: filtered and flow tracing (remembered addresses), route ties. */
   forgetFreed: program('tp_consume_skb'),
   checkpoint: (i: number) => program(`tp_nf_checkpoint_${i}` as TracingProgram),
+  /** fexit on the XDP or tc program on the path copy i is aimed at (a second instance of the object). */
+  programReturn: (hook: 'xdp' | 'tc', i: number) => program(`tp_${hook}_return_${i}` as TracingProgram),
 } as const;
 
 // ---- tracepkt mangle (bpf/mangle.h) ----

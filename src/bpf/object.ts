@@ -46,6 +46,21 @@ export class BpfObject {
     this.call(`cannot set the type of ${prog}`, () => this.native.setProgramType(this.h, prog, type, expectedAttachType));
   }
 
+  /** Before load: every map takes the loaded map of the same name in `from` (another instance of the same file). */
+  reuseMaps(from: BpfObject): void {
+    this.call(`cannot share the maps of ${from.file}`, () => this.native.reuseMaps(this.h, from.h));
+  }
+
+  /** Before load: fexit program `prog` will trace `func`, the main function of the loaded BPF program `targetId`. */
+  setAttachTarget(prog: string, targetId: number, func: string): void {
+    this.call(`cannot aim ${prog} at program ${targetId}`, () => this.native.setAttachTarget(this.h, prog, targetId, func));
+  }
+
+  /** The kernel's id of a loaded program. */
+  programId(prog: string): number {
+    return this.call(`cannot ask the id of ${prog}`, () => this.native.programId(this.h, prog));
+  }
+
   load(): void {
     this.call(`cannot load ${this.file}`, () => this.native.load(this.h));
   }

@@ -93,7 +93,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   }, 100);
   try {
     for await (const ev of tracer) {
-      if (ev.kind === 'checkpoint' || ev.kind === 'route' || ev.kind === 'xt-table') continue; // route lookups are not even loaded here
+      if (ev.kind === 'checkpoint' || ev.kind === 'route' || ev.kind === 'xt-table' || ev.kind === 'program-return') continue; // route lookups and program returns are not even loaded here
       if (tidy([ev]).length === 0) continue;
       const j = journeys.add(ev);
       sightings++;

@@ -21,7 +21,7 @@ import type { TraceEvent } from '../events';
 import { monotonicOffsetNs, pcapng } from '../render/pcapng';
 import { renderHtml } from '../render/html';
 import type { Output } from './output';
-import { describeProgram } from '../kernel/attached-programs';
+import { describeProgram, describeReturns } from '../kernel/attached-programs';
 
 export interface TraceCommandOptions {
   target: string;
@@ -181,7 +181,10 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   }
   if (r.programs.length > 0) {
     lines.push('BPF programs on the path:');
-    for (const p of r.programs) lines.push(`    ${p.ifname} in ${netnsLabel(p.netns, p.netns_name)}: ${describeProgram(p)}`);
+    for (const p of r.programs) {
+      const returns = describeReturns(p);
+      lines.push(`    ${p.ifname} in ${netnsLabel(p.netns, p.netns_name)}: ${describeProgram(p)}${returns ? `; ${returns}` : ''}`);
+    }
   }
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');

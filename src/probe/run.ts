@@ -2,9 +2,10 @@
 import { execFileSync } from 'node:child_process';
 import { inNetns } from '../names/netns-path';
 import { TracepktError } from '../errors';
-import type { BpfProgramOnPath, CheckpointEvent, DropEvent, HopEvent, KernelEvent, NeighbourEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
+import type { BpfProgramOnPath, CheckpointEvent, DropEvent, HopEvent, KernelEvent, NeighbourEvent, ProgramReturnEvent, RouteEvent, TraceEvent, TableVerdictEvent } from '../events';
 import { systemKallsyms } from '../kernel/names';
 import { programsOnPath } from '../kernel/attached-programs';
+import { tieReturns, type ProgramTarget } from '../kernel/program-returns';
 import { classifyRoutes } from '../kernel/route-purpose';
 import { markHops, tidy } from '../tidy';
 import type { NetnsResolver } from '../names/netns';
@@ -204,6 +205,13 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     resolver: o.resolver,
   });
   const kernel: KernelEvent[] = [];
+  let targets: readonly ProgramTarget[] = [];
+  try {
+    targets = await tracer.traceProgramReturns(native, o.fromPath);
+  } catch (err) {
+    tracer.close();
+    throw err;
+  }
   const reading = (async () => {
     for await (const ev of tracer) kernel.push(ev);
   })();
@@ -256,7 +264,9 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
     const report = o.service ? null : parsePingOutput(stdout, stderr);
     const localMtu = report?.localMtu ? { mtu: report.localMtu, deviceMtu: deviceMtu(events, o.fromPath) } : null;
     const pathOf = (netns: number) => netnsPathOf(tracer, netns, o.fromPath);
-    const { programs, unasked } = programsOnPath(native, events, pathOf);
+    const returns = kernel.filter((e): e is ProgramReturnEvent => e.kind === 'program-return');
+    const { programs, unasked } = programsOnPath(native, [...events, ...returns], pathOf);
+    tieReturns(programs, returns, targets);
     for (const netns of unasked) notes.push(`BPF programs on the interfaces of namespace ${netns} not listed: it could not be entered`);
     return {
       status: aborted || refused ? 1 : status,

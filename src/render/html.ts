@@ -5,7 +5,7 @@
  * packets, netfilter verdicts and drops marked — with the event table under it.
  */
 import type { BpfProgramOnPath, HopEvent, TraceEvent } from '../events';
-import { describeProgram } from '../kernel/attached-programs';
+import { describeProgram, describeReturns } from '../kernel/attached-programs';
 import { sameTunnel, tunnelLabel } from '../tunnel';
 import { TableRenderer } from './table';
 import { shown } from './shown';
@@ -104,7 +104,7 @@ export function renderHtml(j: HtmlJourney): string {
     }
   }
   // The BPF programs on the interfaces crossed, under their namespace.
-  for (const p of j.programs ?? []) mark(p.netns, 'program', `${p.ifname}: ${describeProgram(p)}`);
+  for (const p of j.programs ?? []) mark(p.netns, 'program', `${p.ifname}: ${describeProgram(p)}${describeReturns(p) ? `; ${describeReturns(p)}` : ''}`);
   const markLines = Math.max(0, ...[...marks.values()].map((m) => m.reduce((n, x) => n + x.lines.length, 0)));
   const height = TOP + 80 + Math.max(1, ...namespaces.map((n) => n.ifaces.length)) * (NODE_H + 26) + 90 + markLines * MARK_LINE;
   const width = Math.max(600, 40 + namespaces.length * (BOX_W + GAP) - GAP);
@@ -204,7 +204,7 @@ ${rows}
 function programList(programs: readonly BpfProgramOnPath[]): string {
   if (programs.length === 0) return '';
   const rows = programs
-    .map((p) => `<tr><td>${esc(p.netns_name ?? String(p.netns))}</td><td>${esc(p.ifname)}</td><td>${esc(p.hook)} ${esc(p.direction)}</td><td>${esc(p.mode)}</td><td>${esc(p.name ?? '?')}</td><td>${p.id}</td><td>${esc(p.tag ?? '')}</td></tr>`)
+    .map((p) => `<tr><td>${esc(p.netns_name ?? String(p.netns))}</td><td>${esc(p.ifname)}</td><td>${esc(p.hook)} ${esc(p.direction)}</td><td>${esc(p.mode)}</td><td>${esc(p.name ?? '?')}</td><td>${p.id}</td><td>${esc(p.tag ?? '')}</td><td>${esc(describeReturns(p) || 'not traced')}</td></tr>`)
     .join('\n');
-  return `<table class="programs" id="programs"><thead><tr><td>namespace</td><td>interface</td><td>hook</td><td>mode</td><td>program</td><td>id</td><td>tag</td></tr></thead><tbody>\n${rows}\n</tbody></table>\n`;
+  return `<table class="programs" id="programs"><thead><tr><td>namespace</td><td>interface</td><td>hook</td><td>mode</td><td>program</td><td>id</td><td>tag</td><td>what it did</td></tr></thead><tbody>\n${rows}\n</tbody></table>\n`;
 }

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import type { DropEvent, HopEvent } from '../../src/events';
 import { finished, routerLab, runCli, startCli, tcpServer, withLab } from './helpers';
 
@@ -63,17 +63,22 @@ test('conntrack on a TCP probe’s hops through a stateful router: new, then est
     }
   }));
 
-test('a published port: the DNAT mapping on the hop where conntrack made it, the same as conntrack -L, and in the verdict', () =>
+test('a published port: the DNAT mapping on the hop where conntrack made it, the same as conntrack -L, and in the verdict; other clients of the same port at once lend it none of theirs', () =>
   withLab(async (lab) => {
     const topo = routerLab(lab);
     lab.exec(topo.r, 'nft', 'add table ip tpkt_pub; add chain ip tpkt_pub pre { type nat hook prerouting priority -100; }; add rule ip tpkt_pub pre tcp dport 9090 dnat to 10.0.2.2:8080');
     const stop = await tcpServer(topo.b, 8080);
+    // Other clients from the same namespace to the same published port, all along: the same DNAT, other entries.
+    const others = spawn('ip', ['netns', 'exec', topo.a, process.execPath, '-e', "setInterval(() => require('net').connect(9090, '10.0.1.1').on('error', () => {}).on('data', () => {}), 20)"], { stdio: 'ignore' });
     try {
       const run = await runCli(['--json', '--timeout', '5', '--tcp', '9090', '--from', topo.a, '10.0.1.1']);
       assert.equal(run.status, 0, run.stderr);
       const syn = hopAt(run, topo.r, 'rb', 'net_dev_queue', 'S');
       assert.ok(syn, `the SYN left the router towards b: ${JSON.stringify(run.events.map((e) => [e.netns_name, e.ifname, e.hook, e.tcp_flags]))}`);
       const sport = syn.sport;
+      assert.ok(conntrackList(topo.r, '-p', 'tcp', '--orig-port-dst', '9090').trim().split('\n').length > 1, 'the other clients had entries of their own meanwhile');
+      // Every entry on the probe's hops is the probe's own connection, whatever the other clients did.
+      for (const h of run.events.filter((e) => e.conntrack)) assert.equal(h.conntrack!.original!.sport, sport, `${h.netns_name} ${h.ifname} ${h.hook}`);
       assert.equal(syn.dst, topo.v4);
       assert.equal(syn.conntrack?.nat, 'dnat 10.0.1.1:9090->10.0.2.2:8080');
       assert.deepEqual(syn.conntrack?.original, { src: '10.0.1.2', dst: '10.0.1.1', sport, dport: 9090 });
@@ -85,6 +90,7 @@ test('a published port: the DNAT mapping on the hop where conntrack made it, the
       assert.equal(hopAt(run, topo.r, 'ra', 'net_dev_queue', 'S.')?.conntrack?.nat, 'dnat 10.0.1.1:9090->10.0.2.2:8080');
       assert.equal(run.summary?.verdict, `answered with SYN-ACK: port 8080 open on ${topo.v4} (reached as 10.0.1.1:9090; NAT by conntrack in namespace ${topo.r}: dnat 10.0.1.1:9090->10.0.2.2:8080)`);
     } finally {
+      others.kill();
       stop();
     }
   }));

@@ -47,6 +47,9 @@ class FakeNative {
       ifIndex: () => 1,
       interfacePrograms: () => [],
       programInfo: () => null,
+      reuseMaps: log('reuseMaps'),
+      setAttachTarget: log('setAttachTarget'),
+      programId: () => 1,
       mapUpdate: log('mapUpdate'),
       mapLookup: () => {
         const b = Buffer.alloc(8); // one struct tp_stats for all CPUs
