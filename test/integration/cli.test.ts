@@ -101,6 +101,8 @@ test('doctor: measures each feature and agrees with the kernel', async () => {
   assert.equal(verdict('tracefs'), fs.existsSync('/sys/kernel/tracing/events') ? 'ok' : 'no');
   assert.equal(verdict('kprobes'), fs.existsSync('/sys/bus/event_source/devices/kprobe') ? 'ok' : 'no');
   assert.ok(['ok', 'no'].includes(verdict('fentry/fexit (BPF trampolines)') ?? ''));
+  // The same trampolines: fexit on a BPF program is offered exactly where fentry on a kernel function is.
+  assert.equal(verdict('fexit on BPF programs'), verdict('fentry/fexit (BPF trampolines)'));
   assert.ok(['ok', 'no'].includes(verdict('netfilter BPF links') ?? ''));
   assert.match(run.stdout, /^tracepkt can trace on this kernel\.$/m);
   // Each check is two lines of its own: what was measured, then what it means.
