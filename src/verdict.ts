@@ -104,8 +104,8 @@ function bpfHookDrop(d: DropEvent, events: readonly TraceEvent[], programs: read
   if (here.length === 0) return `${what}${on} dropped it${why}; no BPF program is attached there now (it went away${hook === 'xdp' ? '' : ', or a tc action that is no BPF program dropped it'})`;
   // Traced (fexit on them): the program that returned a drop for this very packet is known.
   const returns = here.map((p) => ({ program: p, ret: returnBefore(p, d, events) }));
-  const did = returns.filter((r) => r.ret?.ends === 'drop').pop();
-  if (did) return `${what}${on} dropped it${why}: ${describeProgram(did.program)} returned ${did.ret!.action} for it`;
+  const did = droppedBy(returns);
+  if (did) return `${what}${on} dropped it${why}: ${describeProgram(did.program)} returned ${did.ret.action} for it`;
   // Every one of them let this packet pass, and no record was lost that could have said otherwise.
   if (!lost && returns.every((r) => r.ret && !r.ret.ends)) {
     const said = returns.map((r) => `${describeProgram(r.program)} returned ${r.ret!.action}`).join('; ');
@@ -128,6 +128,12 @@ function returnBefore(p: BpfProgramOnPath, d: DropEvent, events: readonly TraceE
     r.dir === d.dir && r.seq === seq && r.time_ns <= d.time_ns &&
     (r.skb !== '0' ? r.skb === d.skb : !sightings.some((e) => e.time_ns > r.time_ns && e.time_ns < d.time_ns)));
   return mine.pop() ?? null;
+}
+
+/** Of the programs' returns for a dropped packet, the one that dropped it, if any did. */
+function droppedBy(returns: readonly { program: BpfProgramOnPath; ret: ProgramReturn | null }[]): { program: BpfProgramOnPath; ret: ProgramReturn } | null {
+  const did = returns.filter((r) => r.ret?.ends === 'drop').pop();
+  return did ? { program: did.program, ret: did.ret! } : null;
 }
 
 /**
@@ -166,8 +172,8 @@ function placeOnlyTcDrop(d: DropEvent, events: readonly TraceEvent[], programs: 
   const side = /^__dev_queue_xmit\b/.test(d.location) ? 'egress' : /^__netif_receive_skb_core\b/.test(d.location) ? 'ingress' : null;
   const here = programs.filter((p) => p.netns === d.netns && p.ifindex === d.ifindex && p.hook !== 'xdp' && p.direction === side);
   if (!side || here.length === 0) return null;
-  const did = here.map((p) => ({ program: p, ret: returnBefore(p, d, events) })).filter((r) => r.ret?.ends === 'drop').pop();
-  if (did) return `tc ${side}${d.ifname ? ` on ${d.ifname}` : ''} dropped it: ${describeProgram(did.program)} returned ${did.ret!.action} for it`;
+  const did = droppedBy(here.map((p) => ({ program: p, ret: returnBefore(p, d, events) })));
+  if (did) return `tc ${side}${d.ifname ? ` on ${d.ifname}` : ''} dropped it: ${describeProgram(did.program)} returned ${did.ret.action} for it`;
   return `freed where tc ${side} runs${d.ifname ? ` on ${d.ifname}` : ''}, and this kernel gives no reason; the BPF program${here.length > 1 ? 's' : ''} there could have dropped it: ${here.map(describeProgram).join('; ')}`;
 }
 
