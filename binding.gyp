@@ -11,10 +11,11 @@
         "native/ring.c",
         "native/netlink.c",
         "native/netns.c",
-        "native/programs.c"
+        "native/programs.c",
+        "native/pcap.c"
       ],
       "cflags": ["-Wall", "-Wno-unused-parameter", "-O2"],
-      "libraries": ["-lbpf", "-lelf", "-lz"]
+      "libraries": ["-lbpf", "-lelf", "-lz", "-lpcap"]
     }
   ]
 }

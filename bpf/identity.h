@@ -5,7 +5,7 @@
  * match: the sk_buff remembered (NAT cannot lose it), a NAT'd tuple learned,
  * a first fragment's id kept for the later ones, an echo's identifier and
  * sequence kept for where its marker cannot be read. Needs CFG, bpf/packet.h
- * and bpf/filter.h.
+ * and bpf/pcap.h.
  */
 #ifndef TRACEPKT_IDENTITY_H
 #define TRACEPKT_IDENTITY_H
@@ -264,19 +264,49 @@ static __always_inline void learn_flow(const struct tp_tuple *t)
 	last_flow_ns = now;
 }
 
-static __always_inline bool matches_filter(const struct tp_tuple *t)
+/*
+ * Does the pcap filter select the packet that starts `at` bytes into what
+ * was fetched (n bytes), `len` bytes long? Global: the filter is verified
+ * once per program, not once per call site and path leading there.
+ */
+TP_GLOBAL(filter_packet)(const struct pkt_bytes *s, __u32 n, __u32 at, __u32 len)
 {
-	struct filter_input in = { .family = t->family, .proto = t->proto, .sport = t->sport, .dport = t->dport };
+	if (!s)
+		return 0;
+	return pcap_filter(s->b, n, at, len) != 0;
+}
 
-	copy16(in.saddr, t->saddr);
-	copy16(in.daddr, t->daddr);
-	return filter_match(&in);
+#ifdef TP_COMPAT
+__noinline int filter_packet_slot(__u32 n, __u32 at, __u32 len)
+{
+	struct pkt_bytes *s = level_bytes();
+
+	return s ? filter_packet_body(s, n, at, len) : 0;
+}
+
+static __always_inline int filter_packet(const struct pkt_bytes *s, __u32 n, __u32 at, __u32 len)
+{
+	return s ? filter_packet_slot(n, at, len) : 0;
+}
+#endif
+
+/* A packet of what was fetched, where it starts and how long it is: what the filter looks at. */
+struct filtered {
+	const struct pkt_bytes *s;
+	__u32 n;    /* bytes fetched */
+	__u32 at;   /* where the packet starts in them */
+	__u32 len;  /* its length from there */
+};
+
+static __always_inline bool matches_filter(const struct filtered *f)
+{
+	return !CFG.filter || filter_packet(f->s, f->n, f->at, f->len);
 }
 
 /* By the mode's own rule: the flow, or the filter. */
-static __always_inline bool selected(const struct tp_tuple *t)
+static __always_inline bool selected(const struct tp_tuple *t, const struct filtered *f)
 {
-	return CFG.match == TP_MATCH_FLOW ? in_flow(t) : matches_filter(t);
+	return CFG.match == TP_MATCH_FLOW ? in_flow(t) : matches_filter(f);
 }
 
 static __always_inline void frag_key_of(struct frag_key *k, const struct packet *p)
@@ -300,12 +330,14 @@ static __always_inline void fixed_bytes(const struct packet *p, __u8 *out)
 /*
  * A packet remembered by its sk_buff is still the probe's while its tuple is
  * the one remembered, or one side of it changed (NAT: a new destination, or a
- * new source, never both at once) and what NAT never rewrites did not
- * change: some free paths skip the tracepoints, and the kernel hands the
- * address to another packet, maybe another client's of the same server,
- * whose tuple differs on one side too. ICMP echoes have no ports: their
- * identifier changes with the source under masquerade, so only addresses
- * count there. In flow tracing, the rewritten tuple joins the flow.
+ * new source, never both at once), and what NAT never rewrites did not
+ * change: some free paths skip the tracepoints (TCP frees an acknowledged
+ * segment with __kfree_skb), and the kernel hands the address to another
+ * packet, maybe the next segment of the same connection (the same tuple) or
+ * another client's of the same server (a tuple that differs on one side).
+ * ICMP echoes have no ports: their identifier changes with the source under
+ * masquerade, so only addresses count there. In flow tracing, the rewritten
+ * tuple joins the flow.
  */
 static __always_inline bool remembered(struct sk_buff *skb, struct packet *p)
 {
@@ -313,6 +345,7 @@ static __always_inline bool remembered(struct sk_buff *skb, struct packet *p)
 	struct tracked *t;
 	bool src, dst;
 	__u8 fixed[8];
+	__u64 now_fixed, then_fixed;
 
 	if (!skb || !recent(last_tracked_ns))
 		return false;
@@ -323,17 +356,13 @@ static __always_inline bool remembered(struct sk_buff *skb, struct packet *p)
 	dst = same_side(t->t.daddr, t->t.dport, p->t.daddr, p->t.dport);
 	if (!src && !dst)
 		return false;
-	if (!(src && dst)) {
-		__u64 now_fixed, then_fixed;
-
-		fixed_bytes(p, fixed);
-		__builtin_memcpy(&now_fixed, fixed, 8);
-		__builtin_memcpy(&then_fixed, t->fixed, 8);
-		if (now_fixed != then_fixed)
-			return false;
-		if (CFG.match == TP_MATCH_FLOW)
-			learn_flow(&p->t);
-	}
+	fixed_bytes(p, fixed);
+	__builtin_memcpy(&now_fixed, fixed, 8);
+	__builtin_memcpy(&then_fixed, t->fixed, 8);
+	if (now_fixed != then_fixed)
+		return false;
+	if (!(src && dst) && CFG.match == TP_MATCH_FLOW)
+		learn_flow(&p->t);
 	return true;
 }
 
@@ -377,16 +406,21 @@ static __always_inline bool match_marker(const struct pkt_bytes *s, __u32 n, str
  * before (the same sk_buff, maybe rewritten by NAT since). What matches is
  * remembered. Cheapest tests first.
  */
-static __always_inline bool match_selected(struct view *v, const struct pkt_bytes *s, __u32 n, struct probe_match *m)
+static __always_inline bool match_selected(struct view *v, const struct pkt_bytes *s, __u32 n, __u32 at,
+					   struct probe_match *m)
 {
 	struct packet *p = &m->p;
+	struct filtered packet = { .s = s, .n = n, .at = at, .len = v->len > at ? v->len - at : 0 };
 
 	/* An ICMP error is about the packet it quotes, whichever rule selects it. */
 	if (p->l4_off && is_icmp(p->t.family, p->t.proto) && is_error(p->t.family, p->l4[0]) &&
 	    parse_ip(s, n, p->l4_off + ICMP_HEADER, 1, &m->quoted) && m->quoted.t.family == p->t.family) {
+		__u32 q = p->l4_off + ICMP_HEADER;
+		struct filtered quoted = { .s = s, .n = n, .at = q, .len = v->len > q ? v->len - q : 0 };
+
 		read_ports(&m->quoted);
 		m->error = true;
-		if (selected(&m->quoted.t) || selected(&p->t))
+		if (selected(&m->quoted.t, &quoted) || selected(&p->t, &packet))
 			return true;
 		m->error = false;
 	}
@@ -399,14 +433,13 @@ static __always_inline bool match_selected(struct view *v, const struct pkt_byte
 		if (CFG.match == TP_MATCH_FLOW)
 			return false; /* a flow is known by its ports, which later fragments lack */
 	}
-	if (selected(&p->t))
+	if (selected(&p->t, &packet))
 		goto ours;
 	/* A filter on the outer packet (udp port 4789, the tunnel endpoints) selects what it carries. */
-	if (m->outer.tunnel && CFG.match == TP_MATCH_FILTER) {
-		struct tp_tuple t;
+	if (at && CFG.match == TP_MATCH_FILTER) {
+		struct filtered outer = { .s = s, .n = n, .at = 0, .len = v->len };
 
-		outer_tuple(&m->outer, &t);
-		if (matches_filter(&t))
+		if (matches_filter(&outer))
 			goto ours;
 	}
 	if (remembered(v->skb, p))
@@ -504,6 +537,7 @@ static __always_inline bool match_probe(struct view *v, struct probe_match *m, s
 	struct pkt_bytes *s;
 	__u32 n = 0, inner;
 
+	/* A filter that reads further than the headers gets all the bytes there are to fetch at once. */
 	s = fetch(v, buf, &n, PKT_FIRST);
 	if (!s || !parse_ip(s, n, 0, 1, p))
 		return false;
@@ -522,7 +556,7 @@ static __always_inline bool match_probe(struct view *v, struct probe_match *m, s
 	}
 	if (CFG.family && CFG.family != p->t.family)
 		return false;
-	if (!(CFG.match == TP_MATCH_MARKER ? match_marker(s, n, m) : match_selected(v, s, n, m)))
+	if (!(CFG.match == TP_MATCH_MARKER ? match_marker(s, n, m) : match_selected(v, s, n, inner, m)))
 		return false;
 	/* The probe readable again (decrypted): its sealed form is over, whatever comes in this sk_buff next. */
 	if (recent(last_sealed_ns)) {

@@ -26,8 +26,7 @@ const volatile enum tp_mangle_action tp_mangle_action_btf_anchor = 0;
 const volatile enum tp_mangle_select tp_mangle_select_btf_anchor = 0;
 const volatile enum tp_limits tp_limits_btf_anchor = 0;
 
-#include "bits.h"
-#include "filter.h"
+#include "pcap.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -44,6 +43,7 @@ struct {
 #define TCP_RST 0x04
 #define TCP_CHECK_OFFSET 16
 #define RATIO_ALL 1000000
+#define HEADERS (sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 20) /* what the actions read and write */
 
 /* A packet's headers within [data, end): l4 is NULL when not reachable. */
 struct headers {
@@ -86,25 +86,15 @@ static __always_inline bool parse(void *data, void *end, struct headers *h)
 	return false;
 }
 
-/* Does CFG select this packet: the action applies to it (for TCP flags: would change it), and the filter matches? */
-static __always_inline bool selected(struct headers *h, void *end)
+/*
+ * Does CFG select this frame (`len` bytes, of which [data, end) are readable):
+ * the action applies to it (for TCP flags: would change it), and the filter
+ * matches?
+ */
+static __always_inline bool selected(struct headers *h, void *data, void *end, __u32 len)
 {
-	struct filter_input in = { .proto = h->proto };
 	__u8 *l4 = h->l4;
 
-	if (h->v4) {
-		in.family = 4;
-		__builtin_memcpy(in.saddr, &h->v4->saddr, 4);
-		__builtin_memcpy(in.daddr, &h->v4->daddr, 4);
-	} else {
-		in.family = 6;
-		__builtin_memcpy(in.saddr, &h->v6->saddr, 16);
-		__builtin_memcpy(in.daddr, &h->v6->daddr, 16);
-	}
-	if ((h->proto == IPPROTO_TCP || h->proto == IPPROTO_UDP) && l4 && l4 + 4 <= (__u8 *)end) {
-		in.sport = (__u32)l4[0] << 8 | l4[1];
-		in.dport = (__u32)l4[2] << 8 | l4[3];
-	}
 	if (CFG.action & TP_MANGLE_TCP_FLAGS) {
 		/* only segments it would change: not SYN, FIN or RST, not with the flags already */
 		if (h->proto != IPPROTO_TCP || !l4 || l4 + 20 > (__u8 *)end)
@@ -120,7 +110,8 @@ static __always_inline bool selected(struct headers *h, void *end)
 			  : h->proto != IPPROTO_ICMPV6 || l4[0] != ICMPV6_ECHO_REPLY)
 			return false;
 	}
-	return !CFG.filter_len || filter_match(&in);
+	/* The frame from its Ethernet header, read in place: the filter is compiled for Ethernet. */
+	return !CFG.filter || pcap_filter(data, (__u64)end, 0, len) != 0;
 }
 
 static __always_inline bool by_chance(void)
@@ -172,7 +163,7 @@ int mangle_xdp(struct xdp_md *ctx)
 	if (!c)
 		return XDP_PASS;
 	c->seen++;
-	if (!parse(data, end, &h) || !selected(&h, end) || (c->selected++, !by_chance()))
+	if (!parse(data, end, &h) || !selected(&h, data, end, end - data) || (c->selected++, !by_chance()))
 		return XDP_PASS;
 	if (CFG.action & TP_MANGLE_DROP) {
 		c->dropped++;
@@ -200,11 +191,12 @@ int mangle_tc(struct __sk_buff *skb)
 	if (!c)
 		return TC_ACT_UNSPEC;
 	c->seen++;
-	/* the headers in the linear part, where they can be read and written (short packets: as they are) */
-	bpf_skb_pull_data(skb, sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 20);
+	/* The headers in the linear part, where they can be read and written, and what the filter reads
+	 * (short packets: as they are). */
+	bpf_skb_pull_data(skb, CFG.filter_reach > HEADERS ? CFG.filter_reach : HEADERS);
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
-	if (!parse(data, end, &h) || !selected(&h, end) || (c->selected++, !by_chance()))
+	if (!parse(data, end, &h) || !selected(&h, data, end, skb->len) || (c->selected++, !by_chance()))
 		return TC_ACT_UNSPEC;
 	if (CFG.action & TP_MANGLE_DROP) {
 		c->dropped++;

@@ -30,9 +30,9 @@ struct tp_mangle_config {
 	__u8 ttl;        /* TP_MANGLE_TTL: the value, or 0 for random */
 	__u8 tcp_flags;  /* TP_MANGLE_TCP_FLAGS: bits as in the TCP header's byte 13 */
 	__u8 select;     /* enum tp_mangle_select */
-	__u8 filter_len; /* 0: every packet */
-	__u8 pad[3];
-	struct tp_filter_insn filter[TP_FILTER_MAX];
+	__u8 filter;     /* 1: a pcap filter is placed in bpf/pcap.h's slot; 0: every packet */
+	__u8 pad;
+	__u16 filter_reach; /* bytes of the frame the filter may read: the transmit path makes them readable */
 };
 
 /* Per-CPU counters, summed by user space. */

@@ -6,7 +6,7 @@
  * One CO-RE object, one unit per concern, each included once:
  *
  *   packet.h    reading a packet past the linear part, parsing its headers
- *   filter.h    the filter language's interpreter
+ *   pcap.h      the slot a pcap-filter expression is placed in (src/filter/)
  *   tunnel.h    the packet inside an encapsulation (VXLAN, Geneve, GRE, IP in IP)
  *   identity.h  which packets are the probe's (marker, flow, filter), what follows a match
  *   conntrack.h the packet's conntrack entry, read for its records
@@ -49,16 +49,13 @@ const volatile enum tp_limits tp_limits_btf_anchor = 0;
 const volatile enum tp_event_kind tp_event_kind_btf_anchor = 0;
 const volatile enum tp_hook tp_hook_btf_anchor = 0;
 const volatile enum tp_frag_flags tp_frag_flags_btf_anchor = 0;
-const volatile enum tp_filter_op tp_filter_op_btf_anchor = 0;
-const volatile enum tp_filter_field tp_filter_field_btf_anchor = 0;
-const volatile enum tp_filter_dir tp_filter_dir_btf_anchor = 0;
 const volatile enum tp_match tp_match_btf_anchor = 0;
 const volatile enum tp_reader tp_reader_btf_anchor = 0;
 const volatile enum tp_tunnel tp_tunnel_btf_anchor = 0;
 const volatile enum tp_ct_presence tp_ct_presence_btf_anchor = 0;
 
 #include "packet.h"
-#include "filter.h"
+#include "pcap.h"
 #include "tunnel.h"
 #include "identity.h"
 #include "conntrack.h"

@@ -20,7 +20,7 @@ enum tp_limits {
 	 */
 	TP_NF_CHECKPOINTS = 16,
 	TP_SNAP_MAX = 256,    /* packet bytes a sighting carries at most (--pcap) */
-	TP_FILTER_MAX = 32,   /* instructions of a compiled filter */
+	TP_FILTER_SLOTS = 1024, /* eBPF instructions a translated pcap filter may take (bpf/pcap.h) */
 	TP_STACK_DEPTH = 12,  /* return addresses kept of a route lookup's kernel stack */
 	TP_XT_NAME = 32,      /* XT_TABLE_MAXNAMELEN */
 	TP_UDP_TUNNELS = 8,   /* UDP tunnel ports recognised */
@@ -288,30 +288,13 @@ struct tp_snapshot {
 	__u8 data[TP_SNAP_MAX]; /* from the IP header on */
 };
 
-/*
- * The filter language (src/filter/) compiled to postfix: TEST pushes one
- * bit, AND/OR pop two and push one, NOT flips the top.
- */
-enum tp_filter_op { TP_OP_TEST = 1, TP_OP_AND = 2, TP_OP_OR = 3, TP_OP_NOT = 4 };
-enum tp_filter_field { TP_FIELD_PROTO = 1, TP_FIELD_FAMILY = 2, TP_FIELD_ADDR = 3, TP_FIELD_PORT = 4 };
-enum tp_filter_dir { TP_DIR_SRC = 1, TP_DIR_DST = 2 };
-
-struct tp_filter_insn {
-	__u8 op;     /* enum tp_filter_op */
-	__u8 field;  /* enum tp_filter_field */
-	__u8 dir;    /* enum tp_filter_dir bits */
-	__u8 value;  /* PROTO: IP protocol; FAMILY: 4 or 6; ADDR: prefix length (mask says it to the kernel) */
-	__u16 port;
-	__u8 family; /* ADDR: of addr */
-	__u8 pad;
-	__u8 addr[16];
-	__u8 mask[16]; /* ADDR: the prefix as a mask, so matching needs no branches */
-};
+/* The placeholder's jumps: the slots less its two marker instructions (a #define: asm needs the number). */
+#define TP_FILTER_PLACEHOLDER_JUMPS 1022
 
 /* How packets are recognised. */
 enum tp_match {
 	TP_MATCH_MARKER = 0, /* ICMP echo carrying CFG.marker (ping probes) */
-	TP_MATCH_FILTER = 1, /* CFG.filter (passive tracing), followed through NAT */
+	TP_MATCH_FILTER = 1, /* the pcap filter placed in bpf/pcap.h's slot (passive tracing), followed through NAT */
 	TP_MATCH_FLOW = 2,   /* exactly CFG.flow, either way, and what NAT made of it (TCP/UDP probes) */
 };
 
@@ -351,7 +334,7 @@ struct tp_config {
 	__u8 match;          /* enum tp_match */
 	__u32 current_ns;    /* how long after its receive a lookup can still be the probe's */
 	__u8 target[16];     /* where the probe goes: matches the sender's own route lookup */
-	__u8 filter_len;
+	__u8 filter;         /* TP_MATCH_FILTER: 1 when a filter is placed (else every packet matches) */
 	__u8 reader;         /* enum tp_reader */
 	__u16 snap_len;      /* 0: no packet bytes; else up to TP_SNAP_MAX bytes per packet sighting */
 	__u32 track_ns;      /* how long a recognised sk_buff stays recognised without being seen */
@@ -359,7 +342,8 @@ struct tp_config {
 	__u64 vmemmap_base;     /* and vmemmap_base variables (from kallsyms) */
 	struct tp_tuple flow;   /* TP_MATCH_FLOW: the probe's flow as it leaves the sender */
 	struct tp_udp_tunnel udp_tunnels[TP_UDP_TUNNELS]; /* UDP ports that carry tunnels; port 0 ends the list */
-	struct tp_filter_insn filter[TP_FILTER_MAX];
+	__u16 filter_reach;     /* bytes from the network header the filter may read: more than PKT_FIRST fetches PKT_BYTES */
+	__u8 pad2[6];
 };
 
 /* Counters user space reports: one set shared by all CPUs, written (atomically) only when a record is lost. */

@@ -184,16 +184,4 @@ static __always_inline int parse_tunnel(const struct pkt_bytes *s, __u32 n, cons
 }
 #endif
 
-/* The outer packet's tuple, as the filter reads one. */
-static __always_inline void outer_tuple(const struct tp_outer *o, struct tp_tuple *t)
-{
-	__builtin_memset(t, 0, sizeof(*t));
-	copy16(t->saddr, o->saddr);
-	copy16(t->daddr, o->daddr);
-	t->sport = o->sport;
-	t->dport = o->dport;
-	t->family = o->family;
-	t->proto = o->proto;
-}
-
 #endif

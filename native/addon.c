@@ -8,13 +8,14 @@
  * TypeScript (src/bpf/object.ts).
  *
  * One unit per concern: object.c (open, configure, load, maps), links.c,
- * watch.c (batches on the event loop), ring.c, netlink.c, netns.c, errors.c.
+ * watch.c (batches on the event loop), ring.c, netlink.c, netns.c, errors.c,
+ * programs.c (what is attached to interfaces), pcap.c (libpcap's filter compiler).
  */
 #include "addon.h"
 
 static napi_value init(napi_env env, napi_value exports)
 {
-	const struct addon_fn *units[] = { object_fns, links_fns, watch_fns, ring_fns, netns_fns, netlink_fns, programs_fns };
+	const struct addon_fn *units[] = { object_fns, links_fns, watch_fns, ring_fns, netns_fns, netlink_fns, programs_fns, pcap_fns };
 	size_t i;
 
 	libbpf_set_print(collect_print);

@@ -67,6 +67,7 @@ struct object {
 	int nr_target_fds;
 	int loading;     /* a loadAsync is running on a worker thread: hands off */
 	int close_after; /* close() came while loading */
+	void *image;     /* opened from memory: the ELF bytes, kept until close (libbpf reads them while open) */
 };
 
 void object_close(struct object *o);
@@ -114,6 +115,6 @@ struct addon_fn {
 	napi_callback fn;
 };
 
-extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[], programs_fns[];
+extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[], programs_fns[], pcap_fns[];
 
 #endif

@@ -22,6 +22,8 @@ void object_close(struct object *o)
 	if (o->obj)
 		bpf_object__close(o->obj);
 	o->obj = NULL;
+	free(o->image);
+	o->image = NULL;
 }
 
 static void object_finalize(napi_env env, void *data, void *hint)
@@ -82,26 +84,51 @@ struct bpf_map *get_map(napi_env env, struct object *o, napi_value v)
 	return map;
 }
 
-/* open(path) -> handle */
+/*
+ * open(path[, image]) -> handle: the object file at path, or when image (a
+ * Buffer) is given, those ELF bytes (the file as user space patched it; path
+ * names it in messages).
+ */
 static napi_value js_open(napi_env env, napi_callback_info info)
 {
 	char path[4096];
 	struct object *o;
 	napi_value handle;
+	size_t argc = 2, size = 0;
+	napi_value argv[2];
+	void *bytes = NULL;
+	bool is_buffer = false;
 	int err;
-	ARGS(1);
 
+	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1)
+		return throw_type(env, "wrong number of arguments");
 	if (!get_string(env, argv[0], path, sizeof(path)))
 		return throw_type(env, "bad path");
+	if (argc > 1 && (napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
+			 napi_get_buffer_info(env, argv[1], &bytes, &size) != napi_ok || !size))
+		return throw_type(env, "bad object image");
 	o = calloc(1, sizeof(*o));
 	if (!o)
 		return throw_errno(env, "calloc", ENOMEM, NULL);
 	log_reset();
-	o->obj = bpf_object__open_file(path, NULL);
+	if (bytes) {
+		LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = path);
+
+		/* A copy of our own: the Buffer may move or go while libbpf still reads the ELF. */
+		if (!(o->image = malloc(size))) {
+			free(o);
+			return throw_errno(env, "malloc", ENOMEM, NULL);
+		}
+		memcpy(o->image, bytes, size);
+		o->obj = bpf_object__open_mem(o->image, size, &opts);
+	} else {
+		o->obj = bpf_object__open_file(path, NULL);
+	}
 	err = libbpf_get_error(o->obj);
 	if (err) {
+		free(o->image);
 		free(o);
-		return throw_errno(env, "bpf_object__open_file", err, log_current());
+		return throw_errno(env, bytes ? "bpf_object__open_mem" : "bpf_object__open_file", err, log_current());
 	}
 	if (!(handle = make_handle(env, o, object_finalize, &OBJECT_TAG))) {
 		object_close(o);

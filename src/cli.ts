@@ -8,8 +8,6 @@ import { TracepktError } from './errors';
 import { processOutput, type Output } from './commands/output';
 import { colourWanted } from './render/colour';
 import { MANGLE_USAGE, parseMangleArgs } from './commands/mangle';
-import { parseFilter } from './filter/parse';
-import { compileFilter } from './filter/compile';
 
 export const USAGE = `Usage:
   tracepkt [options] TARGET   trace probes to TARGET (an IP address, a host name, or a
@@ -33,9 +31,13 @@ Options:
       --timeout SECONDS  time to wait for each reply (default 2)
       --ttl N            TTL / hop limit of the probes (1-255)
       --size BYTES       ICMP payload size (32-65000, default 56)
-      --filter EXPR      with no TARGET: passive tracing. EXPR is tcpdump-like: host / src host /
-                         dst host ADDR, net CIDR, port / src port / dst port N, icmp, icmp6,
-                         tcp, udp, ip, ip6, and, or, not, ( ). With -c N: stop after N journeys
+      --filter EXPR      with no TARGET: passive tracing. EXPR is a tcpdump filter (man pcap-filter,
+                         compiled by libpcap), on the packet from its IP header; it also selects an
+                         ICMP error by the packet it quotes, and a tunnelled packet by either its
+                         outer or its inner packet. With -c N: stop after N journeys. Examples:
+                           'tcp port 443 and host 10.0.0.2'     'icmp[icmptype] == icmp-echo'
+                           'tcp[tcpflags] & tcp-syn != 0'       'udp portrange 9990-9999'
+                           'ip6 and greater 1000'               'ip[8] < 5' (TTL below 5)
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -q, --quiet            only the summary (with --json: the start and summary lines only)
       --pcap FILE        also write every sighted packet to FILE (pcapng, for Wireshark/tshark)
@@ -143,8 +145,6 @@ export function parseCommand(argv: string[]): Command {
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
     const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
-    // The filter is checked here too: a bad one is refused before anything is attached.
-    compileFilter(parseFilter(values.filter));
     return { kind: 'passive', options: { filter: values.filter, count, json: values.json ?? false, quiet: values.quiet } };
   }
   if (positionals.length !== 1) {

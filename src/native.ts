@@ -11,7 +11,8 @@ export type ObjectHandle = { readonly __brand: 'bpf_object' };
 export type WatchHandle = { readonly __brand: 'watch' };
 
 export interface Native {
-  open(path: string): ObjectHandle;
+  /** The object file at `path`, or the ELF bytes `image` (that file as patched by user space; `path` names it). */
+  open(path: string, image?: Buffer): ObjectHandle;
   close(obj: ObjectHandle): void;
   setGlobal(obj: ObjectHandle, name: string, value: Buffer): void;
   setMaxEntries(obj: ObjectHandle, map: string, n: number): void;
@@ -53,7 +54,8 @@ export interface Native {
   interfacePrograms(ifindex: number): NativeAttachedProgram[];
   /** What a loaded program is; null when no program has the id (any more). */
   programInfo(id: number): NativeProgramInfo | null;
-
+  /** libpcap's compiler: a pcap-filter expression as classic BPF (8-byte struct bpf_insn each) for the link type; throws libpcap's message. */
+  compileFilter(expr: string, linktype: 'raw' | 'ethernet'): Buffer;
 }
 
 export interface NativeAttachedProgram {

@@ -1,7 +1,7 @@
 /** Encodes struct tp_config (bpf/tracepkt.h) for the programs' .rodata. */
 import { addressBytes } from '../addr';
-import type { FilterInsn } from '../filter/compile';
-import { CONFIG, FILTER_INSN as I, FilterField, Match, Reader, Tunnel, TUPLE, UDP_TUNNEL, UDP_TUNNELS } from './layout';
+import type { PcapFilter } from '../filter/pcap';
+import { CONFIG, Match, Reader, Tunnel, TUPLE, UDP_TUNNEL, UDP_TUNNELS } from './layout';
 
 const T = TUPLE;
 
@@ -25,8 +25,8 @@ export interface KernelFilter {
    * NAT (TCP/UDP probes).
    */
   match?: 'marker' | 'filter' | 'flow';
-  /** For match "filter": the compiled program (src/filter/compile.ts). */
-  program?: FilterInsn[];
+  /** For match "filter": the pcap filter, compiled for raw IP (src/filter/pcap.ts); none: every packet. */
+  pcap?: PcapFilter;
   /** For match "flow": the probe's flow. */
   flow?: FlowTuple;
   /** Default: linear reads only. */
@@ -106,10 +106,13 @@ export function encodeConfig(filter: KernelFilter): Buffer {
     buf[at + UDP_TUNNEL.tunnel[0]] = t.tunnel === 'vxlan' ? Tunnel.VXLAN : Tunnel.GENEVE;
   });
   if (filter.match === 'filter') {
-    const program = filter.program ?? [];
     buf[CONFIG.match[0]] = Match.FILTER;
-    buf[CONFIG.filter_len[0]] = program.length;
-    encodeFilterProgram(buf, CONFIG.filter[0], program);
+    // The filter's code goes into the object itself (src/bpf/filter-slot.ts): here only that it is there.
+    if (filter.pcap) {
+      if (filter.pcap.linktype !== 'raw') throw new RangeError('the tracing programs see packets from their IP header: compile the filter for raw IP');
+      buf[CONFIG.filter[0]] = 1;
+      buf.writeUInt16LE(filter.pcap.reach, CONFIG.filter_reach[0]);
+    }
   } else if (filter.match === 'flow') {
     if (!filter.flow) throw new RangeError('match "flow" needs the flow');
     buf[CONFIG.match[0]] = Match.FLOW;
@@ -126,26 +129,4 @@ export function encodeTuple(buf: Buffer, offset: number, t: FlowTuple): void {
   buf.writeUInt16LE(t.dport, offset + T.dport[0]);
   buf[offset + T.family[0]] = t.family;
   buf[offset + T.proto[0]] = t.proto;
-}
-
-/** Writes a compiled filter as struct tp_filter_insn[] at `offset` (shared by tracing and mangling configs). */
-export function encodeFilterProgram(buf: Buffer, offset: number, program: readonly FilterInsn[]): void {
-  program.forEach((insn, n) => {
-    const at = offset + n * I.$size;
-    buf[at + I.op[0]] = insn.op;
-    buf[at + I.field[0]] = insn.field;
-    buf[at + I.dir[0]] = insn.dir;
-    buf[at + I.value[0]] = insn.value;
-    buf.writeUInt16LE(insn.port, at + I.port[0]);
-    buf[at + I.family[0]] = insn.family;
-    insn.addr.copy(buf, at + I.addr[0]);
-    if (insn.field === FilterField.ADDR) prefixMask(insn.value).copy(buf, at + I.mask[0]);
-  });
-}
-
-/** A prefix length as the 16-byte mask the kernel compares with (bpf/filter.h: in_net). */
-export function prefixMask(bits: number): Buffer {
-  const mask = Buffer.alloc(16);
-  for (let i = 0; i < 16 && bits > 0; i++, bits -= 8) mask[i] = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-  return mask;
 }

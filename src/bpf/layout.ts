@@ -32,9 +32,8 @@ export const SNAPSHOT = tracepkt.tp_snapshot;
 export const STATS = tracepkt.tp_stats;
 export const OUTER = tracepkt.tp_outer;
 
-// ---- config and filter programs ----
+// ---- config ----
 export const CONFIG = tracepkt.tp_config;
-export const FILTER_INSN = tracepkt.tp_filter_insn;
 export const TUPLE = tracepkt.tp_tuple;
 export const UDP_TUNNEL = tracepkt.tp_udp_tunnel;
 
@@ -43,9 +42,6 @@ export const Limits = strip(tracepkt.tp_limits, 'TP_');
 export const EventKind = strip(tracepkt.tp_event_kind, 'TP_EVENT_');
 export const Hook = strip(tracepkt.tp_hook, 'TP_HOOK_');
 export const Frag = strip(tracepkt.tp_frag_flags, 'TP_');
-export const FilterOp = strip(tracepkt.tp_filter_op, 'TP_OP_');
-export const FilterField = strip(tracepkt.tp_filter_field, 'TP_FIELD_');
-export const FilterDir = strip(tracepkt.tp_filter_dir, 'TP_DIR_');
 export const Match = strip(tracepkt.tp_match, 'TP_MATCH_');
 export const Reader = strip(tracepkt.tp_reader, 'TP_READER_');
 export const Tunnel = strip(tracepkt.tp_tunnel, 'TP_TUNNEL_');

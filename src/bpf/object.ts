@@ -10,9 +10,13 @@ export class BpfObject {
   private handle: ObjectHandle | undefined;
   private rings: WatchHandle[] = [];
 
-  constructor(private readonly native: Native, readonly file: string) {
+  /**
+   * The object file at `file`, or `image`, that file's bytes as user space
+   * changed them (a filter placed: src/bpf/filter-slot.ts).
+   */
+  constructor(private readonly native: Native, readonly file: string, readonly image?: Buffer) {
     try {
-      this.handle = native.open(file);
+      this.handle = image ? native.open(file, image) : native.open(file);
     } catch (err) {
       throw wrapNative(err, `cannot open BPF object ${file}`);
     }

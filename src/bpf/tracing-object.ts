@@ -5,7 +5,10 @@
  * thread first and load the rest of its code meanwhile: start-up is the
  * longer of the two, not their sum.
  */
+import * as fs from 'node:fs';
 import { encodeConfig, type KernelFilter } from './config';
+import { placeFilter } from './filter-slot';
+import { FILTER_SLOTS } from '../filter/pcap';
 import { BPF_NAMES, BPF_NETFILTER, BPF_PROG_TYPE_NETFILTER, NF_CHECKPOINTS } from './layout';
 import { BpfObject } from './object';
 import { loadNative, type Native } from '../native';
@@ -43,7 +46,9 @@ export function tracingPrograms(options: TracingObjectOptions): string[] {
  * (table verdicts where checkpoints are missing). Not loaded yet.
  */
 export function openTracingObject(native: Native, options: TracingObjectOptions, checkpoints = 0, extra: readonly string[] = []): BpfObject {
-  const obj = new BpfObject(native, objectFor(BPF_NAMES.object, options.kernel ?? CURRENT_KERNEL));
+  const file = objectFor(BPF_NAMES.object, options.kernel ?? CURRENT_KERNEL);
+  const pcap = options.filter.match === 'filter' ? options.filter.pcap : undefined;
+  const obj = new BpfObject(native, file, pcap ? placeFilter(fs.readFileSync(file), pcap.code, FILTER_SLOTS, file) : undefined);
   try {
     obj.setGlobal(BPF_NAMES.config, encodeConfig(options.filter));
     obj.setMaxEntries(BPF_NAMES.events, options.ringBytes ?? 4 << 20);

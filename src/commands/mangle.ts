@@ -7,8 +7,8 @@ import { shown } from '../render/shown';
 import { parseArgs } from 'node:util';
 import { MangleSelect } from '../bpf/layout';
 import { TracepktError } from '../errors';
-import { compileFilter } from '../filter/compile';
-import { parseFilter } from '../filter/parse';
+import { compilePcapFilter } from '../filter/pcap';
+import { loadNative } from '../native';
 import type { MangleCounters } from '../mangle/mangler';
 import { checkSpec, parseRatio, parseTcpFlags, parseTtl, selection, type MangleSpec } from '../mangle/spec';
 import { netnsPath } from '../names/netns-path';
@@ -26,7 +26,9 @@ export const MANGLE_USAGE = `Usage: tracepkt mangle DEV [options]   alter packet
                            RST; needs --egress
       --drop               drop the selected packets
       --ratio R            act on this share of the selected packets (0 < R <= 1, default 1)
-      --filter EXPR        select packets as tracing does (host, net, port, tcp, udp, icmp, ...)
+      --filter EXPR        select packets by a tcpdump filter (man pcap-filter), on the frame from its
+                           Ethernet header: 'icmp and host 10.0.0.2', 'tcp[tcpflags] & tcp-push != 0',
+                           'vlan 10 and udp portrange 5000-5010', 'greater 1000'
       --json               JSON Lines: start, counters every second while they change, summary
 
 Checksums stay valid. The program is attached through a link owned by tracepkt: it goes away when
@@ -73,7 +75,6 @@ export function parseMangleArgs(argv: string[]): MangleCommandOptions | 'help' {
     tcpFlags: values['set-tcp-flags'] === undefined ? undefined : parseTcpFlags(values['set-tcp-flags']),
     drop: values.drop ?? false,
     ratio: values.ratio === undefined ? 1 : parseRatio(values.ratio),
-    program: values.filter === undefined ? undefined : compileFilter(parseFilter(values.filter)),
     egress: values.egress ?? false,
   };
   checkSpec(spec);
@@ -94,14 +95,16 @@ export function describeSpec(spec: MangleSpec, filter?: string): string {
 const countersLine = (c: MangleCounters) => `seen ${c.seen}, selected ${c.selected}, altered ${c.altered}, dropped ${c.dropped}`;
 
 export async function mangleCommand(o: MangleCommandOptions, io: Output, signal?: AbortSignal): Promise<number> {
+  // The filter first: a bad one is refused before anything is asked of the kernel.
+  const spec: MangleSpec = o.filter === undefined ? o.spec : { ...o.spec, pcap: compilePcapFilter(loadNative(), o.filter, 'ethernet') };
   requireTracingPrivileges();
   const netns = o.netns === undefined ? undefined : netnsPath(o.netns);
   const { Mangler } = await import('../mangle/mangler');
-  const mangler = await Mangler.attach({ dev: o.dev, netns }, o.spec);
+  const mangler = await Mangler.attach({ dev: o.dev, netns }, spec);
   const where = `${o.dev}${o.netns ? ` in ${o.netns}` : ''} (${mangler.hook})`;
   try {
-    if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, dev: o.dev, netns: o.netns ?? null, hook: mangler.hook, doing: describeSpec(o.spec, o.filter) }));
-    else io.err(shown(`mangling on ${where}: ${describeSpec(o.spec, o.filter)}; Ctrl-C to stop`));
+    if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, dev: o.dev, netns: o.netns ?? null, hook: mangler.hook, doing: describeSpec(spec, o.filter) }));
+    else io.err(shown(`mangling on ${where}: ${describeSpec(spec, o.filter)}; Ctrl-C to stop`));
     let last = countersLine({ seen: 0, selected: 0, altered: 0, dropped: 0 });
     const report = () => {
       const c = mangler.counters();

@@ -7,8 +7,8 @@
 import { shown } from '../render/shown';
 import type { KernelFilter } from '../bpf/config';
 import { loadTracingObject } from '../bpf/tracing-object';
-import { compileFilter } from '../filter/compile';
-import { parseFilter } from '../filter/parse';
+import { compilePcapFilter } from '../filter/pcap';
+import { loadNative } from '../native';
 import { requireTracingPrivileges } from '../privileges';
 import type { Journey } from '../flows';
 import type { Output } from './output';
@@ -30,9 +30,9 @@ export interface PassiveOptions {
 }
 
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
-  const program = compileFilter(parseFilter(o.filter)); // before anything is attached
+  const pcap = compilePcapFilter(loadNative(), o.filter, 'raw'); // before anything is attached
   requireTracingPrivileges();
-  const filter: KernelFilter = { match: 'filter', program, marker: Buffer.alloc(8), markerOffset: 0, family: 0 };
+  const filter: KernelFilter = { match: 'filter', pcap, marker: Buffer.alloc(8), markerOffset: 0, family: 0 };
   // Start-up: the kernel verifies the programs on a worker thread while the rest of the code loads.
   const preloaded = loadTracingObject({ filter, routes: false, ringBytes: o.ringBytes });
   preloaded.catch(() => {}); // its failure is reported by createTracer below

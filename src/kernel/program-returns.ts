@@ -124,7 +124,7 @@ export async function traceProgramReturns(native: Native, shared: BpfObject, nam
 
 /** A second instance of the tracing object with the copies for these targets, loaded and attached. */
 async function loadCopies(native: Native, shared: BpfObject, targets: readonly ProgramTarget[]): Promise<BpfObject> {
-  const obj = new BpfObject(native, shared.file);
+  const obj = new BpfObject(native, shared.file, shared.image);
   try {
     const progs = targets.map((t) => BPF_NAMES.programReturn(t.hook, t.copy));
     obj.selectPrograms(progs);

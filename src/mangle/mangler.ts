@@ -4,6 +4,9 @@
  * descriptors, so nothing remains after exit, Ctrl-C or SIGKILL. Before
  * tcx (6.6) the transmit path takes a tc filter instead (legacy-tc.ts).
  */
+import * as fs from 'node:fs';
+import { placeFilter } from '../bpf/filter-slot';
+import { FILTER_SLOTS } from '../filter/pcap';
 import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS } from '../bpf/layout';
 import { BpfObject } from '../bpf/object';
 import { BpfError, TracepktError } from '../errors';
@@ -33,7 +36,8 @@ export class Mangler {
   ) {}
 
   static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
-    const obj = new BpfObject(native, objectFor(MANGLE_NAMES.object, await bpfSupportOnce(native)));
+    const file = objectFor(MANGLE_NAMES.object, await bpfSupportOnce(native));
+    const obj = new BpfObject(native, file, spec.pcap ? placeFilter(fs.readFileSync(file), spec.pcap.code, FILTER_SLOTS, file) : undefined);
     try {
       obj.setGlobal(MANGLE_NAMES.config, encodeMangleConfig(spec));
       const prog = spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp;

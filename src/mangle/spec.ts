@@ -3,10 +3,9 @@
  * (struct tp_mangle_config, bpf/mangle.h). The policy lives here: which
  * packets each action applies to by default, which combinations make sense.
  */
-import { encodeFilterProgram } from '../bpf/config';
 import { MANGLE_CONFIG as M, MangleAction, MangleSelect } from '../bpf/layout';
 import { TracepktError } from '../errors';
-import type { FilterInsn } from '../filter/compile';
+import type { PcapFilter } from '../filter/pcap';
 
 export interface MangleSpec {
   /** A TTL / hop limit to set, or a random one per packet. */
@@ -16,8 +15,8 @@ export interface MangleSpec {
   drop?: boolean;
   /** Share of the selected packets acted on, above 0 and at most 1. */
   ratio: number;
-  /** The compiled --filter, if any. */
-  program?: FilterInsn[];
+  /** The --filter, compiled for Ethernet frames (src/filter/pcap.ts), if any. */
+  pcap?: PcapFilter;
   /** tc on transmit (true) or XDP on receive (false). */
   egress: boolean;
 }
@@ -63,7 +62,7 @@ export function checkSpec(spec: MangleSpec): void {
  * means the received echo replies, as in the field bug it reproduces.
  */
 export function selection(spec: MangleSpec): number {
-  return spec.ttl !== undefined && !spec.program?.length ? MangleSelect.ECHO_REPLIES : MangleSelect.ALL;
+  return spec.ttl !== undefined && !spec.pcap ? MangleSelect.ECHO_REPLIES : MangleSelect.ALL;
 }
 
 export function encodeMangleConfig(spec: MangleSpec): Buffer {
@@ -74,7 +73,11 @@ export function encodeMangleConfig(spec: MangleSpec): Buffer {
   buf[M.ttl[0]] = spec.ttl === 'random' || spec.ttl === undefined ? 0 : spec.ttl;
   buf[M.tcp_flags[0]] = spec.tcpFlags ?? 0;
   buf[M.select[0]] = selection(spec);
-  buf[M.filter_len[0]] = spec.program?.length ?? 0;
-  encodeFilterProgram(buf, M.filter[0], spec.program ?? []);
+  // The filter's code goes into the object itself (src/bpf/filter-slot.ts): here only that it is there.
+  if (spec.pcap) {
+    if (spec.pcap.linktype !== 'ethernet') throw new RangeError('mangle sees frames from their Ethernet header: compile the filter for Ethernet');
+    buf[M.filter[0]] = 1;
+    buf.writeUInt16LE(spec.pcap.reach, M.filter_reach[0]);
+  }
   return buf;
 }

@@ -177,6 +177,7 @@ test('the generator lays out what C lays out, and refuses bit fields', () => {
   }
 });
 
-test('tracing and mangling lay out their filter programs the same way', () => {
-  assert.deepEqual(mangle.tp_filter_insn, tracepkt.tp_filter_insn);
+test('tracing and mangling reserve the same filter slot, and say as much in their configs', () => {
+  assert.equal(mangle.tp_limits.TP_FILTER_SLOTS, tracepkt.tp_limits.TP_FILTER_SLOTS);
+  assert.deepEqual([mangle.tp_mangle_config.filter[1], mangle.tp_mangle_config.filter_reach[1]], [tracepkt.tp_config.filter[1], tracepkt.tp_config.filter_reach[1]]);
 });

@@ -31,7 +31,6 @@ const bad: [string[], RegExp][] = [
   [['--tcp', '80', '-c', '2', '10.0.0.1'], /--count goes with ICMP probes only/],
   [['--filter', 'tcp', '10.0.0.1'], /--filter traces existing traffic: give no target with it/],
   [['--filter', 'tcp', '--tcp', '80'], /do not go with it/],
-  [['--filter', 'tcp and'], /bad filter at column 8: expression ends too early/],
   [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
 ];
 

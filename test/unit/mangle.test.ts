@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { MANGLE_CONFIG as M, MangleAction, MangleSelect, FILTER_INSN } from '../../src/bpf/layout';
-import { describeSpec, parseMangleArgs } from '../../src/commands/mangle';
+import { MANGLE_CONFIG as M, MangleAction, MangleSelect } from '../../src/bpf/layout';
+import { describeSpec, mangleCommand, parseMangleArgs } from '../../src/commands/mangle';
 import { TracepktError } from '../../src/errors';
-import { compileFilter } from '../../src/filter/compile';
-import { parseFilter } from '../../src/filter/parse';
+import { compilePcapFilter } from '../../src/filter/pcap';
+import { loadNative } from '../../src/native';
 import { checkSpec, encodeMangleConfig, parseRatio, parseTcpFlags, parseTtl, type MangleSpec } from '../../src/mangle/spec';
 
 test('TCP flags by name, alone or comma-separated, any case', () => {
@@ -40,25 +40,25 @@ test('the config the kernel reads: action bits, TTL, flags, ratio in millionths,
   assert.equal(random[M.action[0]], MangleAction.TTL);
   assert.equal(random[M.ttl[0]], 0, 'random is 0');
   assert.equal(random[M.select[0]], MangleSelect.ECHO_REPLIES, '--ttl without --filter: echo replies');
-  assert.equal(random[M.filter_len[0]], 0);
+  assert.equal(random[M.filter[0]], 0);
 
-  const program = compileFilter(parseFilter('tcp and dst port 5001'));
-  const psh = encodeMangleConfig({ tcpFlags: 0x08, ratio: 0.1, egress: true, program });
+  const pcap = compilePcapFilter(loadNative(), 'tcp and dst port 5001 and tcp[100] = 1', 'ethernet');
+  const psh = encodeMangleConfig({ tcpFlags: 0x08, ratio: 0.1, egress: true, pcap });
   assert.equal(psh.readUInt32LE(M.ratio_ppm[0]), 100_000);
   assert.equal(psh[M.action[0]], MangleAction.TCP_FLAGS);
   assert.equal(psh[M.tcp_flags[0]], 0x08);
   assert.equal(psh[M.select[0]], MangleSelect.ALL);
-  assert.equal(psh[M.filter_len[0]], program.length);
-  assert.equal(psh[M.filter[0]], program[0].op, 'the first instruction in place');
-  assert.equal(psh.readUInt16LE(M.filter[0] + FILTER_INSN.$size + 4), 5001, 'the port test second');
+  assert.equal(psh[M.filter[0]], 1, 'a filter is placed');
+  assert.equal(psh.readUInt16LE(M.filter_reach[0]), 14 + 60 + 100 + 1, 'the transmit path makes the bytes it reads readable: Ethernet, the longest IPv4 header, tcp[100]');
+  assert.throws(() => encodeMangleConfig({ drop: true, ratio: 1, egress: false, pcap: compilePcapFilter(loadNative(), 'icmp', 'raw') }), /compile the filter for Ethernet/);
 
-  const ttl = encodeMangleConfig({ ttl: 9, ratio: 1, egress: false, program: compileFilter(parseFilter('icmp')) });
+  const ttl = encodeMangleConfig({ ttl: 9, ratio: 1, egress: false, pcap: compilePcapFilter(loadNative(), 'icmp', 'ethernet') });
   assert.equal(ttl[M.ttl[0]], 9);
   assert.equal(ttl[M.select[0]], MangleSelect.ALL, 'with a filter, the filter selects');
   assert.equal(encodeMangleConfig({ drop: true, ratio: 0.2, egress: false })[M.action[0]], MangleAction.DROP);
 });
 
-test('mangle arguments: parsed into a checked spec, or one clear error', () => {
+test('mangle arguments: parsed into a checked spec, or one clear error', async () => {
   const o = parseMangleArgs(['rb', '--netns', 'r', '--egress', '--set-tcp-flags', 'PSH', '--ratio', '0.1', '--filter', 'tcp']);
   assert.ok(o !== 'help');
   assert.deepEqual([o.dev, o.netns, o.spec.egress, o.spec.tcpFlags, o.spec.ratio, o.filter], ['rb', 'r', true, 8, 0.1, 'tcp']);
@@ -66,7 +66,10 @@ test('mangle arguments: parsed into a checked spec, or one clear error', () => {
   assert.throws(() => parseMangleArgs(['--ttl', 'random']), /no interface given/);
   assert.throws(() => parseMangleArgs(['a', 'b', '--drop']), /one interface only/);
   assert.throws(() => parseMangleArgs(['eth0', '--bogus']), /Unknown option '--bogus' \(see tracepkt mangle --help\)/);
-  assert.throws(() => parseMangleArgs(['eth0', '--drop', '--filter', 'tcp and']), /bad filter/);
+  // Compiled by the command, before privileges are checked or anything is loaded.
+  const bad = parseMangleArgs(['eth0', '--drop', '--filter', 'tcp and']);
+  assert.ok(bad !== 'help');
+  await assert.rejects(mangleCommand(bad, { out: () => assert.fail('no output'), err: () => assert.fail('no output') }), /^TracepktError: bad filter "tcp and": can't parse filter expression: syntax error$/);
 });
 
 test('what a run does, in words', () => {

@@ -31,6 +31,7 @@ class FakeNative {
       setMaxEntries: log('setMaxEntries'),
       setAutoload: log('setAutoload'),
       setProgramType: log('setProgramType'),
+      compileFilter: () => Buffer.alloc(0),
       programs: () => ['tp_net_dev_queue', 'tp_netif_receive_skb', 'tp_kfree_skb', 'tp_consume_skb', 'tp_fib_table_lookup', 'tp_fib6_table_lookup'],
       load: (...a) => {
         log('load')(...a);
