@@ -10,13 +10,14 @@
  * result (0: no match). Unfilled, it matches everything; CFG says whether a
  * filter was placed, so an unfilled slot is never called.
  *
- * Naked: clang adds nothing of its own. Static and never inlined: one copy
- * per program, verified with its caller's argument types (packet pointers,
- * a map value), which a global function could not take on every kernel.
- * Arguments as src/filter/cbpf.ts's calling conventions say; the function
- * itself is declared without them, since clang leaves a naked function's
- * parameters unnamed in BTF and the kernel refuses such BTF (and libbpf
- * then loads without any, every global function verified as static).
+ * Static and never inlined: one copy per program, verified with its
+ * caller's argument types (packet pointers, a map value), which a global
+ * function could not take on every kernel. Arguments as src/filter/cbpf.ts's
+ * calling conventions say, in r1-r4 when the asm begins (register
+ * variables: clang may have dropped or moved a constant argument); the
+ * result is r0 when the asm ends, and the function's exit follows
+ * (src/bpf/filter-slot.ts checks that the object was built so). Not naked: clang leaves a
+ * naked function's parameters unnamed in BTF, which the kernel refuses.
  */
 #ifndef TRACEPKT_PCAP_H
 #define TRACEPKT_PCAP_H
@@ -26,18 +27,25 @@ _Static_assert(TP_FILTER_PLACEHOLDER_JUMPS + 2 == TP_FILTER_SLOTS, "the placehol
 #define TP_STR(x) #x
 #define TP_XSTR(x) TP_STR(x)
 
-static __noinline __attribute__((naked)) int pcap_filter_slot(void)
+static __noinline int pcap_filter(const void *a, __u64 b, __u32 at, __u32 len)
 {
+	/* Each in its register at the asm, whatever clang made of the call (it propagates constants). */
+	register __u64 r1 asm("r1") = (__u64)a;
+	register __u64 r2 asm("r2") = b;
+	register __u64 r3 asm("r3") = at;
+	register __u64 r4 asm("r4") = len;
+	register __u64 r0 asm("r0");
+
 	asm volatile("r0 = 0x74706b74;\n" /* "tpkt" */
 		     "r0 = 0x66696c74;\n" /* "filt" */
 		     ".rept " TP_XSTR(TP_FILTER_PLACEHOLDER_JUMPS) "\n"
 		     "goto +0;\n"
 		     ".endr\n"
-		     "exit;\n" ::: "memory");
+		     /* Written, as far as clang knows: a caller must not expect r1-r5 kept (the verifier does not). */
+		     : "=r"(r0), "+r"(r1), "+r"(r2), "+r"(r3), "+r"(r4)
+		     :
+		     : "r5", "memory");
+	return r0; /* already in r0: the exit follows the slots */
 }
-
-/* pcap_filter(packet or bytes, data_end or n, at, len): the slot, called with its arguments. */
-typedef int (*pcap_filter_fn)(const void *a, __u64 b, __u32 at, __u32 len);
-#define pcap_filter ((pcap_filter_fn)pcap_filter_slot)
 
 #endif

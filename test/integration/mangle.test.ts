@@ -82,6 +82,50 @@ test('--ttl random: echo replies arrive with varying TTLs; the counters match th
     void b;
   }));
 
+test('tcpdump\'s language on XDP: only large echo replies are dropped, small ones and large requests pass; the counters and tcpdump agree', () =>
+  withLab(async (lab) => {
+    const { a, b } = pairLab(lab);
+    const m = await startMangle(['eth0', '--netns', a, '--drop', '--filter', 'icmp[icmptype] == icmp-echoreply and greater 1000']);
+    const small = ping(a, '10.88.0.2', '-c', '3', '-i', '0.05', '-W', '1', '-q');
+    const large = ping(a, '10.88.0.2', '-c', '3', '-i', '0.05', '-W', '1', '-q', '-s', '1200');
+    // b's pings to a: a's receive path sees their (large) requests, which are not replies.
+    const fromB = ping(b, '10.88.0.1', '-c', '3', '-i', '0.05', '-W', '1', '-q', '-s', '1200');
+    const summary = await stopMangle(m);
+    assert.match(small, /3 packets transmitted, 3 received/);
+    assert.match(large, /3 packets transmitted, 0 received/);
+    assert.match(fromB, /3 packets transmitted, 3 received/);
+    assert.equal(summary.selected, 3, 'the large replies only');
+    assert.equal(summary.dropped, 3);
+  }));
+
+test('tcpdump\'s language on tc: the PSH flag set only on segments the expression selects, byte offsets and masks included', () =>
+  withLab(async (lab) => {
+    const { a, b } = pairLab(lab);
+    const server = spawn('ip', ['netns', 'exec', b, process.execPath, '-e', "require('net').createServer((s) => s.on('data', () => {})).listen(5001, () => console.log('ready'))"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const dump = spawn('ip', ['netns', 'exec', b, 'tcpdump', '-i', 'eth0', '-n', '-l', '-q', '-S', 'tcp dst port 5001 and tcp[tcpflags] & tcp-push != 0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      await new Promise<void>((resolve) => server.stdout!.once('data', () => resolve()));
+      await new Promise<void>((resolve) => dump.stderr!.setEncoding('utf8').on('data', (s: string) => s.includes('listening on') && resolve()));
+      let pushed = '';
+      dump.stdout!.setEncoding('utf8').on('data', (s: string) => (pushed += s));
+      // Only bare ACKs to 5001 (no payload: the IP total length is the headers'), not the data segments.
+      const m = await startMangle(['eth0', '--netns', a, '--egress', '--set-tcp-flags', 'PSH', '--filter', 'tcp dst port 5001 and tcp[tcpflags] == tcp-ack and ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2) == 0']);
+      // Ten writes, each its own segment (no delay), each acknowledged by b; a acknowledges nothing but the handshake and the FIN.
+      execFileSync('ip', ['netns', 'exec', a, process.execPath, '-e', "const s = require('net').connect(5001, '10.88.0.2', () => { s.setNoDelay(true); let n = 0; const t = setInterval(() => { s.write('x'.repeat(100)); if (++n === 10) { clearInterval(t); s.end(); } }, 20); })"], { timeout: 10_000 });
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const summary = await stopMangle(m);
+      const seen = pushed.split('\n').filter(Boolean);
+      assert.ok(summary.altered >= 1, `some bare ACKs were altered: ${JSON.stringify(summary)}`);
+      // tcpdump at b: every PSH segment to 5001 is a data segment (which carries PSH anyway from the sender) or one we altered.
+      const bare = seen.filter((l) => /tcp 0$/.test(l));
+      assert.equal(bare.length, summary.altered, `PSH on bare ACKs, as counted:\n${seen.join('\n')}`);
+      assert.ok(seen.filter((l) => /tcp 100$/.test(l)).length === 10, 'the data segments, PSH from the sender');
+    } finally {
+      dump.kill('SIGINT');
+      server.kill();
+    }
+  }));
+
 test('--drop --ratio 0.2: about a fifth of the replies never arrive, and the counters say exactly how many', () =>
   withLab(async (lab) => {
     const { a } = pairLab(lab);
