@@ -140,7 +140,7 @@ static __always_inline void set_ttl(struct headers *h)
 
 		h->v4->ttl = ttl;
 		csum_replace(&h->v4->check, before, *word);
-	} else {
+	} else if (h->v6) { /* one of the two is set; said again for the verifier, which cannot tell */
 		h->v6->hop_limit = ttl;
 	}
 }

@@ -122,6 +122,9 @@ export function checkClassic(prog: readonly ClassicInsn[]): boolean[] {
       case JMP: {
         const o = op(i.code);
         if (o === JA) {
+          // libpcap jumps back only for `protochain` (a loop over IPv6 extension headers): the
+          // kernel's verifier cannot prove such a loop ends.
+          if (i.k >= 0x80000000) throw new FilterProgramError('the filter loops (as protochain does), which the kernel cannot verify');
           to(pc + 1 + i.k);
           return;
         }

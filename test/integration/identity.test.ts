@@ -241,7 +241,10 @@ for (const family of [4, 6] as const) {
       const path = [[topo.a, 'eth0'], [topo.r, 'ra'], [topo.r, 'rb'], [topo.b, 'eth0']] as const;
       const witnesses = await Promise.all(path.map(([ns, dev]) => capture(ns, dev, `${family === 4 ? 'ip' : 'ip6'} src ${src} and dst ${dst}`)));
       try {
-        const trace = await passive(['--filter', 'udp and dst port 7777']);
+        // libpcap's `udp port` reads the UDP header right behind IPv6's (as tcpdump does): IPv6's first
+        // fragments, and datagrams behind destination options, are selected by their next headers.
+        const filter = family === 4 ? 'udp and dst port 7777' : `ip6 dst ${dst} and ((ip6[6] == 44 and ip6[42:2] & 0xfff8 == 0) or ip6[6] == 60)`;
+        const trace = await passive(['--filter', filter]);
         nodeIn(topo.a, `const s = require('dgram').createSocket('udp${family}'); s.send(Buffer.alloc(4000), 7777, '${dst}', () => s.close())`);
         if (family === 6) {
           // Destination options before UDP: the filter must walk to the L4 header. Fragmented too.

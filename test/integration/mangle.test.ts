@@ -240,7 +240,7 @@ test('bad mangle input: one line, exit 2, nothing attached', () =>
       [['eth0', '--netns', a, '--drop', '--ratio', '2'], /^tracepkt: --ratio must be a number above 0 and at most 1, not "2"\n$/],
       [['eth0', '--netns', a, '--drop', '--ttl', '5'], /^tracepkt: --drop cannot be combined with --ttl/],
       [['eth0', '--netns', a, '--drop', '--filter', 'port 99999'], /^tracepkt: bad filter "port 99999": illegal port number 99999 > 65535\n$/],
-      [['eth0', '--netns', a, '--drop', '--filter', 'ip[300] = 1'], /^tracepkt: filter "ip\[300\] = 1" cannot run in tracepkt's programs: the filter reads up to byte 301 of the packet; tracepkt's programs see its first 256\n$/],
+      [['eth0', '--netns', a, '--drop', '--filter', 'ip[300] = 1'], /^tracepkt: filter "ip\[300\] = 1" cannot run in tracepkt's programs: the filter reads up to byte 315 of the packet; tracepkt's programs see its first 256\n$/],
       [['eth0', '--netns', a, '--ttl', '0'], /^tracepkt: --ttl must be "random" or a whole number from 1 to 255, not "0"\n$/],
     ];
     for (const [args, message] of cases) {

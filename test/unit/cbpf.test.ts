@@ -157,6 +157,7 @@ test('what tracepkt cannot run is refused with one line: far reads, Linux ancill
   assert.throws(() => compilePcapFilter(native, `${hosts} or ${hosts}`, 'raw'), /^TracepktError: bad filter ".{38} \.\.\. .{38}": bad filter expression \(at most 4095 bytes\)$/);
   assert.throws(() => compilePcapFilter(native, 'tcp and', 'raw'), /^TracepktError: bad filter "tcp and": can't parse filter expression: syntax error$/);
   assert.throws(() => compilePcapFilter(native, 'vlan 10', 'raw'), /^TracepktError: bad filter "vlan 10": no VLAN support for Raw IP$/);
+  assert.throws(() => compilePcapFilter(native, 'ip6 protochain 17', 'raw'), /^TracepktError: filter "ip6 protochain 17" cannot run in tracepkt's programs: the filter loops \(as protochain does\), which the kernel cannot verify$/);
   assert.throws(() => compilePcapFilter(native, 'port 99999', 'raw'), /bad filter "port 99999": illegal port number 99999 > 65535/);
   const prog = (...insns: [number, number, number, number][]): ClassicInsn[] => insns.map(([code, jt, jf, k]) => ({ code, jt, jf, k }));
   const refused = (p: ClassicInsn[], why: RegExp) => assert.throws(() => translate(p, 'buffer', FILTER_SLOTS), (e: Error) => e instanceof FilterProgramError && why.test(e.message));
