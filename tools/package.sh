@@ -43,7 +43,7 @@ Version: $VERSION
 Architecture: amd64
 Maintainer: tracepkt developers <tracepkt@users.noreply.github.com>
 Installed-Size: $SIZE
-Depends: nodejs (>= 18), libbpf1 (>= 1:1.1), libelf1, zlib1g, iproute2, iputils-ping, nftables, util-linux, procps
+Depends: nodejs (>= 18), libbpf1 (>= 1:1.1), libelf1, zlib1g, libpcap0.8 (>= 1.10), iproute2, iputils-ping, nftables, util-linux, procps
 Recommends: iptables, bpftool
 Section: net
 Priority: optional

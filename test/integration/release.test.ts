@@ -82,6 +82,10 @@ test('release: the .deb installs into a minimal Debian 12 without a compiler, an
     assert.equal(demo.status, 0, `${demo.stdout}\n${demo.stderr}`);
     assert.match(demo.stdout, /^Verdict: delivered and answered\.$/m);
     assert.match(demo.stdout, /eth0 .*request 172\.17\.0\.1 -> 172\.17\.0\.2/);
+    // libpcap came with the package: its compiler answers (a bad expression, refused before anything loads).
+    const filter = spawnSync('chroot', [root, 'tracepkt', '--filter', 'tcp and'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(filter.status, 2, filter.stderr);
+    assert.equal(filter.stderr, 'tracepkt: bad filter "tcp and": can\'t parse filter expression: syntax error\n');
   } finally {
     for (const dir of mounted.reverse()) spawnSync('umount', ['-R', '-l', dir]);
     // Never delete through a mount that is still there (the host's /dev).
