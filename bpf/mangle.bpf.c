@@ -43,7 +43,7 @@ struct {
 #define TCP_RST 0x04
 #define TCP_CHECK_OFFSET 16
 #define RATIO_ALL 1000000
-#define HEADERS (sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + 20) /* what the actions read and write */
+#define HEADERS (sizeof(struct ethhdr) + 8 + sizeof(struct ipv6hdr) + 20) /* what the actions read and write: two tags at most */
 
 /* A packet's headers within [data, end): l4 is NULL when not reachable. */
 struct headers {
@@ -53,17 +53,38 @@ struct headers {
 	__u8 proto;
 };
 
+/* An 802.1Q / 802.1ad tag in the frame (no offload took it out): its TCI, then the protocol it carries. */
+struct vlan_tag {
+	__be16 tci;
+	__be16 proto;
+};
+
 static __always_inline bool parse(void *data, void *end, struct headers *h)
 {
 	struct ethhdr *eth = data;
+	void *l3 = eth + 1;
+	__be16 proto;
 
 	h->v4 = NULL;
 	h->v6 = NULL;
 	h->l4 = NULL;
 	if ((void *)(eth + 1) > end)
 		return false;
-	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
+	proto = eth->h_proto;
+	/* One or two tags stepped over: a filter may select by them (vlan 10), the action is on the IP packet. */
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		struct vlan_tag *tag = l3;
+
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		if ((void *)(tag + 1) > end)
+			return false;
+		proto = tag->proto;
+		l3 = tag + 1;
+	}
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
 
 		if ((void *)(ip + 1) > end || ip->ihl < 5)
 			return false;
@@ -73,8 +94,8 @@ static __always_inline bool parse(void *data, void *end, struct headers *h)
 			h->l4 = (__u8 *)ip + ip->ihl * 4;
 		return true;
 	}
-	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
 
 		if ((void *)(ip6 + 1) > end)
 			return false;

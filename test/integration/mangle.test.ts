@@ -98,6 +98,36 @@ test('tcpdump\'s language on XDP: only large echo replies are dropped, small one
     assert.equal(summary.dropped, 3);
   }));
 
+test('tcpdump\'s language on XDP, VLAN: frames tagged 10 dropped, untagged ones and those of VLAN 20 pass', (t) =>
+  withLab(async (lab) => {
+    const { a, b } = pairLab(lab);
+    const vlan = (ns: string, id: number, addr: string) => {
+      lab.ip(ns, 'link', 'add', 'link', 'eth0', 'name', `v${id}`, 'type', 'vlan', 'id', String(id));
+      lab.addr(ns, `v${id}`, addr);
+      lab.ip(ns, 'link', 'set', `v${id}`, 'up');
+    };
+    try {
+      vlan(a, 10, '10.89.10.1/24');
+    } catch {
+      t.skip('this kernel has no VLAN devices (8021q): the kernel matrix runs this on 6.1');
+      return;
+    }
+    vlan(b, 10, '10.89.10.2/24');
+    vlan(a, 20, '10.89.20.1/24');
+    vlan(b, 20, '10.89.20.2/24');
+    // The tag in the frame, where XDP reads it: no transmit VLAN offload on a's side.
+    lab.exec(a, 'ethtool', '-K', 'eth0', 'txvlan', 'off');
+    const m = await startMangle(['eth0', '--netns', b, '--drop', '--filter', 'vlan 10 and icmp']);
+    const tagged = ping(a, '10.89.10.2', '-c', '3', '-i', '0.05', '-W', '1', '-q');
+    const other = ping(a, '10.89.20.2', '-c', '3', '-i', '0.05', '-W', '1', '-q');
+    const untagged = ping(a, '10.88.0.2', '-c', '3', '-i', '0.05', '-W', '1', '-q');
+    const summary = await stopMangle(m);
+    assert.match(tagged, /3 packets transmitted, 0 received/);
+    assert.match(other, /3 packets transmitted, 3 received/);
+    assert.match(untagged, /3 packets transmitted, 3 received/);
+    assert.equal(summary.dropped, 3, 'the three requests on VLAN 10');
+  }));
+
 test('tcpdump\'s language on tc: the PSH flag set only on segments the expression selects, byte offsets and masks included', () =>
   withLab(async (lab) => {
     const { a, b } = pairLab(lab);
