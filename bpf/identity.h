@@ -416,7 +416,8 @@ static __always_inline bool match_selected(struct view *v, const struct pkt_byte
 	if (p->l4_off && is_icmp(p->t.family, p->t.proto) && is_error(p->t.family, p->l4[0]) &&
 	    parse_ip(s, n, p->l4_off + ICMP_HEADER, 1, &m->quoted) && m->quoted.t.family == p->t.family) {
 		__u32 q = p->l4_off + ICMP_HEADER;
-		struct filtered quoted = { .s = s, .n = n, .at = q, .len = v->len > q ? v->len - q : 0 };
+		/* Its length is the one it had (an error quotes only its start): what `greater` judges. */
+		struct filtered quoted = { .s = s, .n = n, .at = q, .len = m->quoted.ip_len };
 
 		read_ports(&m->quoted);
 		m->error = true;
@@ -538,7 +539,10 @@ static __always_inline bool match_probe(struct view *v, struct probe_match *m, s
 	__u32 n = 0, inner;
 
 	/* A filter that reads further than the headers gets all the bytes there are to fetch at once. */
-	s = fetch(v, buf, &n, PKT_FIRST);
+	if (CFG.match == TP_MATCH_FILTER && CFG.filter_reach > PKT_FIRST)
+		s = fetch(v, buf, &n, PKT_BYTES);
+	else
+		s = fetch(v, buf, &n, PKT_FIRST);
 	if (!s || !parse_ip(s, n, 0, 1, p))
 		return false;
 	read_ports(p);

@@ -208,13 +208,15 @@ int mangle_tc(struct __sk_buff *skb)
 	struct headers h;
 	void *data, *end;
 	bool altered = false;
+	__u32 want;
 
 	if (!c)
 		return TC_ACT_UNSPEC;
 	c->seen++;
 	/* The headers in the linear part, where they can be read and written, and what the filter reads
 	 * (short packets: as they are). */
-	bpf_skb_pull_data(skb, CFG.filter_reach > HEADERS ? CFG.filter_reach : HEADERS);
+	want = CFG.filter_reach > HEADERS ? CFG.filter_reach : HEADERS;
+	bpf_skb_pull_data(skb, want < skb->len ? want : skb->len); /* more than there is would pull nothing */
 	data = (void *)(long)skb->data;
 	end = (void *)(long)skb->data_end;
 	if (!parse(data, end, &h) || !selected(&h, data, end, skb->len) || (c->selected++, !by_chance()))

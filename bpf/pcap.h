@@ -41,7 +41,9 @@ static __noinline int pcap_filter(const void *a, __u64 b, __u32 at, __u32 len)
 		     ".rept " TP_XSTR(TP_FILTER_PLACEHOLDER_JUMPS) "\n"
 		     "goto +0;\n"
 		     ".endr\n"
-		     /* Written, as far as clang knows: a caller must not expect r1-r5 kept (the verifier does not). */
+		     /* Written, as far as clang knows: a caller must not expect r1-r5 kept (the verifier does
+		      * not). r6-r9 are written too, and not said: the kernel keeps them for the caller across
+		      * the call, and nothing of clang's runs between the asm and the exit. */
 		     : "=r"(r0), "+r"(r1), "+r"(r2), "+r"(r3), "+r"(r4)
 		     :
 		     : "r5", "memory");

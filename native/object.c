@@ -112,7 +112,13 @@ static napi_value js_open(napi_env env, napi_callback_info info)
 		return throw_errno(env, "calloc", ENOMEM, NULL);
 	log_reset();
 	if (bytes) {
-		LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = path);
+		/* Named as libbpf names a file (its base name up to the first dot): the maps' kernel names
+		 * (tracepkt.rodata...) are what tools and the tests know ours by. */
+		char name[64];
+		const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+		LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(base, "."), base);
 
 		/* A copy of our own: the Buffer may move or go while libbpf still reads the ELF. */
 		if (!(o->image = malloc(size))) {

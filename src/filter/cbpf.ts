@@ -146,17 +146,22 @@ export function checkClassic(prog: readonly ClassicInsn[]): boolean[] {
 }
 
 /**
- * The furthest byte of the packet the filter may read (plus one). Indirect
- * loads count X as libpcap sets it (an IPv4 header's length); where X comes
- * from elsewhere, a load past the bytes fetched simply does not match.
+ * The furthest byte of the packet the filter may read (plus one), so that
+ * the programs fetch (tracing) or make readable (mangle's transmit path) that
+ * much. Indirect loads count X as an IPv4 header's length (4 * ihl, at most
+ * 60) where only that sets X (`ldx 4*([k]&0xf)`); where X comes from
+ * anything else (`tax`: an offset computed from the packet, as in
+ * `tcp[(tcp[12] & 0xf0) >> 2]`), it could be anywhere: everything the
+ * programs can read.
  */
 export function reach(prog: readonly ClassicInsn[]): number {
   let far = 0;
+  const xFromHeaderLength = prog.every((i) => !(cls(i.code) === LDX && mode(i.code) !== MSH) && i.code !== (MISC | TAX));
   for (const i of prog) {
     const c = cls(i.code);
     const m = mode(i.code);
     if (c === LD && m === ABS) far = Math.max(far, i.k + bytesOf(i.code));
-    if (c === LD && m === IND) far = Math.max(far, INDEX_MAX + i.k + bytesOf(i.code));
+    if (c === LD && m === IND) far = Math.max(far, xFromHeaderLength ? INDEX_MAX + i.k + bytesOf(i.code) : PACKET_REACH);
     if (c === LDX && m === MSH) far = Math.max(far, i.k + 1);
   }
   return far;
@@ -367,7 +372,13 @@ export function translate(prog: readonly ClassicInsn[], access: Access, slots: n
         const o = op(i.code);
         if (o === NEG) emit(ins(E.ALU | NEG, R.A, 0, 0, 0));
         else if (src(i.code) === K) emit(alu32(o, R.A, i.k));
-        else {
+        else if (o === LSH || o === RSH) {
+          // Classic BPF shifts by 32 or more to 0; eBPF (and x86) would shift by X & 31.
+          emit(ins(E.JMP32 | JGT | K, R.X, 0, 2, 31));
+          emit(alu32x(o, R.A, R.X));
+          emit(ins(E.JMP | JA, 0, 0, 1, 0));
+          emit(alu32(E.MOV, R.A, 0));
+        } else {
           // Classic BPF ends the program on a division by 0; eBPF would go on with 0.
           if (o === DIV || o === MOD) fail(ins(E.JMP32 | JEQ | K, R.X, 0, 0, 0));
           emit(alu32x(o, R.A, R.X));
@@ -402,9 +413,13 @@ export function translate(prog: readonly ClassicInsn[], access: Access, slots: n
         return;
     }
   });
+  // The shared "no match" of loads past the readable bytes and divisions by 0, where some instruction
+  // goes there: an instruction nothing reaches would make the verifier refuse the program.
   const failAt = body.length;
-  emit(alu32(E.MOV, R.ret, 0));
-  emit(ins(E.JMP | JA, 0, 0, 0, 0), 'end');
+  if (body.some((p) => p.target === 'fail')) {
+    emit(alu32(E.MOV, R.ret, 0));
+    emit(ins(E.JMP | JA, 0, 0, 0, 0), 'end');
+  }
 
   if (body.length > slots) {
     throw new FilterProgramError(`the filter takes ${body.length} kernel instructions; tracepkt's programs hold ${slots}`);

@@ -19,7 +19,7 @@ import { findSlot, placeFilter } from '../../src/bpf/filter-slot';
 import { TracepktError } from '../../src/errors';
 import { bpfObjectPath, loadNative } from '../../src/native';
 import { FIXTURES } from '../fixtures';
-import { runEbpf } from './ebpf-machine';
+import { checkReachable, runEbpf } from './ebpf-machine';
 
 const native = loadNative();
 const { frames } = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'packets.json'), 'utf8')) as { frames: { frame: string; wireLen: number }[] };
@@ -55,6 +55,9 @@ const EXPRESSIONS = [
   'ip[2:2] / 4 > 300',
   'udp[8:4] = 0x70726f62',
   'icmp and ip[0] & 0xf > 5',
+  'ip[0] << ip[1] == 0 and ip[0] >> (ip[9] + 32) == 0',
+  'tcp[(tcp[12] & 0xf0) >> 2] == 0x68',
+  'len > 100',
 ];
 
 /** Frames (1-based) that tcpdump itself selects from a capture file of these packets: each is stamped with its number as its time. */
@@ -186,6 +189,16 @@ test('arithmetic the kernel would end: division by X = 0 returns 0, as classic B
   assert.deepEqual(checkClassic(skip), [true, false, true]);
   assert.equal(runEbpf(translate(skip, 'buffer', FILTER_SLOTS), { access: 'buffer', bytes: Buffer.alloc(4), n: 4, at: 0, len: 4 }), 9);
   assert.equal(reach(compilePcapFilter(native, 'tcp[13] = 2', 'raw').classic), 60 + 13 + 1, 'an indirect load counts the longest IPv4 header');
+  assert.equal(reach(compilePcapFilter(native, 'tcp[(tcp[12] & 0xf0) >> 2] = 0x68', 'raw').classic), PACKET_REACH, 'an offset computed from the packet: anywhere');
+  assert.equal(reach(compilePcapFilter(native, 'greater 1000', 'ethernet').classic), 0, 'no byte read');
+  // A shift by X of 32 or more is 0, as in classic BPF and tcpdump (not X & 31, as eBPF shifts).
+  const shift = prog([0x00, 0, 0, 5], [0x01, 0, 0, 33], [0x6c, 0, 0, 0], [0x16, 0, 0, 0]);
+  assert.equal(runClassic(shift, Buffer.alloc(4)), 0);
+  assert.equal(runEbpf(translate(shift, 'buffer', FILTER_SLOTS), { access: 'buffer', bytes: Buffer.alloc(4), n: 4, at: 0, len: 4 }), 0);
+  // A filter that reads nothing of the packet has no "past the end" to fail to: no instruction is left unreachable.
+  for (const expr of ['greater 1000', 'less 80', 'len > 100']) {
+    checkReachable(translate(compilePcapFilter(native, expr, 'ethernet').classic, 'packet', FILTER_SLOTS));
+  }
   assert.ok(PACKET_REACH >= 60 + 20 + 40, 'a TCP header behind the longest IPv4 header fits');
 });
 

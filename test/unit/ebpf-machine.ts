@@ -41,8 +41,33 @@ export interface PacketCall {
   len: number;
 }
 
+/**
+ * Throws unless every instruction can be reached from the first and every jump lands inside the
+ * slot or on its exit: the kernel's check_cfg refuses unreachable instructions.
+ */
+export function checkReachable(prog: readonly EbpfInsn[]): void {
+  const seen = new Array<boolean>(prog.length).fill(false);
+  const todo = [0];
+  while (todo.length) {
+    const pc = todo.pop()!;
+    if (pc === prog.length) continue; // the exit
+    if (pc < 0 || pc > prog.length) throw new Error(`a jump to ${pc}, outside the slot`);
+    if (seen[pc]) continue;
+    seen[pc] = true;
+    const i = prog[pc];
+    const cls = i.code & 0x07;
+    const isJump = cls === E.JMP || cls === E.JMP32;
+    if (isJump && (i.code & 0xf0) === 0x00) todo.push(pc + 1 + i.off);
+    else if (isJump) todo.push(pc + 1 + i.off, pc + 1);
+    else todo.push(pc + 1);
+  }
+  const unreached = seen.indexOf(false);
+  if (unreached >= 0) throw new Error(`instruction ${unreached} cannot be reached: the verifier would refuse the program`);
+}
+
 /** Runs `prog` (the slot's instructions; index prog.length is the placeholder's exit). Returns r0. */
 export function runEbpf(prog: readonly EbpfInsn[], call: BufferCall | PacketCall): number {
+  checkReachable(prog);
   const r: Value[] = new Array(11).fill(0n);
   const stack = new Map<number, number>(); // 32-bit words by offset from r10
   let memory: Buffer;
