@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include "napi.h"
 
 /* ---- errors (errors.c) ---- */
 
@@ -29,18 +30,6 @@ int collect_print(enum libbpf_print_level level, const char *fmt, va_list ap);
 void log_reset(void);
 const char *log_current(void);
 char *log_take(void);
-/* An Error "op: strerror" with .op, .errno and, where log is not NULL, .log. */
-napi_value errno_error(napi_env env, const char *op, int err, const char *log);
-napi_value throw_errno(napi_env env, const char *op, int err, const char *log);
-napi_value throw_type(napi_env env, const char *msg);
-int get_string(napi_env env, napi_value v, char *buf, size_t size);
-
-#define ARGS(n)                                                                 \
-	size_t argc = n;                                                        \
-	napi_value argv[n];                                                     \
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok ||  \
-	    argc < n)                                                           \
-		return throw_type(env, "wrong number of arguments");
 
 /*
  * Handles are externals with a type tag, checked on every call: an object
@@ -110,10 +99,6 @@ struct watch *get_watch(napi_env env, napi_value v, const napi_type_tag *tag);
 
 /* ---- what each unit exports to JavaScript, a table ending in { NULL } ---- */
 
-struct addon_fn {
-	const char *name;
-	napi_callback fn;
-};
 
 extern const struct addon_fn object_fns[], links_fns[], watch_fns[], ring_fns[], netns_fns[], netlink_fns[], programs_fns[], pcap_fns[];
 

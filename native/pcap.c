@@ -6,32 +6,12 @@
  * "dead" handle of the link type the hook sees is enough to compile. What
  * runs in the kernel is decided in TypeScript (src/filter/).
  */
-/*
- * Not addon.h: libpcap's classic struct bpf_insn and the kernel's eBPF one
- * (which libbpf's headers bring) share a name. What this unit needs of the
- * addon's is declared here.
- */
+/* Not addon.h: it brings libbpf's headers, whose eBPF struct bpf_insn libpcap's classic one clashes with. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <node_api.h>
 #include <pcap/pcap.h>
-
-struct addon_fn {
-	const char *name;
-	napi_callback fn;
-};
-
-napi_value throw_errno(napi_env env, const char *op, int err, const char *log);
-napi_value throw_type(napi_env env, const char *msg);
-int get_string(napi_env env, napi_value v, char *buf, size_t size);
-
-#define ARGS(n)                                                                 \
-	size_t argc = n;                                                        \
-	napi_value argv[n];                                                     \
-	if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok ||  \
-	    argc < n)                                                           \
-		return throw_type(env, "wrong number of arguments");
+#include "napi.h"
 
 /* Big enough for any packet: `greater`/`less` and the return value do not depend on it. */
 #define FILTER_SNAPLEN 262144
