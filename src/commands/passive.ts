@@ -7,7 +7,7 @@
 import { shown } from '../render/shown';
 import type { KernelFilter } from '../bpf/config';
 import { loadTracingObject } from '../bpf/tracing-object';
-import { compilePcapFilter } from '../filter/pcap';
+import { blameFilter, compilePcapFilter } from '../filter/pcap';
 import { loadNative } from '../native';
 import { requireTracingPrivileges } from '../privileges';
 import type { Journey } from '../flows';
@@ -38,7 +38,10 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   preloaded.catch(() => {}); // its failure is reported by createTracer below
   const [{ FlowJourneys }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel, TableRenderer }, { ansi, plain }, { HopChain, tidy }, { createTracer }] =
     await Promise.all([import('../flows'), import('../render/json'), import('../render/table'), import('../render/colour'), import('../tidy'), import('../tracer')]);
-  const tracer = await createTracer({ filter, routes: false, preloaded });
+  const tracer = await createTracer({ filter, routes: false, preloaded }).catch(async (err) => {
+    // A filter the verifier refuses is said as such: the same programs without it are loaded to know.
+    throw await blameFilter(err, pcap, async () => (await loadTracingObject({ filter: { ...filter, pcap: undefined }, routes: false })).close());
+  });
   const journeys = new FlowJourneys(o.idleMs ?? 1000);
   const hops = new HopChain();
   const table = new TableRenderer(o.colour ? ansi : plain);

@@ -6,7 +6,7 @@
  * object is opened. Everything here happens before anything is attached, so
  * a bad expression changes nothing.
  */
-import { TracepktError } from '../errors';
+import { BpfError, TracepktError } from '../errors';
 import type { Native } from '../native';
 import { Limits } from '../bpf/layout';
 import { type Access, type ClassicInsn, decodeClassic, encodeEbpf, FilterProgramError, reach, translate } from './cbpf';
@@ -54,4 +54,27 @@ export function compilePcapFilter(native: Native, expression: string, linktype: 
     if (err instanceof FilterProgramError) throw new TracepktError(`filter ${quoted(expression)} cannot run in tracepkt's programs: ${err.message}`);
     throw err;
   }
+}
+
+/** errnos of a program the verifier refused: EACCES, EINVAL, E2BIG (too complex). */
+const REFUSED = new Set([13, 22, 7]);
+
+/**
+ * A load that failed with `pcap` placed in the programs: when the same
+ * programs load without it (`loadsWithout` resolves), the verifier refused
+ * the filter, and the user hears so, with the verifier's last word; else the
+ * failure is not the filter's and is returned as it was.
+ */
+export async function blameFilter(err: unknown, pcap: PcapFilter, loadsWithout: () => Promise<void>): Promise<unknown> {
+  if (!(err instanceof BpfError) || !REFUSED.has(err.errno)) return err;
+  try {
+    await loadsWithout();
+  } catch {
+    return err;
+  }
+  const said = err.log
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(libbpf:|--|processed \d|verification time|stack depth|;)/.test(l));
+  return new TracepktError(`the kernel's verifier refused filter ${quoted(pcap.expression)}: ${said.pop() ?? 'it gave no reason'}`);
 }

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { placeFilter } from '../bpf/filter-slot';
-import { FILTER_SLOTS } from '../filter/pcap';
+import { blameFilter, FILTER_SLOTS } from '../filter/pcap';
 import { BPF_TCX_EGRESS, BPF_XDP, MANGLE_NAMES, MANGLE_STATS } from '../bpf/layout';
 import { BpfObject } from '../bpf/object';
 import { BpfError, TracepktError } from '../errors';
@@ -35,14 +35,26 @@ export class Mangler {
     private readonly legacy?: LegacyFilter,
   ) {}
 
-  static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
+  /** The program for `spec`, loaded and attached nowhere yet (closed again if the kernel refuses it). */
+  static async load(spec: MangleSpec, native: Native = loadNative()): Promise<BpfObject> {
     const file = objectFor(MANGLE_NAMES.object, await bpfSupportOnce(native));
     const obj = new BpfObject(native, file, spec.pcap ? placeFilter(fs.readFileSync(file), spec.pcap.code, FILTER_SLOTS, file) : undefined);
     try {
       obj.setGlobal(MANGLE_NAMES.config, encodeMangleConfig(spec));
-      const prog = spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp;
-      obj.selectPrograms([prog]);
+      obj.selectPrograms([spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp]);
       await obj.loadAsync();
+      return obj;
+    } catch (err) {
+      obj.close();
+      // A filter the verifier refuses is said as such: the same program without it is loaded to know.
+      throw spec.pcap ? await blameFilter(err, spec.pcap, async () => (await Mangler.load({ ...spec, pcap: undefined }, native)).close()) : err;
+    }
+  }
+
+  static async attach(target: MangleTarget, spec: MangleSpec, native: Native = loadNative()): Promise<Mangler> {
+    const obj = await Mangler.load(spec, native);
+    const prog = spec.egress ? MANGLE_NAMES.tc : MANGLE_NAMES.xdp;
+    try {
       // Interface indexes and links belong to the namespace the thread is in.
       if (target.netns) native.enterNetns(target.netns);
       let tcxRefused = false;

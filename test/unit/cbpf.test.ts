@@ -14,9 +14,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkClassic, type ClassicInsn, decodeClassic, FilterProgramError, PACKET_REACH, reach, runClassic, translate } from '../../src/filter/cbpf';
-import { compilePcapFilter, FILTER_SLOTS } from '../../src/filter/pcap';
+import { blameFilter, compilePcapFilter, FILTER_SLOTS } from '../../src/filter/pcap';
 import { findSlot, placeFilter } from '../../src/bpf/filter-slot';
-import { TracepktError } from '../../src/errors';
+import { BpfError, TracepktError } from '../../src/errors';
 import { bpfObjectPath, loadNative } from '../../src/native';
 import { FIXTURES } from '../fixtures';
 import { checkReachable, runEbpf } from './ebpf-machine';
@@ -220,4 +220,24 @@ test('the slot in every object that takes a filter: one, as bpf/pcap.h builds it
   damaged[at + 100 * 8] = 0xb7;
   assert.throws(() => findSlot(damaged, FILTER_SLOTS, 'x.o'), /^TracepktError: x\.o: the filter slot is not as bpf\/pcap\.h builds it \(rebuild it: make\)$/);
   assert.throws(() => findSlot(Buffer.alloc(64), FILTER_SLOTS, 'y.o'), /y\.o: no single filter slot/);
+});
+
+test('a filter the verifier refuses is named, with its last word, only when the programs load without it', async () => {
+  const pcap = compilePcapFilter(native, 'icmp', 'ethernet');
+  const log = [
+    'libbpf: prog \'mangle_xdp\': BPF program load failed: Permission denied',
+    '-- BEGIN PROG LOAD LOG --',
+    '1193: (69) r6 = *(u16 *)(r1 +12)',
+    "R1 invalid mem access 'scalar'",
+    'processed 1066 insns (limit 1000000) max_states_per_insn 1 total_states 130 peak_states 130 mark_read 0',
+    '-- END PROG LOAD LOG --',
+    "libbpf: prog 'mangle_xdp': failed to load: -13",
+  ].join('\n');
+  const refused = new BpfError('bpf_object__load', 13, log, 'cannot load mangle.bpf.o');
+  const blamed = await blameFilter(refused, pcap, async () => {});
+  assert.ok(blamed instanceof TracepktError);
+  assert.equal(blamed.message, 'the kernel\'s verifier refused filter "icmp": R1 invalid mem access \'scalar\'');
+  assert.equal(await blameFilter(refused, pcap, async () => Promise.reject(new Error('refused too'))), refused, 'refused without the filter too: not the filter\'s fault');
+  const denied = new BpfError('bpf_object__load', 1, '', 'cannot load mangle.bpf.o');
+  assert.equal(await blameFilter(denied, pcap, async () => assert.fail('not asked: EPERM is no verdict on the filter')), denied);
 });
