@@ -208,7 +208,7 @@ test('the slot in every object that takes a filter: one, as bpf/pcap.h builds it
     const image = fs.readFileSync(file);
     const at = findSlot(image, FILTER_SLOTS, file);
     const f = compilePcapFilter(native, 'tcp[tcpflags] & tcp-syn != 0', name.startsWith('mangle') ? 'ethernet' : 'raw');
-    const placed = placeFilter(image, f.code, FILTER_SLOTS, file);
+    const placed = placeFilter(Buffer.from(image), f.code, FILTER_SLOTS, file);
     assert.equal(placed.length, image.length);
     assert.deepEqual(placed.subarray(0, at), image.subarray(0, at), `${name}: before the slot`);
     assert.deepEqual(placed.subarray(at + FILTER_SLOTS * 8), image.subarray(at + FILTER_SLOTS * 8), `${name}: after it`);
