@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import type { DropEvent, HopEvent } from '../../src/events';
+import type { Lab } from '../../src/lab/lab';
 import { finished, routerLab, runCli, startCli, tcpServer, withLab } from './helpers';
 
 /** The router's conntrack table, as conntrack-tools lists it (one line per entry). */
@@ -16,6 +17,12 @@ const conntrackList = (ns: string, ...args: string[]) => execFileSync('ip', ['ne
 const invalidCount = (ns: string) =>
   [...execFileSync('ip', ['netns', 'exec', ns, 'conntrack', '-S'], { encoding: 'utf8' }).matchAll(/\binvalid=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
 
+/**
+ * The probe resets its connection once answered, and conntrack forgets a closed one after 10 s: on a
+ * slow kernel (the matrix's guests) a witness reading the table after the run would come too late.
+ */
+const keepClosedEntries = (lab: Lab, ns: string) => lab.sysctl(ns, 'net.netfilter.nf_conntrack_tcp_timeout_close', 600);
+
 const hopAt = (run: { events: HopEvent[] }, ns: string, ifname: string, hook: string, flags: string) =>
   run.events.find((e) => e.netns_name === ns && e.ifname === ifname && e.hook === hook && e.tcp_flags === flags);
 
@@ -23,6 +30,7 @@ test('conntrack on a TCP probe’s hops through a stateful router: new, then est
   withLab(async (lab) => {
     const topo = routerLab(lab);
     lab.exec(topo.r, 'nft', 'add table inet tpkt_state; add chain inet tpkt_state forward { type filter hook forward priority 0; policy drop; }; add rule inet tpkt_state forward ct state established,related accept; add rule inet tpkt_state forward tcp dport 8080 ct state new accept');
+    keepClosedEntries(lab, topo.r);
     const stop = await tcpServer(topo.b, 8080);
     try {
       const run = await runCli(['--json', '--timeout', '5', '--tcp', '8080', '--from', topo.a, topo.v4]);
@@ -67,9 +75,7 @@ test('a published port: the DNAT mapping on the hop where conntrack made it, the
   withLab(async (lab) => {
     const topo = routerLab(lab);
     lab.exec(topo.r, 'nft', 'add table ip tpkt_pub; add chain ip tpkt_pub pre { type nat hook prerouting priority -100; }; add rule ip tpkt_pub pre tcp dport 9090 dnat to 10.0.2.2:8080');
-    // The probe resets its connection once answered, and conntrack forgets a closed one after 10 s: on a
-    // slow kernel (the matrix's guests) the witness below would come too late to see it.
-    lab.sysctl(topo.r, 'net.netfilter.nf_conntrack_tcp_timeout_close', 600);
+    keepClosedEntries(lab, topo.r);
     const stop = await tcpServer(topo.b, 8080);
     // Other clients from the same namespace to the same published port, all along: the same DNAT, other entries.
     const others = spawn('ip', ['netns', 'exec', topo.a, process.execPath, '-e', "setInterval(() => require('net').connect(9090, '10.0.1.1').on('error', () => {}).on('data', () => {}), 20)"], { stdio: 'ignore' });
