@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { bridgeLab, eventually, finished, netnsInode, ourKernelObjects, routerLab, startCli, tcpServer, withLab } from './helpers';
+import { bridgeLab, capture, eventually, finished, netnsInode, ourKernelObjects, routerLab, startCli, tcpServer, withLab } from './helpers';
 import { passiveCommand } from '../../src/commands/passive';
 
 test('only traffic matching the filter is traced; it comes as journeys; --count ends the run', () =>
@@ -46,23 +46,6 @@ test('only traffic matching the filter is traced; it comes as journeys; --count 
     }
   }));
 
-/** tcpdump on one interface of a namespace with a filter, until stop(): the packets it saw there, a line each. */
-async function tcpdumpOn(ns: string, dev: string, expr: string): Promise<() => Promise<string[]>> {
-  const dump = spawn('ip', ['netns', 'exec', ns, 'tcpdump', '-i', dev, '-n', '-l', '-q', expr], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  dump.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));
-  await new Promise<void>((resolve, reject) => {
-    dump.stderr!.setEncoding('utf8').on('data', (s: string) => s.includes('listening on') && resolve());
-    dump.once('exit', () => reject(new Error(`tcpdump "${expr}" did not start`)));
-  });
-  return async () => {
-    const exited = new Promise((resolve) => dump.once('exit', resolve));
-    dump.kill('SIGINT');
-    await exited;
-    return out.split('\n').filter(Boolean);
-  };
-}
-
 test('tcpdump\'s language: seven runs at once, each with an expression the old filters lacked, trace what it selects and nothing else; tcpdump agrees packet for packet', () =>
   withLab(async (lab) => {
     const topo = routerLab(lab);
@@ -88,7 +71,7 @@ test('tcpdump\'s language: seven runs at once, each with an expression the old f
           }),
         ),
       );
-      const dumps = await Promise.all(witnessed.map((name) => tcpdumpOn(topo.b, 'eth0', filters[name])));
+      const dumps = await Promise.all(witnessed.map((name) => capture(topo.b, 'eth0', filters[name])));
       // Everything, once: TCP over IPv4 and IPv6 with data, small and large pings, UDP into and beside
       // the range (one Python process: quicker to start than Node under the kernel matrix's emulation).
       const traffic = [
@@ -101,7 +84,7 @@ test('tcpdump\'s language: seven runs at once, each with an expression the old f
       execFileSync('ip', ['netns', 'exec', topo.a, 'ping', '-c', '2', '-i', '0.2', '-q', topo.v4], { stdio: 'ignore' });
       execFileSync('ip', ['netns', 'exec', topo.a, 'ping', '-c', '1', '-s', '1200', '-q', topo.v4], { stdio: 'ignore' });
       await new Promise((resolve) => setTimeout(resolve, 1500)); // the last journeys close (1 s idle)
-      const seenByTcpdump = await Promise.all(dumps.map((d) => d()));
+      const seenByTcpdump = await Promise.all(dumps.map((d) => d.stop()));
       const out: Record<string, Record<string, any>[]> = {};
       for (const [name, { child, done }] of Object.entries(runs)) {
         child.kill('SIGINT');
