@@ -166,9 +166,16 @@ export interface TableVerdictEvent extends PacketFields {
   verdict: number;
 }
 
-/** The kernel freed the probe's packet as dropped (tracepoint skb:kfree_skb). */
 /** DropEvent.reason where the kernel gives none (kfree_skb before 5.17): the place alone names the drop. */
 export const NO_REASON_GIVEN = 'no reason given by this kernel';
+
+/**
+ * No reason named: none at all (before 5.17), or NOT_SPECIFIED (what plain
+ * kfree_skb() reports since, e.g. the neighbour layer giving up on 6.1).
+ */
+export const reasonUnnamed = (reason: string) => reason === NO_REASON_GIVEN || reason === 'NOT_SPECIFIED';
+
+/** The kernel freed the probe's packet as dropped (tracepoint skb:kfree_skb). */
 
 export interface DropEvent extends PacketFields {
   kind: 'drop';

@@ -5,7 +5,7 @@
  * its queue on close) not shown as drops on the path.
  */
 import { withPort } from './addr';
-import { NO_REASON_GIVEN, type HopEvent, type RouteEvent, type TraceEvent } from './events';
+import { NO_REASON_GIVEN, reasonUnnamed, type HopEvent, type RouteEvent, type TraceEvent } from './events';
 import { isIcmp } from './ip';
 
 /** Drop reasons that mean "delivered, then discarded with its socket". */
@@ -31,7 +31,7 @@ const rawPingLeftover = (e: TraceEvent) =>
  * to the sender's socket) without a reason; later kernels consume it.
  */
 const handledIcmpv6 = (e: TraceEvent) =>
-  e.kind === 'drop' && e.dir === 'error' && (e.reason === 'NOT_SPECIFIED' || e.reason === NO_REASON_GIVEN) && /^icmpv6_rcv\b/.test(e.location);
+  e.kind === 'drop' && e.dir === 'error' && reasonUnnamed(e.reason) && /^icmpv6_rcv\b/.test(e.location);
 
 /** Freed after it was delivered: not a drop on the way. */
 export const freedAfterDelivery = (e: TraceEvent): boolean =>

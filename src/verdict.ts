@@ -8,7 +8,7 @@
 import { resolution } from './addr';
 import { describeConntrack } from './conntrack';
 import { describeProgram } from './kernel/attached-programs';
-import { NO_REASON_GIVEN, type BpfProgramOnPath, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type ProgramReturn, type RouteEvent, type TraceEvent } from './events';
+import { NO_REASON_GIVEN, reasonUnnamed, type BpfProgramOnPath, type DropEvent, type HopEvent, type NeighbourEvent, type NetfilterEvent, type ProgramReturn, type RouteEvent, type TraceEvent } from './events';
 import { describeIcmpError } from './icmp';
 import { probeSeq } from './journey';
 import { chainLabel, decidedBy } from './netfilter/describe';
@@ -90,7 +90,7 @@ const TC_EGRESS_PLACE = /^(sch_handle_egress)/;
  * could have dropped it. Null for other drops.
  */
 function bpfHookDrop(d: DropEvent, events: readonly TraceEvent[], programs: readonly BpfProgramOnPath[] | undefined, lost: number | undefined): string | null {
-  const reason = d.reason === NO_REASON_GIVEN || d.reason === 'NOT_SPECIFIED' ? '' : d.reason;
+  const reason = reasonUnnamed(d.reason) ? '' : d.reason;
   const hook = reason === 'XDP' || XDP_PLACE.test(d.location) ? 'xdp'
     : reason === 'TC_INGRESS' || TC_INGRESS_PLACE.test(d.location) ? 'ingress'
     : reason === 'TC_EGRESS' || TC_EGRESS_PLACE.test(d.location) ? 'egress'
@@ -203,8 +203,8 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
   if (failed) return routeFailure(failed, down);
-  // Before 5.17 no reason: the place says the neighbour layer gave up on it.
-  const placeOnly = d.reason === NO_REASON_GIVEN;
+  // No reason named (none before 5.17, NOT_SPECIFIED on 6.1): the place says the neighbour layer gave up on it.
+  const placeOnly = reasonUnnamed(d.reason);
   if (d.reason.startsWith('NEIGH_') || (placeOnly && /^(neigh_invalidate|__neigh_event_send|neigh_flush|neigh_destroy)\b/.test(d.location))) {
     // Where the packet was queued, the kernel named the next hop; else the route lookup made for it.
     const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && e.netns === d.netns && e.time_ns <= d.time_ns).pop();
@@ -222,7 +222,7 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   const tunnel = tunnelDrop(d);
   if (tunnel) return tunnel;
   // Freed inside conntrack itself (its table full, a confirmation that lost a race, a helper).
-  if (CONNTRACK_PLACE.test(d.location)) return `conntrack dropped it (${placeOnly ? 'this kernel gives no reason' : d.reason})`;
+  if (CONNTRACK_PLACE.test(d.location)) return `conntrack dropped it (${placeOnly ? 'the kernel gives no reason' : d.reason})`;
   // The kernel told the sender why, in an ICMP error from here: its words beat the reason's.
   const told = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && e.netns === d.netns);
   if (told) return icmpError(told);

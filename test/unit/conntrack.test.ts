@@ -92,5 +92,5 @@ test('a rule that matched on conntrack state: its words, with the entry the drop
   // Passive journeys: the drop alone.
   assert.equal(dropSentence(drop), 'request dropped in namespace r at nft_do_chain: netfilter drop; it had no conntrack entry there (conntrack does not run there, or found it invalid)');
   // Freed inside conntrack itself.
-  assert.equal(dropSentence({ ...drop, reason: 'NOT_SPECIFIED', location: '__nf_conntrack_confirm+0x1a0', conntrack: entry }), 'request dropped in namespace r at __nf_conntrack_confirm: conntrack dropped it (NOT_SPECIFIED); its conntrack entry there: new (original direction)');
+  assert.equal(dropSentence({ ...drop, reason: 'NOT_SPECIFIED', location: '__nf_conntrack_confirm+0x1a0', conntrack: entry }), 'request dropped in namespace r at __nf_conntrack_confirm: conntrack dropped it (the kernel gives no reason); its conntrack entry there: new (original direction)');
 });
