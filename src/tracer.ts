@@ -17,7 +17,7 @@ import { routeStacks } from './kernel/route-purpose';
 import { traceProgramReturns, type ProgramTarget, type ProgramTracing } from './kernel/program-returns';
 import { describeError } from './errors';
 import type { DropEvent, KernelEvent, RouteEvent } from './events';
-import { loadTableNames, lookUpDropNames, nameDropCached, nameRoute, tableNamesLoaded } from './kernel/names';
+import { loadTableNames, lookUpKernelNames, nameDropCached, nameRoute, systemKallsyms, tableNamesLoaded } from './kernel/names';
 import { NetnsResolver, type KnownNetns } from './names/netns';
 import { loadNative, type Native, type WatchHandle } from './native';
 import { traceMarkerExpressions, tracePortExpressions } from './netfilter/nftables';
@@ -128,7 +128,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
         if (tableNamesLoaded()) nameRoute(ev);
         else named = false;
         const stack = routeStackIds.get(ev);
-        if (stack !== undefined) this.readStack(ev, stack);
+        // Its callers are named in the same pass over kallsyms as the drops' places: one pass per trace, not two.
+        if (stack !== undefined && !this.readStack(ev, stack)) named = false;
       }
       if (!named) this.unnamed.add(ev);
       this.queue.push(ev);
@@ -142,12 +143,15 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.wake?.();
   }
 
-  /** A route lookup's caller chain, read from tp_stacks while the object lives (a map lookup, no file). */
-  private readStack(ev: RouteEvent, id: number): void {
+  /**
+   * A route lookup's caller chain, read from tp_stacks while the object lives
+   * (a map lookup, no file). True when its frames' names are known already.
+   */
+  private readStack(ev: RouteEvent, id: number): boolean {
     const key = Buffer.alloc(4);
     key.writeUInt32LE(id);
     const value = this.obj.lookup(BPF_NAMES.stacks, key);
-    if (!value) return;
+    if (!value) return true;
     const frames: bigint[] = [];
     for (let off = 0; off + 8 <= value.length; off += 8) {
       const ip = value.readBigUInt64LE(off);
@@ -155,6 +159,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       frames.push(ip);
     }
     routeStacks.set(ev, frames);
+    return frames.every((ip) => systemKallsyms().cached(ip) !== undefined);
   }
 
   /** Looks up what the waiting events need (namespaces, drop reasons and places, table names), asynchronously. */
@@ -166,7 +171,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       // A scan already under way when these came may not have looked for them: then one more.
       if (waiting.some((e) => this.resolver.cached(e.netns) === undefined)) await this.resolver.scanAsync().catch(() => undefined);
       const drops = waiting.filter((e): e is DropEvent => e.kind === 'drop');
-      await Promise.all([drops.length ? lookUpDropNames(drops) : undefined, loadTableNames()]);
+      const callers = waiting.flatMap((e) => (e.kind === 'route' && routeStacks.get(e)) || []);
+      await Promise.all([drops.length || callers.length ? lookUpKernelNames(drops, callers) : undefined, loadTableNames()]);
     })()
       .catch(() => undefined) // what could not be looked up stays a number: never a reason to stop
       .finally(() => {

@@ -29,7 +29,7 @@ export function nameDrop(ev: DropEvent): void {
 
 /**
  * Names a drop from what is already known, touching no file: false when its
- * reason or code address still has to be looked up (lookUpDropNames).
+ * reason or code address still has to be looked up (lookUpKernelNames).
  */
 export function nameDropCached(ev: DropEvent): boolean {
   if (!isAddress(ev.location)) return true; // named already
@@ -41,10 +41,14 @@ export function nameDropCached(ev: DropEvent): boolean {
   return true;
 }
 
-/** Reads what naming these drops needs (BTF's reasons, kallsyms for their addresses) without blocking. */
-export async function lookUpDropNames(drops: readonly DropEvent[]): Promise<void> {
+/**
+ * Reads what naming these drops needs (BTF's reasons, kallsyms for their
+ * addresses) without blocking; `callers`: more code addresses to name in the
+ * same pass (route lookups' caller chains).
+ */
+export async function lookUpKernelNames(drops: readonly DropEvent[], callers: readonly bigint[] = []): Promise<void> {
   const addresses = drops.filter((d) => isAddress(d.location)).map((d) => BigInt(d.location));
-  await Promise.all([kernelDropReasonsAsync(), systemKallsyms().symbolizeAll(addresses)]);
+  await Promise.all([drops.length ? kernelDropReasonsAsync() : undefined, systemKallsyms().symbolizeAll([...addresses, ...callers])]);
 }
 
 /** A drop's location as decoded (a code address), not yet a name. */

@@ -45,8 +45,10 @@ export function directMapSymbols(kallsyms: string): { pageOffsetBase: bigint; vm
 async function kallsymsDataLines(file: string): Promise<string> {
   const keep: string[] = [];
   const lines = new Lines();
-  const onLine = (text: string, pos: number, end: number) => {
-    const line = text.slice(pos, end);
+  const onLine = (bytes: Uint8Array, pos: number, end: number) => {
+    // Only lines as long as those two make a string: "<16 hex> D page_offset_base", "<16 hex> D vmemmap_base".
+    if (end - pos !== 35 && end - pos !== 31) return;
+    const line = Buffer.from(bytes.buffer, bytes.byteOffset + pos, end - pos).toString('latin1');
     if (/^.{16} [dDbB] (?:page_offset_base|vmemmap_base)$/.test(line)) keep.push(line);
   };
   for await (const chunk of readChunksAsync(file)) lines.feed(chunk, onLine);

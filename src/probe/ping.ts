@@ -103,21 +103,22 @@ export interface ProbeRun {
   done: Promise<{ status: number; stdout: string; stderr: string }>;
 }
 
-/** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
 /**
  * A probe must not outlive us, even when we are killed with SIGKILL. The
  * kernel's parent-death signal would do, but ping carries file capabilities
  * and exec clears the signal for such programs; so a small shell of ours
- * (no capabilities: the signal holds) gets SIGTERM when we die and kills the
- * probe. It ends by itself once the probe has.
+ * waits on a pipe only we hold: when we die, however, the kernel closes it,
+ * its read returns and it kills the probe. No polling: it sleeps in read.
+ * When the probe ends first, we kill the shell.
  */
-function guardChild(pid: number): ReturnType<typeof spawn> | undefined {
-  const watch = 'trap "kill -KILL $0 2>/dev/null; exit" TERM; while kill -0 $0 2>/dev/null; do sleep 0.2; done';
-  const guard = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'sh', '-c', watch, String(pid)], { stdio: 'ignore' });
-  guard.on('error', () => undefined); // without setpriv (util-linux): no guard, the probe ends with its count
+function guardChild(pid: number): ChildProcess | undefined {
+  const guard = spawn('sh', ['-c', 'read _; kill -KILL "$0" 2>/dev/null', String(pid)], { stdio: ['pipe', 'ignore', 'ignore'] });
+  guard.on('error', () => undefined); // without a shell: no guard, the probe ends with its count
+  guard.stdin?.on('error', () => undefined);
   return guard;
 }
 
+/** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
 export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
   const [cmd, ...args] = argv;
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -128,7 +129,7 @@ export function startGated(argv: string[], register: (pid: number) => void): Pro
     throw err;
   }
   const guard = child.pid === undefined ? undefined : guardChild(child.pid);
-  child.on('close', () => guard?.kill());
+  child.on('close', () => guard?.kill('SIGKILL')); // the probe is gone: nothing for the guard to do
   child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
   child.stdin?.end('\n');
   let stdout = '';

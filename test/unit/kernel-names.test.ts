@@ -77,7 +77,7 @@ test('kallsyms: lines split across reads; each address looked up once', () => {
   const text = 'ffffffff81000000 T _stext\nffffffff81234500 t ip_forward\nffffffff81235000 T ip_error\n';
   const k = new Kallsyms(() => {
     passes++;
-    return [text.slice(0, 30), text.slice(30, 61), text.slice(61)];
+    return [text.slice(0, 30), text.slice(30, 40), text.slice(40, 61), text.slice(61)].map((t) => Buffer.from(t, 'latin1'));
   });
   assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
   assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
