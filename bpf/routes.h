@@ -193,8 +193,10 @@ static __always_inline void emit_route(void *ctx, struct lookup *l)
 	r->iif = l->iif;
 	r->route_type = l->route_type;
 	r->gw_family = l->gw_family;
-	/* What the lookup was for is in its caller chain when its flow names no protocol. */
-	r->stack_id = l->proto ? -1 : bpf_get_stackid(ctx, &tp_stacks, 0);
+	/* What the lookup was for is in its caller chain when its flow names no protocol. The
+	 * innermost frame is this program's own (JIT code at a new address each run): skipped,
+	 * the rest is core kernel code whose names hold for the boot. */
+	r->stack_id = l->proto ? -1 : bpf_get_stackid(ctx, &tp_stacks, 1 & BPF_F_SKIP_FIELD_MASK);
 	copy_addr(r->saddr, l->saddr, l->family);
 	copy_addr(r->daddr, l->daddr, l->family);
 	if (l->gateway)

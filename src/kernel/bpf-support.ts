@@ -8,6 +8,7 @@
  */
 import { BpfObject } from '../bpf/object';
 import { bpfObjectPath, type Native } from '../native';
+import { readBootFact, writeBootFact } from './boot-facts';
 import { kernelDropReasonsAsync } from './btf';
 
 export interface BpfSupport {
@@ -41,11 +42,22 @@ export async function measureBpfSupport(native: Native): Promise<BpfSupport> {
   return { pointerArgs, dropReasons: reasons.size > 0 };
 }
 
+const SUPPORT_FACT = 'bpf-support';
+
+/** What this boot's kernel was measured to take, if it was (src/kernel/boot-facts.ts); else measured now and kept. */
+async function bootSupport(native: Native): Promise<BpfSupport> {
+  const known = readBootFact<BpfSupport>(SUPPORT_FACT);
+  if (known && typeof known.pointerArgs === 'boolean' && typeof known.dropReasons === 'boolean') return known;
+  const support = await measureBpfSupport(native);
+  writeBootFact(SUPPORT_FACT, support);
+  return support;
+}
+
 let measured: Promise<BpfSupport> | undefined;
 
-/** measureBpfSupport, once per process. */
+/** What the kernel takes, measured once per boot. */
 export function bpfSupportOnce(native: Native): Promise<BpfSupport> {
-  measured ??= measureBpfSupport(native);
+  measured ??= bootSupport(native);
   return measured;
 }
 

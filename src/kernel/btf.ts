@@ -5,6 +5,7 @@
  * /sys/kernel/btf/vmlinux, never from a table built in.
  */
 import * as fs from 'node:fs';
+import { readBootFact, writeBootFact } from './boot-facts';
 
 const BTF_MAGIC = 0xeb9f;
 const KIND = { INT: 1, PTR: 2, ARRAY: 3, STRUCT: 4, UNION: 5, ENUM: 6, FWD: 7, TYPEDEF: 8, VOLATILE: 9, CONST: 10, RESTRICT: 11, FUNC: 12, FUNC_PROTO: 13, VAR: 14, DATASEC: 15, FLOAT: 16, DECL_TAG: 17, TYPE_TAG: 18, ENUM64: 19 };
@@ -67,31 +68,19 @@ export function readEnum(btf: Buffer, name: string): Map<number, string> {
 
 let dropReasons: Map<number, string> | undefined;
 
+const VMLINUX = '/sys/kernel/btf/vmlinux';
+/** The running kernel's reasons, kept for the boot (src/kernel/boot-facts.ts): 5 MB of BTF read once per boot. */
+const DROP_REASONS_FACT = 'drop-reasons';
+
 /**
- * kernelDropReasons for callers that may not block for long. Read with plain
- * reads all the same: sysfs hands out BTF a page per read, and 1,300 trips
- * through libuv's thread pool took ~100 ms where the reads alone take ~25.
- * A turn of the event loop first lets what is already waiting go on.
+ * kernelDropReasons for callers that may not block for long: a turn of the
+ * event loop first lets what is already waiting go on. Not read with
+ * promises: sysfs hands out BTF a page per read, and 1,300 trips through
+ * libuv's thread pool took ~100 ms where the reads alone take ~25.
  */
-export async function kernelDropReasonsAsync(file = '/sys/kernel/btf/vmlinux'): Promise<Map<number, string>> {
-  if (!dropReasons) {
-    await new Promise((resolve) => setImmediate(resolve));
-    let btf: Buffer | null = null;
-    try {
-      btf = fs.readFileSync(file);
-    } catch {
-      // no BTF: reasons stay numbers
-    }
-    if (!dropReasons) {
-      dropReasons = new Map();
-      try {
-        if (btf) for (const [value, name] of readEnum(btf, 'skb_drop_reason')) dropReasons.set(value, name.replace(/^SKB_DROP_REASON_/, ''));
-      } catch {
-        // not BTF: reasons stay numbers
-      }
-    }
-  }
-  return dropReasons;
+export async function kernelDropReasonsAsync(file = VMLINUX): Promise<Map<number, string>> {
+  if (!dropReasons) await new Promise((resolve) => setImmediate(resolve));
+  return kernelDropReasons(file);
 }
 
 /** The drop reason names if they were read already; undefined if not yet. */
@@ -99,17 +88,20 @@ export function cachedDropReasons(): Map<number, string> | undefined {
   return dropReasons;
 }
 
-/** The running kernel's drop reasons, value → name without SKB_DROP_REASON_. */
-export function kernelDropReasons(file = '/sys/kernel/btf/vmlinux'): Map<number, string> {
-  if (!dropReasons) {
-    dropReasons = new Map();
-    try {
-      for (const [value, name] of readEnum(fs.readFileSync(file), 'skb_drop_reason')) {
-        dropReasons.set(value, name.replace(/^SKB_DROP_REASON_/, ''));
-      }
-    } catch {
-      // no BTF: reasons stay numbers
-    }
+/** The running kernel's drop reasons, value → name without SKB_DROP_REASON_; none where its BTF has no enum skb_drop_reason. */
+export function kernelDropReasons(file = VMLINUX): Map<number, string> {
+  if (dropReasons) return dropReasons;
+  const kept = file === VMLINUX ? readBootFact<[number, string][]>(DROP_REASONS_FACT) : null;
+  if (Array.isArray(kept) && kept.every((e) => Array.isArray(e) && typeof e[0] === 'number' && typeof e[1] === 'string')) {
+    dropReasons = new Map(kept);
+    return dropReasons;
   }
+  dropReasons = new Map();
+  try {
+    for (const [value, name] of readEnum(fs.readFileSync(file), 'skb_drop_reason')) dropReasons.set(value, name.replace(/^SKB_DROP_REASON_/, ''));
+  } catch {
+    return dropReasons; // no BTF: reasons stay numbers, and it is looked for again next time
+  }
+  if (file === VMLINUX) writeBootFact(DROP_REASONS_FACT, [...dropReasons]);
   return dropReasons;
 }

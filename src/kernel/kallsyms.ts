@@ -11,6 +11,10 @@ import * as fs from 'node:fs';
  */
 export class Kallsyms {
   private readonly known = new Map<bigint, string>();
+  /** Names of the core kernel's code (no module, BPF program or trampoline: those come and go): fixed until reboot. */
+  private readonly lasting = new Map<bigint, string>();
+  /** Called after a pass that named core kernel code, with every such name known: they may be kept for this boot. */
+  onLasting?: (names: ReadonlyMap<bigint, string>) => void;
 
   /** `chunks`: kallsyms' bytes, read afresh on each call, in pieces (`asyncChunks`: the same without blocking). */
   constructor(
@@ -19,6 +23,26 @@ export class Kallsyms {
       yield* chunks();
     },
   ) {}
+
+  /** Names found earlier in this boot (core kernel code only: see onLasting). */
+  seed(names: Iterable<[bigint, string]>): void {
+    for (const [address, name] of names) {
+      this.known.set(address, name);
+      this.lasting.set(address, name);
+    }
+  }
+
+  private learn(found: Map<bigint, { name: string; core: boolean }>): void {
+    let lasting = false;
+    for (const [address, { name, core }] of found) {
+      this.known.set(address, name);
+      if (core) {
+        this.lasting.set(address, name);
+        lasting = true;
+      }
+    }
+    if (lasting) this.onLasting?.(this.lasting);
+  }
 
   static fromText(text: string): Kallsyms {
     return new Kallsyms(() => [Buffer.from(text, 'latin1')]);
@@ -49,7 +73,7 @@ export class Kallsyms {
     } catch {
       // unreadable: addresses stay numbers
     }
-    for (const [address, name] of nearest.names()) this.known.set(address, name);
+    this.learn(nearest.names());
   }
 
   /** "ip_forward+0x2b1", or the address itself when no symbol covers it. */
@@ -68,8 +92,9 @@ export class Kallsyms {
       } catch {
         // unreadable: addresses stay numbers
       }
-      name = nearest.names().get(address)!;
-      this.known.set(address, name);
+      const found = nearest.names();
+      this.learn(found);
+      name = found.get(address)!.name;
     }
     return name;
   }
@@ -143,7 +168,7 @@ function hex32(bytes: Uint8Array, pos: number): number {
  */
 class Nearest {
   // A 64-bit address as two 32-bit halves: numbers, no bigint or string per line.
-  private readonly targets: { address: bigint; hi: number; lo: number; bestHi: number; bestLo: number; name: string; at: Uint8Array | null; start: number; end: number }[];
+  private readonly targets: { address: bigint; hi: number; lo: number; bestHi: number; bestLo: number; name: string; core: boolean; at: Uint8Array | null; start: number; end: number }[];
 
   constructor(addresses: readonly bigint[]) {
     this.targets = addresses.map((address) => ({
@@ -153,6 +178,7 @@ class Nearest {
       bestHi: -1,
       bestLo: -1,
       name: '',
+      core: false,
       at: null,
       start: 0,
       end: 0,
@@ -185,12 +211,14 @@ class Nearest {
       let stop = t.start;
       while (stop < t.end && t.at[stop] !== 0x09) stop++; // a module's symbol: "\t[module]" follows
       t.name = Buffer.from(t.at.buffer, t.at.byteOffset + t.start, stop - t.start).toString('latin1');
+      t.core = stop === t.end; // modules, BPF programs and trampolines name their owner after a tab
       t.at = null;
     }
   }
 
-  names(): Map<bigint, string> {
-    return new Map(this.targets.map((t) => [t.address, format(t)]));
+  /** Each address's name ("fn+0x1a", or the address where no symbol covers it), and whether it is in the core kernel's code. */
+  names(): Map<bigint, { name: string; core: boolean }> {
+    return new Map(this.targets.map((t) => [t.address, { name: format(t), core: t.bestHi >= 0 && t.core }]));
   }
 }
 

@@ -6,14 +6,34 @@
 import * as fs from 'node:fs';
 import { NO_REASON_GIVEN, type DropEvent, type RouteEvent } from '../events';
 import { cachedDropReasons, kernelDropReasons, kernelDropReasonsAsync } from './btf';
+import { readBootFact, writeBootFact } from './boot-facts';
 import { Kallsyms } from './kallsyms';
 import { Limits } from '../bpf/layout';
 
 let kallsyms: Kallsyms | undefined;
 
-/** The running kernel's symbols, one instance per process (it caches what it found). */
+/** Core kernel code names kept for this boot: the places that free packets and route callers of the runs before. */
+const CODE_NAMES_FACT = 'code-names';
+/** Enough for every place a trace meets, many times over; a bound on the file. */
+const CODE_NAMES_KEPT = 4096;
+
+/**
+ * The running kernel's symbols, one instance per process (it caches what it
+ * found), starting from the core kernel's names earlier runs of this boot
+ * found (src/kernel/boot-facts.ts): a trace that meets only those reads no kallsyms.
+ */
 export function systemKallsyms(): Kallsyms {
-  kallsyms ??= Kallsyms.fromSystem();
+  if (!kallsyms) {
+    kallsyms = Kallsyms.fromSystem();
+    const kept = readBootFact<Record<string, string>>(CODE_NAMES_FACT);
+    if (kept && typeof kept === 'object') {
+      kallsyms.seed(Object.entries(kept).filter(([a, n]) => /^[0-9a-f]{1,16}$/.test(a) && typeof n === 'string').map(([a, n]) => [BigInt(`0x${a}`), n]));
+    }
+    kallsyms.onLasting = (names) => {
+      const newest = [...names].slice(-CODE_NAMES_KEPT);
+      writeBootFact(CODE_NAMES_FACT, Object.fromEntries(newest.map(([a, n]) => [a.toString(16), n])));
+    };
+  }
   return kallsyms;
 }
 /** A drop reason's name; where the kernel gives none (before 5.17), says so: the place names the drop then. */

@@ -14,12 +14,11 @@
  * Measured once per boot and remembered in /run (a file, not a kernel
  * object: it holds no resource and goes with the next boot).
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import type { SkbReader } from '../bpf/config';
 import { BpfObject } from '../bpf/object';
 import { bpfObjectPath, type Native } from '../native';
 import { RECORDS_DIR } from '../records';
+import { readBootFact, writeBootFact } from './boot-facts';
 import { Lines, readChunksAsync } from './kallsyms';
 
 export interface ReaderChoice {
@@ -28,7 +27,7 @@ export interface ReaderChoice {
   note: string | null;
 }
 
-const CACHE = 'kernel-skb-reader.json';
+const SKB_READER_FACT = 'skb-reader';
 
 /** The two symbols, from kallsyms' text (null when either is missing). */
 export function directMapSymbols(kallsyms: string): { pageOffsetBase: bigint; vmemmapBase: bigint } | null {
@@ -56,35 +55,25 @@ async function kallsymsDataLines(file: string): Promise<string> {
   return keep.join('\n');
 }
 
-function bootId(): string {
-  try {
-    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return '';
-  }
+/** The choice as kept for this boot (JSON: addresses as hex text). */
+interface StoredChoice {
+  kind: string;
+  pageOffsetBase?: string;
+  vmemmapBase?: string;
+  note: string | null;
 }
 
-function readCache(boot: string, dir: string): ReaderChoice | null {
-  try {
-    const data = JSON.parse(fs.readFileSync(path.join(dir, CACHE), 'utf8')) as { boot: string; kind: string; pageOffsetBase?: string; vmemmapBase?: string; note: string | null };
-    if (data.boot !== boot || !boot) return null;
-    if (data.kind === 'pages') return { reader: { kind: 'pages', pageOffsetBase: BigInt(data.pageOffsetBase!), vmemmapBase: BigInt(data.vmemmapBase!) }, note: data.note };
-    if (data.kind === 'dynptr' || data.kind === 'linear') return { reader: { kind: data.kind }, note: data.note };
-  } catch {
-    // no cache yet, or unreadable: measure
-  }
+function readCache(dir: string, boot?: string): ReaderChoice | null {
+  const data = readBootFact<StoredChoice>(SKB_READER_FACT, dir, boot);
+  if (data?.kind === 'pages') return { reader: { kind: 'pages', pageOffsetBase: BigInt(data.pageOffsetBase!), vmemmapBase: BigInt(data.vmemmapBase!) }, note: data.note };
+  if (data?.kind === 'dynptr' || data?.kind === 'linear') return { reader: { kind: data.kind }, note: data.note };
   return null;
 }
 
-function writeCache(boot: string, dir: string, choice: ReaderChoice): void {
+function writeCache(dir: string, choice: ReaderChoice, boot?: string): void {
   const r = choice.reader;
-  const data = { boot, kind: r.kind, note: choice.note, ...(r.kind === 'pages' ? { pageOffsetBase: `0x${r.pageOffsetBase.toString(16)}`, vmemmapBase: `0x${r.vmemmapBase.toString(16)}` } : {}) };
-  try {
-    fs.mkdirSync(dir, { recursive: true });
-    fs.writeFileSync(path.join(dir, CACHE), JSON.stringify(data));
-  } catch {
-    // read-only /run: measured again next time
-  }
+  const data: StoredChoice = { kind: r.kind, note: choice.note, ...(r.kind === 'pages' ? { pageOffsetBase: `0x${r.pageOffsetBase.toString(16)}`, vmemmapBase: `0x${r.vmemmapBase.toString(16)}` } : {}) };
+  writeBootFact(SKB_READER_FACT, data, dir, boot);
 }
 
 /**
@@ -107,10 +96,9 @@ export async function dynptrAllowed(native: Native): Promise<boolean | null> {
   }
 }
 
-export async function chooseSkbReader(native: Native, o: { cacheDir?: string; kallsyms?: string; arch?: string } = {}): Promise<ReaderChoice> {
+export async function chooseSkbReader(native: Native, o: { cacheDir?: string; boot?: string; kallsyms?: string; arch?: string } = {}): Promise<ReaderChoice> {
   const dir = o.cacheDir ?? RECORDS_DIR;
-  const boot = bootId();
-  const cached = readCache(boot, dir);
+  const cached = readCache(dir, o.boot);
   if (cached) return cached;
   let choice: ReaderChoice;
   const dynptr = await dynptrAllowed(native);
@@ -125,7 +113,7 @@ export async function chooseSkbReader(native: Native, o: { cacheDir?: string; ka
           note: 'packet bytes beyond the linear part of an sk_buff cannot be read on this kernel (no bpf_dynptr_from_skb for tracing programs, 6.10+, and no page_offset_base/vmemmap_base in kallsyms): probes larger than about 16 KB may not be recognised',
         };
   }
-  if (dynptr !== null) writeCache(boot, dir, choice); // a failure that was no answer is measured again next time
+  if (dynptr !== null) writeCache(dir, choice, o.boot); // a failure that was no answer is measured again next time
   return choice;
 }
 

@@ -1,5 +1,9 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { readBootFact, writeBootFact } from '../../src/kernel/boot-facts';
 import { readEnum } from '../../src/kernel/btf';
 import { Kallsyms } from '../../src/kernel/kallsyms';
 import { parseRtTables } from '../../src/kernel/names';
@@ -83,6 +87,43 @@ test('kallsyms: lines split across reads; each address looked up once', () => {
   assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
   assert.equal(passes, 1);
   assert.equal(k.symbolize(0xffffffff81235001n), 'ip_error+0x1');
+});
+
+test("kallsyms: only the core kernel's names are offered for keeping (modules, BPF programs and trampolines come and go); seeded names need no pass", () => {
+  const text = ['ffffffff81000000 T _stext', 'ffffffff81234500 t ip_forward', 'ffffffffc0032000 t bpf_prog_6deef7357e7b4530_tp_x\t[bpf]', 'ffffffffc0a01000 t mod_fn\t[mymod]', ''].join('\n');
+  const kept: [bigint, string][][] = [];
+  const k = Kallsyms.fromText(text);
+  k.onLasting = (names) => kept.push([...names]);
+  assert.equal(k.symbolize(0xffffffffc0032010n), 'bpf_prog_6deef7357e7b4530_tp_x+0x10');
+  assert.equal(k.symbolize(0xffffffffc0a01010n), 'mod_fn+0x10');
+  assert.equal(k.symbolize(0x1000n), '0x1000');
+  assert.deepEqual(kept, [], 'nothing of the core kernel named yet');
+  assert.equal(k.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
+  assert.deepEqual(kept, [[[0xffffffff812345c0n, 'ip_forward+0xc0']]]);
+  let passes = 0;
+  const later = new Kallsyms(() => {
+    passes++;
+    return [Buffer.from(text, 'latin1')];
+  });
+  later.seed(kept[0]);
+  assert.equal(later.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
+  assert.equal(passes, 0, 'known from the boot before: kallsyms not read');
+});
+
+test('boot facts: read back within the boot that wrote them, ignored under another boot id', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpk-facts-'));
+  try {
+    assert.equal(readBootFact('x', dir, 'boot-a'), null);
+    writeBootFact('x', { pointerArgs: true }, dir, 'boot-a');
+    assert.deepEqual(readBootFact('x', dir, 'boot-a'), { pointerArgs: true });
+    assert.equal(readBootFact('x', dir, 'boot-b'), null, 'a reboot since: measured again');
+    assert.deepEqual(fs.readdirSync(dir), ['kernel-x.json'], 'written whole, then renamed: no partial file left');
+    fs.writeFileSync(path.join(dir, 'kernel-x.json'), '{"boot":"boot-a","fa');
+    assert.equal(readBootFact('x', dir, 'boot-a'), null, 'unreadable: measured again');
+    assert.equal(readBootFact('x', dir, ''), null, 'no boot id: nothing trusted');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('rt_tables: numbers to names, comments ignored', () => {
