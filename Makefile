@@ -1,6 +1,7 @@
 # Builds the BPF object (CO-RE, once, at build time: nothing compiles at run time),
 # the Node-API addon and the TypeScript.
 CLANG ?= clang
+LLVM_STRIP ?= llvm-strip
 ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
@@ -21,13 +22,16 @@ src/bpf/generated/%.ts: dist/bpf/%.bpf.o tools/gen-bindings.js
 	node tools/gen-bindings.js $< > $@.tmp && mv $@.tmp $@
 
 # For kernels whose verifier refuses pointer arguments of global functions (before 5.12): bpf/subprog.h.
+# Shipped without DWARF (a quarter of the file, read at every start): BTF and its line info stay.
 dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h
 	@mkdir -p dist/bpf
-	$(CLANG) $(BPF_CFLAGS) -DTP_COMPAT -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -DTP_COMPAT -c $< -o $@.debug
+	$(LLVM_STRIP) -g $@.debug -o $@ && rm $@.debug
 
 dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
 	@mkdir -p dist/bpf
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.debug
+	$(LLVM_STRIP) -g $@.debug -o $@ && rm $@.debug
 
 # The benchmark's floor: empty programs on tracepkt's hooks.
 dist/bench/%.bpf.o: bench/%.bpf.c

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# clang builds the CO-RE object; libbpf/libelf/zlib link the addon, libpcap-dev too (tcpdump's
+# clang builds the CO-RE object (llvm's llvm-strip takes its DWARF out); libbpf/libelf/zlib link the addon, libpcap-dev too (tcpdump's
 # filter language, compiled by libpcap at run time); the rest
 # are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
 # enter namespaces, nft prints the rules that decided, bpftool, iptables and
@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # docker.io and busybox-static run a real Docker engine in a test's own
 # namespace (never started as a service: see below); debootstrap makes the minimal Debian root the
 # release is installed into; conntrack is the tests' witness of conntrack entries (conntrack -L).
-PACKAGES=(clang libbpf-dev libelf-dev zlib1g-dev libpcap-dev linux-libc-dev make g++ gcc
+PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
   busybox-static debootstrap conntrack)
 # Debian's docker.io only where no Docker engine is installed (docker-ce's containerd.io conflicts with it).

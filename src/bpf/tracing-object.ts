@@ -24,6 +24,8 @@ export interface TracingObjectOptions {
   /** What the kernel's BPF takes (kernel/bpf-support.ts); a kernel of today's where not measured. */
   kernel?: BpfSupport;
   native?: Native;
+  /** Called while the kernel verifies the programs (on a worker thread): time the event loop may spend on other work. */
+  whileLoading?: () => void;
 }
 
 /** The programs a trace with these options loads and attaches (netfilter checkpoints aside). */
@@ -81,7 +83,9 @@ export async function loadTracingObject(given: TracingObjectOptions, checkpoints
   const { options } = await withSkbReader(given, native);
   const obj = openTracingObject(native, options, checkpoints, extra);
   try {
-    await obj.loadAsync();
+    const loading = obj.loadAsync();
+    options.whileLoading?.();
+    await loading;
     return obj;
   } catch (err) {
     obj.close();

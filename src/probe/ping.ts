@@ -119,19 +119,23 @@ function guardChild(pid: number): ChildProcess | undefined {
 }
 
 /** Starts a gated command (gatedCommand); `register(pid)` runs before the command does. */
-export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
+export interface GatedProbe extends ProbeRun {
+  /** Registers the probe's pid (`register` runs before the command does), then lets it go. */
+  open(register: (pid: number) => void): void;
+}
+
+/**
+ * Starts a gated command (gatedCommand), held at its gate: the fork and
+ * exec cost the event loop tens of milliseconds, so the caller starts it
+ * while the kernel verifies the programs, and opens the gate once they are
+ * attached. Never opened: it ends when its stdin closes (killed with us).
+ */
+export function spawnGated(argv: string[]): GatedProbe {
   const [cmd, ...args] = argv;
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  try {
-    if (child.pid !== undefined) register(child.pid);
-  } catch (err) {
-    child.kill('SIGKILL'); // never let it go on, unregistered
-    throw err;
-  }
   const guard = child.pid === undefined ? undefined : guardChild(child.pid);
   child.on('close', () => guard?.kill('SIGKILL')); // the probe is gone: nothing for the guard to do
   child.stdin?.on('error', () => undefined); // a child that died early: reported by its exit
-  child.stdin?.end('\n');
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -146,5 +150,20 @@ export function startGated(argv: string[], register: (pid: number) => void): Pro
     );
     child.on('close', (code, signal) => resolve({ status: code ?? (signal ? 128 : 2), stdout: stdout.trim(), stderr: stderr.trim() }));
   });
-  return { child, done };
+  const open = (register: (pid: number) => void) => {
+    try {
+      if (child.pid !== undefined) register(child.pid);
+    } catch (err) {
+      child.kill('SIGKILL'); // never let it go on, unregistered
+      throw err;
+    }
+    child.stdin?.end('\n');
+  };
+  return { child, done, open };
+}
+
+export function startGated(argv: string[], register: (pid: number) => void): ProbeRun {
+  const probe = spawnGated(argv);
+  probe.open(register);
+  return probe;
 }

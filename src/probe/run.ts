@@ -13,7 +13,7 @@ import type { Native } from '../native';
 import { fillRuleTexts } from '../netfilter/rule-text';
 import { netfilterFindings, type NetfilterGap } from '../netfilter/verdicts';
 import { createTracer, type Tracer } from '../tracer';
-import { gatedCommand, launchCommand, MARKER_OFFSET, newMarker, parsePingOutput, startGated, type PingReport } from './ping';
+import { gatedCommand, launchCommand, MARKER_OFFSET, newMarker, parsePingOutput, spawnGated, type GatedProbe, type PingReport } from './ping';
 import type { FlowTuple, KernelFilter } from '../bpf/config';
 import type { TunnelMtu } from '../verdict';
 import * as fs from 'node:fs';
@@ -197,19 +197,29 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   const flow = o.service
     ? await probeFlow(native, { proto: o.service.proto, target: o.target.address, family: o.target.family, port: o.service.port, netnsPath: o.fromPath })
     : undefined;
-  const tracer = await createTracer({
-    filter: probeFilter(o, marker, flow),
-    flow: o.service && flow && { proto: o.service.proto, port: flow.sport },
-    netfilter: o.netfilter ?? true,
-    native,
-    resolver: o.resolver,
-  });
+  // The probe's process is started while the kernel verifies the programs, held at its gate until they are attached.
+  let probe: GatedProbe | undefined;
+  const spawnProbe = () => (probe ??= spawnGated(probeCommand(o, marker, flow)));
+  let tracer: Tracer;
   const kernel: KernelEvent[] = [];
   let targets: readonly ProgramTarget[] = [];
   try {
-    targets = await tracer.traceProgramReturns(native, o.fromPath);
+    tracer = await createTracer({
+      filter: probeFilter(o, marker, flow),
+      flow: o.service && flow && { proto: o.service.proto, port: flow.sport },
+      netfilter: o.netfilter ?? true,
+      native,
+      resolver: o.resolver,
+      whileLoading: spawnProbe,
+    });
+    try {
+      targets = await tracer.traceProgramReturns(native, o.fromPath);
+    } catch (err) {
+      tracer.close();
+      throw err;
+    }
   } catch (err) {
-    tracer.close();
+    probe?.child.kill('SIGKILL');
     throw err;
   }
   const reading = (async () => {
@@ -217,10 +227,10 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   })();
 
   let aborted = false;
-  let ping;
   try {
     o.onReady?.(tracer);
-    ping = startGated(probeCommand(o, marker, flow), (pid) => tracer.addSender(pid));
+    const ping = spawnProbe();
+    ping.open((pid) => tracer.addSender(pid));
     const child = ping.child;
     const stop = () => {
       aborted = true;
@@ -284,7 +294,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
       aborted,
     };
   } finally {
-    ping?.child.kill('SIGKILL');
+    probe?.child.kill('SIGKILL');
     tracer.close();
   }
 }
