@@ -60,6 +60,46 @@ export function decodeBatch(batch: Buffer, onEvent: (ev: KernelEvent) => void): 
   return count;
 }
 
+/**
+ * A batch of `count` records as the kernel writes them: one ICMP echo's
+ * request and reply sightings on loopback, in turn, and drops. For warming the code
+ * that handles events before the first real ones come (a flood finds it
+ * compiled, not interpreted); nothing of it is shown.
+ */
+export function exampleBatch(count: number): Buffer {
+  const P = HOP.p;
+  const stride = (4 + Math.max(HOP.$size, DROP.$size) + 3) & ~3;
+  const batch = Buffer.alloc(stride * count);
+  for (let i = 0; i < count; i++) {
+    const len = i * stride;
+    const rec = len + 4;
+    // Every fifth a drop (ping's raw socket leaves one per reply): the same fields first, its own after.
+    const drop = i % 5 === 4;
+    batch.writeUInt32LE(drop ? DROP.$size : HOP.$size, len);
+    batch[rec + HEADER.kind[0]] = drop ? EventKind.DROP : EventKind.HOP;
+    if (drop) batch.writeUInt32LE(0x81000000, rec + DROP.location[0]);
+    batch[rec + HEADER.hook[0]] = i % 2 ? Hook.NETIF_RECEIVE_SKB : Hook.NET_DEV_QUEUE;
+    // Numbers as large as real ones (kernel time, namespace inodes): V8 keeps small integers and
+    // doubles apart, and code warmed on the one is thrown away at the first of the other.
+    batch.writeUInt32LE(i * 1000, rec + HEADER.time_ns[0]);
+    batch.writeUInt32LE(0x4000, rec + HEADER.time_ns[0] + 4);
+    batch.writeUInt32LE(0x81000000 + ((i >> 1) % 64) * 0x100, rec + HEADER.skb[0]); // sent and received in one sk_buff
+    batch.writeUInt32LE(0xffff8881, rec + HEADER.skb[0] + 4);
+    batch.writeUInt32LE(0xf0000000 + 0x1000, rec + HEADER.netns[0]);
+    batch.writeUInt32LE(1, rec + HEADER.ifindex[0]);
+    batch.write('lo', rec + HEADER.ifname[0], 'latin1');
+    batch[rec + P.family[0]] = 4;
+    batch[rec + P.proto[0]] = 1;
+    batch[rec + P.icmp_type[0]] = i % 4 < 2 ? 8 : 0;
+    batch.writeUInt32BE((7 << 16) | ((i >> 2) & 0xffff), rec + P.icmp_info[0]);
+    batch.writeUInt32BE(0x7f000001, rec + P.saddr[0]);
+    batch.writeUInt32BE(0x7f000001, rec + P.daddr[0]);
+    batch[rec + P.ttl[0]] = 64;
+    batch.writeUInt16LE(84, rec + P.ip_len[0]);
+  }
+  return batch;
+}
+
 function decodeRecord(buf: Buffer, rec: number): KernelEvent {
   switch (buf[rec + HEADER.kind[0]]) {
     // One object per event, its kind first (JSON keeps the order), the kind's fields added after.
@@ -81,7 +121,7 @@ function decodeRecord(buf: Buffer, rec: number): KernelEvent {
       const ev = packetFields<DropEvent>(buf, rec, 'drop');
       ev.reason = '';
       ev.reason_code = buf.readUInt32LE(rec + DROP.reason[0]);
-      ev.location = `0x${hex64(buf, rec + DROP.location[0])}`;
+      ev.location = codeAddresses.of(buf, rec + DROP.location[0]);
       return ev;
     }
     case EventKind.NF_TABLE: {
@@ -131,20 +171,55 @@ function hex64(buf: Buffer, off: number): string {
 }
 
 /**
- * sk_buff addresses in hex, per event: the kernel reuses a bounded set of
- * them, so each is formatted once (keyed by the low half, checked on the high).
+ * Kernel addresses in hex, per event (sk_buffs, the places that free
+ * packets): the kernel reuses a bounded set of them, so each is formatted
+ * once (keyed by the low half, checked on the high).
  */
-const skbNames = new Map<number, { hi: number; name: string }>();
+class HexNames {
+  private readonly names = new Map<number, { hi: number; name: string }>();
 
-function skbName(buf: Buffer, off: number): string {
-  const lo = buf.readUInt32LE(off);
-  const hi = buf.readUInt32LE(off + 4);
-  const known = skbNames.get(lo);
-  if (known !== undefined && known.hi === hi) return known.name;
-  if (skbNames.size >= CACHE_MAX) skbNames.clear();
-  const name = hex64(buf, off);
-  skbNames.set(lo, { hi, name });
+  constructor(private readonly prefix = '') {}
+
+  of(buf: Buffer, off: number): string {
+    const lo = buf.readUInt32LE(off);
+    const hi = buf.readUInt32LE(off + 4);
+    const known = this.names.get(lo);
+    if (known !== undefined && known.hi === hi) return known.name;
+    if (this.names.size >= CACHE_MAX) this.names.clear();
+    const name = this.prefix + hex64(buf, off);
+    this.names.set(lo, { hi, name });
+    return name;
+  }
+}
+
+const skbNames = new HexNames();
+const codeAddresses = new HexNames('0x');
+const skbName = (buf: Buffer, off: number) => skbNames.of(buf, off);
+
+/**
+ * Interface names per event: each device's is read once and afterwards only
+ * compared with the record's bytes (a device renamed, or another namespace's
+ * device of that index, is read anew).
+ */
+const ifnames = new Map<number, string>();
+
+function ifname(buf: Buffer, rec: number): string {
+  const off = rec + HEADER.ifname[0];
+  const size = HEADER.ifname[1];
+  const ifindex = buf.readUInt32LE(rec + HEADER.ifindex[0]);
+  const known = ifnames.get(ifindex);
+  if (known !== undefined && sameCString(buf, off, size, known)) return known;
+  const name = readCString(buf, off, size);
+  if (ifnames.size >= CACHE_MAX) ifnames.clear();
+  ifnames.set(ifindex, name);
   return name;
+}
+
+/** Whether the NUL-terminated bytes at `off` (at most `size`) spell `s` (read as latin1). */
+function sameCString(buf: Buffer, off: number, size: number, s: string): boolean {
+  if (s.length > size) return false;
+  for (let i = 0; i < s.length; i++) if (buf[off + i] !== s.charCodeAt(i)) return false;
+  return s.length === size || buf[off + s.length] === 0;
 }
 
 /**
@@ -216,7 +291,7 @@ function packetFields<E extends KernelEvent>(buf: Buffer, rec: number, kind: E['
     netns: buf.readUInt32LE(rec + HEADER.netns[0]),
     netns_name: null,
     ifindex: buf.readUInt32LE(rec + HEADER.ifindex[0]),
-    ifname: readCString(buf, rec + HEADER.ifname[0], HEADER.ifname[1]),
+    ifname: ifname(buf, rec),
     dir,
     family,
     src: address(family, buf, rec + P.saddr[0]),

@@ -64,6 +64,8 @@ export interface PacketFields {
    * packet invalid).
    */
   conntrack: ConntrackInfo | null;
+  /** Passive tracing: the number of the journey (flow) it belongs to (src/flows.ts); absent elsewhere. */
+  journey?: number;
 }
 
 /** One direction of a conntrack entry: addresses and ports (ICMP: the echo identifier as sport, type and code as dport). */
@@ -256,6 +258,9 @@ export interface ProgramReturnEvent extends PacketFields {
 
 /** Kernel records, as the tracer yields them. Drops carry numbers until named (src/kernel/names.ts). */
 export type KernelEvent = HopEvent | CheckpointEvent | DropEvent | RouteEvent | TableVerdictEvent | NeighbourEvent | ProgramReturnEvent;
+
+/** What the kernel reported about a packet itself (a route lookup is about a flow). */
+export type PacketEvent = Exclude<KernelEvent, { kind: 'route' }>;
 
 /** A netfilter base chain (or an iptables-legacy table) that judged the probe. */
 export interface NetfilterEvent extends Omit<PacketFields, 'conntrack' | 'skb' | 'lost_so_far' | 'ifindex' | 'ifname' | 'ttl' | 'len' | 'icmp_type' | 'icmp_code' | 'quotes' | 'mtu' | 'quoted_src' | 'quoted_dst' | 'fragment'> {

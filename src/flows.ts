@@ -10,10 +10,8 @@
  * trace runs.
  */
 import { withPort } from './addr';
-import type { KernelEvent } from './events';
+import type { PacketEvent } from './events';
 import { hasPorts } from './ip';
-
-type PacketEvent = Exclude<KernelEvent, { kind: 'route' }>;
 
 /** One side of a flow in its key: an address and its port (TCP/UDP) or echo identifier. */
 const sideKey = (addr: string, port: number) => `${addr}#${port}`;
@@ -28,12 +26,21 @@ export function flowOf(e: PacketEvent): { key: string; forward: string } {
   const dst = error ? (e.quoted_dst ?? e.src) : e.dst;
   const ports = hasPorts(e.proto);
   // ICMP echoes pair by their identifier (ICMP and ICMPv6 alike).
-  const a = sideKey(src, ports ? e.sport : e.icmp_id);
-  const b = sideKey(dst, ports ? e.dport : e.icmp_id);
+  const sport = ports ? e.sport : e.icmp_id;
+  const dport = ports ? e.dport : e.icmp_id;
   const proto = e.proto === 58 ? 1 : e.proto;
+  // A flood is one flow's packets in a row: the last answer again, without making its strings anew.
+  const l = lastFlow;
+  if (l.proto === proto && l.src === src && l.dst === dst && l.sport === sport && l.dport === dport) return l.flow;
+  const a = sideKey(src, sport);
+  const b = sideKey(dst, dport);
   const forward = `${a} ${b}`;
-  return { key: a < b ? `${proto} ${forward}` : `${proto} ${b} ${a}`, forward };
+  const flow = { key: a < b ? `${proto} ${forward}` : `${proto} ${b} ${a}`, forward };
+  lastFlow = { proto, src, dst, sport, dport, flow };
+  return flow;
 }
+
+let lastFlow = { proto: -1, src: '', dst: '', sport: 0, dport: 0, flow: { key: '', forward: '' } };
 
 /**
  * What a datagram's fragments share: the key from a first fragment to its

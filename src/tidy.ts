@@ -84,8 +84,8 @@ export class HopChain {
    * SAME_PACKET_NS: older sightings cannot match, so a long trace keeps only
    * the last few milliseconds.
    */
-  private byIdentity = new Map<string, HopEvent[]>();
-  private older = new Map<string, HopEvent[]>();
+  private byIdentity = new Map<number, HopEvent[]>();
+  private older = new Map<number, HopEvent[]>();
   private generationNs = 0;
 
   add(e: HopEvent): void {
@@ -131,22 +131,44 @@ export class HopChain {
       this.byIdentity = new Map();
       this.generationNs = e.time_ns;
     }
-    // The last sighting of each sk_buff that carried this packet lately (newest first); older: another packet.
-    const recent: HopEvent[] = [];
-    for (const s of [...(this.byIdentity.get(key) ?? []), ...(this.older.get(key) ?? [])])
-      if (e.time_ns - s.time_ns < SAME_PACKET_NS && !recent.some((r) => r.skb === s.skb)) recent.push(s);
-    this.byIdentity.set(key, [e, ...recent.filter((s) => s.skb !== e.skb)]);
+    // The last sighting of each sk_buff that carried this packet lately, newest first, this one
+    // in front (older sightings: another packet). Per event under a flood: no arrays but this one.
+    const recent: HopEvent[] = [e];
+    // Another sk_buff's last sighting that could have come here: usable when it is the only one.
+    let candidate: HopEvent | undefined;
+    let candidates = 0;
+    for (const list of [this.byIdentity.get(key), this.older.get(key)]) {
+      if (!list) continue;
+      for (const s of list) {
+        if (e.time_ns - s.time_ns >= SAME_PACKET_NS || recent.some((r) => r.skb === s.skb)) continue;
+        recent.push(s);
+        if (consecutive(s, e)) {
+          candidate = s;
+          candidates++;
+        }
+      }
+    }
+    this.byIdentity.set(key, recent);
     // Its own sk_buff, however slow the hop (a flood, an emulated kernel): never another copy's.
     if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_SKB_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
-    // Another sk_buff: the last sighting of each copy that could have come here.
-    const candidates = recent.filter((s) => s.skb !== e.skb && consecutive(s, e));
-    return candidates.length === 1 ? candidates[0] : undefined;
+    return candidates === 1 ? candidate : undefined;
   }
 }
 
-/** What identifies a packet whatever its sk_buff: ICMP echoes by identifier and sequence, TCP segments by sequence number and length. */
-function identityOf(e: HopEvent): string | undefined {
-  return isIcmp(e.proto) ? `${e.family} ${e.dir} ${e.icmp_id} ${e.icmp_seq}` : e.proto === 6 ? `tcp ${e.dir} ${e.tcp_seq} ${e.len}` : undefined;
+const DIRECTIONS: Record<HopEvent['dir'], number> = { request: 0, reply: 1, error: 2 };
+
+/**
+ * What identifies a packet whatever its sk_buff: ICMP echoes by identifier
+ * and sequence, TCP segments by sequence number and length. As one number
+ * (below 2^53, exact): looked up per event under a flood, where a string
+ * key cost an allocation and its hashing each time. ICMP keys stay below
+ * 2^35, TCP keys start there.
+ */
+function identityOf(e: HopEvent): number | undefined {
+  const dir = DIRECTIONS[e.dir];
+  if (isIcmp(e.proto)) return ((dir * 2 + (e.family === 6 ? 1 : 0)) * 0x10000 + e.icmp_id) * 0x10000 + e.icmp_seq;
+  if (e.proto === 6) return 2 ** 35 + (dir * 0x10000 + e.len) * 2 ** 32 + e.tcp_seq;
+  return undefined;
 }
 
 /**

@@ -12,6 +12,7 @@ import { BPF_NAMES, STATS } from './bpf/layout';
 import type { KernelFilter } from './bpf/config';
 import type { BpfObject } from './bpf/object';
 import { loadTracingObject, tracingPrograms, withSkbReader, type TracingObjectOptions } from './bpf/tracing-object';
+import { forEachRecord } from './batch';
 import { decodeBatch, routeStackIds } from './decode';
 import { routeStacks } from './kernel/route-purpose';
 import { traceProgramReturns, type ProgramTarget, type ProgramTracing } from './kernel/program-returns';
@@ -69,6 +70,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   private unnamed = new Set<KernelEvent>();
   private naming: Promise<void> | undefined;
   private lostAtClose = 0;
+  /** Records read while the queue was full (QUEUE_MAX): lost here, not in the kernel. */
+  private lostBehind = 0;
   /** fexit on the XDP and tc programs of the namespaces known, when asked for (traceProgramReturns). */
   private programTracing: ProgramTracing | undefined;
   private wake: (() => void) | undefined;
@@ -104,7 +107,9 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   /** Called from the addon once per wake-up: must not throw, or delivery would stop. */
   private accept(batch: Buffer): void {
     try {
-      this.acceptBatch(batch);
+      // A Buffer the addon made has another hidden class than one made in JavaScript: viewed as the
+      // latter (no copy), the decoder's optimised code (src/commands/passive.ts warms it) stays valid.
+      this.acceptBatch(Buffer.from(batch.buffer, batch.byteOffset, batch.length));
     } catch (err) {
       this.notes.push(`a batch of events could not be read: ${describeError(err)}`);
     }
@@ -116,6 +121,12 @@ export class Tracer implements AsyncIterable<KernelEvent> {
    * beside it (nameMissing), and those events wait for it in the queue.
    */
   private acceptBatch(batch: Buffer): void {
+    // Behind by more than the bound: these records are lost, counted as the kernel counts its own,
+    // and memory stays flat (decoded and kept, they would grow without end under a flood).
+    if (this.queue.length - this.head >= QUEUE_MAX) {
+      forEachRecord(batch, () => void this.lostBehind++);
+      return;
+    }
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
       // Namespace 0: the hook saw no device (a drop before one was set); nothing to wait for.
@@ -135,8 +146,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       this.queue.push(ev);
     });
     if (this.unnamed.size > 0) this.nameMissing();
-    // The ring is shared by all CPUs: order each batch by kernel time.
-    if (this.queue.length - start > 1) {
+    // The ring is shared by all CPUs: order each batch by kernel time (mostly in order already: checked first).
+    if (this.queue.length - start > 1 && !inTimeOrder(this.queue, start)) {
       const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
       for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
     }
@@ -231,7 +242,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     if (this.closed) return this.lostAtClose;
     const values = this.obj.lookup(BPF_NAMES.stats, Buffer.alloc(4));
     // One struct tp_stats for all CPUs.
-    return (values ? Number(values.readBigUInt64LE(STATS.lost[0])) : 0) + this.obj.ringLost(this.ring);
+    return (values ? Number(values.readBigUInt64LE(STATS.lost[0])) : 0) + this.obj.ringLost(this.ring) + this.lostBehind;
   }
 
   /** Drains what the kernel has already emitted, detaches everything and ends the iteration. */
@@ -251,17 +262,37 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     }
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<KernelEvent> {
+  /**
+   * The events in order, as many at a time as are ready: what one wake-up
+   * brought, up to the first event still waiting for a name (it and what
+   * follows come once it is named). No promise per event: under a flood the
+   * consumer takes a batch per turn of the event loop.
+   */
+  async *batches(): AsyncGenerator<KernelEvent[]> {
     for (;;) {
       while (this.head < this.queue.length) {
-        const ev = this.queue[this.head];
-        if (this.unnamed.has(ev)) {
+        let end = this.head;
+        if (this.unnamed.size === 0) end = this.queue.length;
+        else while (end < this.queue.length && !this.unnamed.has(this.queue[end])) end++;
+        if (end === this.head) {
           this.nameMissing();
           await this.naming; // in order: what follows waits too
           continue;
         }
-        this.head++;
-        yield ev;
+        // A backlog (events waited for a name) goes out in slices, with a turn of the event loop
+        // between: meanwhile the ring is read, and does not overflow while one slice is handled.
+        end = Math.min(end, this.head + SLICE_MAX);
+        const ready = this.head === 0 && end === this.queue.length ? this.queue : this.queue.slice(this.head, end);
+        if (ready === this.queue) this.queue = [];
+        else this.head = end;
+        yield ready;
+        if (this.head > 0 && this.head < this.queue.length) {
+          if (this.head >= SLICE_MAX * 4) {
+            this.queue = this.queue.slice(this.head); // what was handed out is not kept while more comes
+            this.head = 0;
+          }
+          await new Promise((resolve) => setImmediate(resolve));
+        }
       }
       this.queue = [];
       this.head = 0;
@@ -270,6 +301,25 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       this.wake = undefined;
     }
   }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<KernelEvent> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+}
+
+/**
+ * Events decoded and waiting to be handed out, at most (~20 MB; a tenth of
+ * a second of a ping flood, twice what the ring holds). A consumer further
+ * behind is not catching up: records that come meanwhile are counted lost
+ * rather than kept, and memory stays flat.
+ */
+const QUEUE_MAX = 32 * 1024;
+/** Events handed out at once from a backlog, at most. */
+const SLICE_MAX = 4096;
+
+function inTimeOrder(events: readonly KernelEvent[], from: number): boolean {
+  for (let i = from + 1; i < events.length; i++) if (events[i].time_ns < events[i - 1].time_ns) return false;
+  return true;
 }
 
 /**

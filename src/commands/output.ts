@@ -1,6 +1,9 @@
 /** Where commands write: injectable so tests can capture it. */
 export interface Output {
+  /** A line; its newline is added. */
   out(line: string): void;
+  /** Text as it is: lines with their newlines, many at once (a batch of events is one write). */
+  write(text: string): void;
   err(line: string): void;
 }
 
@@ -8,21 +11,22 @@ export interface Output {
  * A reader that goes away (`tracepkt ... | head`) must not stop us halfway:
  * we still have to detach and clean up. Writes after EPIPE are dropped.
  */
-function writer(stream: NodeJS.WriteStream): (line: string) => void {
+function writer(stream: NodeJS.WriteStream): (text: string) => void {
   let broken = false;
   stream.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
     broken = true;
   });
-  return (line) => {
-    if (!broken) stream.write(line + '\n');
+  return (text) => {
+    if (!broken) stream.write(text);
   };
 }
 
-let stdout: ((line: string) => void) | undefined;
-let stderr: ((line: string) => void) | undefined;
+let stdout: ((text: string) => void) | undefined;
+let stderr: ((text: string) => void) | undefined;
 
 export const processOutput: Output = {
-  out: (line) => (stdout ??= writer(process.stdout))(line),
-  err: (line) => (stderr ??= writer(process.stderr))(line),
+  out: (line) => (stdout ??= writer(process.stdout))(`${line}\n`),
+  write: (text) => (stdout ??= writer(process.stdout))(text),
+  err: (line) => (stderr ??= writer(process.stderr))(`${line}\n`),
 };

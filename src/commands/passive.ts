@@ -11,8 +11,12 @@ import { blameFilter, compilePcapFilter } from '../filter/pcap';
 import { loadNative } from '../native';
 import { requireTracingPrivileges } from '../privileges';
 import type { Journey } from '../flows';
+import type { Sightings, SightingLine } from '../sightings';
+import { decodeBatch, exampleBatch } from '../decode';
+import { NetnsResolver } from '../names/netns';
+import type { KernelEvent } from '../events';
+import { ansi, plain } from '../render/colour';
 import type { Output } from './output';
-import { dropSentence } from '../verdict';
 
 export interface PassiveOptions {
   filter: string;
@@ -29,6 +33,40 @@ export interface PassiveOptions {
   ringBytes?: number;
 }
 
+/** Events run through the chain before the trace starts: enough for V8 to compile it optimised. */
+const WARM_UP_EVENTS = 20_000;
+
+function warmUp(sightings: Sightings): void {
+  const events: KernelEvent[] = [];
+  decodeBatch(exampleBatch(WARM_UP_EVENTS), (ev) => {
+    ev.netns_name = 'warm-up';
+    if (ev.kind === 'drop') {
+      ev.reason = 'NO_SOCKET';
+      ev.location = 'ping_rcv+0x0';
+    }
+    events.push(ev);
+  });
+  for (let i = 0; i < events.length; i += 1000) sightings.take(events.slice(i, i + 1000));
+}
+
+/** How each sighting is written for these options: JSON Lines with the journey's number, a table row after it, or nothing (--quiet). */
+export async function sightingLine(o: Pick<PassiveOptions, 'json' | 'quiet' | 'colour'>): Promise<SightingLine> {
+  if (o.quiet) return null;
+  if (o.json) {
+    const { jsonLine } = await import('../render/json');
+    return (ev, j) => {
+      ev.journey = j.id;
+      return jsonLine(ev);
+    };
+  }
+  const table = new (await import('../render/table')).TableRenderer(o.colour ? ansi : plain);
+  return (ev, j) => `#${String(j.id).padEnd(6)} ${table.line(ev)}`;
+}
+
+async function tableHeader(o: Pick<PassiveOptions, 'colour'>): Promise<string> {
+  return new (await import('../render/table')).TableRenderer(o.colour ? ansi : plain).header();
+}
+
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
   const pcap = compilePcapFilter(loadNative(), o.filter, 'raw'); // before anything is attached
   requireTracingPrivileges();
@@ -36,17 +74,21 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   // Start-up: the kernel verifies the programs on a worker thread while the rest of the code loads.
   const preloaded = loadTracingObject({ filter, routes: false, ringBytes: o.ringBytes });
   preloaded.catch(() => {}); // its failure is reported by createTracer below
-  const [{ FlowJourneys }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel, TableRenderer }, { ansi, plain }, { HopChain, tidy }, { createTracer }] =
-    await Promise.all([import('../flows'), import('../render/json'), import('../render/table'), import('../render/colour'), import('../tidy'), import('../tracer')]);
-  const tracer = await createTracer({ filter, routes: false, preloaded }).catch(async (err) => {
+  const [{ Sightings }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel }, { createTracer }] =
+    await Promise.all([import('../sightings'), import('../render/json'), import('../render/table'), import('../tracer')]);
+  // While the kernel verifies the programs: the chain each event takes, run on made-up ones, so that a
+  // flood from the first moment finds it compiled (interpreted, the first 100 ms of one overflowed the ring).
+  warmUp(new Sightings(await sightingLine(o), o.idleMs ?? 1000));
+  // The namespaces there are now, named before the first packet: a flood's first events would wait for the scan.
+  const resolver = new NetnsResolver();
+  void resolver.scanAsync().catch(() => undefined);
+  const tracer = await createTracer({ filter, routes: false, preloaded, resolver }).catch(async (err) => {
     // A filter the verifier refuses is said as such: the same programs without it are loaded to know.
     throw await blameFilter(err, pcap, async () => (await loadTracingObject({ filter: { ...filter, pcap: undefined }, routes: false })).close());
   });
-  const journeys = new FlowJourneys(o.idleMs ?? 1000);
-  const hops = new HopChain();
-  const table = new TableRenderer(o.colour ? ansi : plain);
+  const sightings = new Sightings(await sightingLine(o), o.idleMs ?? 1000);
+  const journeys = sightings.journeys;
   let completed = 0;
-  let sightings = 0;
   const stop = () => tracer.close();
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
@@ -54,7 +96,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes }));
   else {
     io.err(shown(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`));
-    if (!o.quiet) io.out(`JOURNEY ${table.header()}`);
+    if (!o.quiet) io.out(`JOURNEY ${await tableHeader(o)}`);
   }
   // Lost events are never silent: the journeys open when the count grows are marked incomplete.
   // Kernel time (bpf_ktime_get_ns and hrtime are both CLOCK_MONOTONIC): losses are placed in it.
@@ -95,16 +137,9 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     if (o.count !== undefined && completed >= o.count) stop();
   }, 100);
   try {
-    for await (const ev of tracer) {
-      if (ev.kind === 'checkpoint' || ev.kind === 'route' || ev.kind === 'xt-table' || ev.kind === 'program-return') continue; // route lookups and program returns are not even loaded here
-      if (tidy([ev]).length === 0) continue;
-      const j = journeys.add(ev);
-      sightings++;
-      if (ev.kind === 'hop') hops.add(ev);
-      if (ev.kind === 'drop' && j.dropped === null) j.dropped = dropSentence(ev);
-      if (o.quiet) continue;
-      if (o.json) io.out(jsonLine({ ...ev, journey: j.id }));
-      else io.out(`#${String(j.id).padEnd(6)} ${table.line(ev)}`);
+    for await (const batch of tracer.batches()) {
+      const text = sightings.take(batch);
+      if (text) io.write(text); // one write per batch
     }
   } finally {
     clearInterval(timer);
@@ -126,7 +161,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   } else {
     io.out('');
     const older = journeys.forgotten ? `; the ${journeys.forgotten} oldest were listed as they completed, the rest follow` : '';
-    io.out(`Summary: ${total} journey(s), ${sightings} packet sighting(s)${older}.`);
+    io.out(`Summary: ${total} journey(s), ${sightings.count} packet sighting(s)${older}.`);
     for (const j of all) io.out(shown(`  ${journeyLine(j)}`));
     if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
   }

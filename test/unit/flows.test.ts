@@ -144,3 +144,11 @@ test('a field no hop changes: TTL across a link, more than forwarding takes, TCP
   for (const e of mangled) chain.add(e);
   assert.equal(mangled[1].altered, 'tcp flags . -> P.');
 });
+
+test("flows in turn, and a flow's own packets in a row (a flood): each packet its own flow's key, never the one before's", () => {
+  const a = tcp('10.0.0.1', 40000, '10.0.0.2', 80);
+  const b = tcp('10.0.0.1', 40000, '10.0.0.3', 80);
+  const icmp = (id: number): HopEvent => ({ ...base, dir: 'request', proto: 1, src: '10.0.0.1', dst: '10.0.0.2', sport: 0, dport: 0, icmp_id: id });
+  const keys = [a, a, b, a, icmp(1), icmp(1), icmp(2), { ...a, proto: 17 }].map((e) => flowOf(e).key);
+  assert.deepEqual(keys, ['6 10.0.0.1#40000 10.0.0.2#80', '6 10.0.0.1#40000 10.0.0.2#80', '6 10.0.0.1#40000 10.0.0.3#80', '6 10.0.0.1#40000 10.0.0.2#80', '1 10.0.0.1#1 10.0.0.2#1', '1 10.0.0.1#1 10.0.0.2#1', '1 10.0.0.1#2 10.0.0.2#2', '17 10.0.0.1#40000 10.0.0.2#80']);
+});

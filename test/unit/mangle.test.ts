@@ -69,7 +69,7 @@ test('mangle arguments: parsed into a checked spec, or one clear error', async (
   // Compiled by the command, before privileges are checked or anything is loaded.
   const bad = parseMangleArgs(['eth0', '--drop', '--filter', 'tcp and']);
   assert.ok(bad !== 'help');
-  await assert.rejects(mangleCommand(bad, { out: () => assert.fail('no output'), err: () => assert.fail('no output') }), /^TracepktError: bad filter "tcp and": can't parse filter expression: syntax error$/);
+  await assert.rejects(mangleCommand(bad, { out: () => assert.fail('no output'), write: () => assert.fail('no output'), err: () => assert.fail('no output') }), /^TracepktError: bad filter "tcp and": can't parse filter expression: syntax error$/);
 });
 
 test('what a run does, in words', () => {

@@ -1,0 +1,48 @@
+/**
+ * Passive tracing's chain for each event, after decoding and naming: what
+ * is no packet on the way is left out, the rest is numbered by journey
+ * (src/flows.ts), compared with the packet's previous sighting (per-hop
+ * latency, NAT, alterations: src/tidy.ts), a journey's first drop put in
+ * words, and the event rendered by the command's line function. A batch
+ * in, one piece of text out: the command writes it with one system call,
+ * and the benchmark runs the very same chain on recorded batches.
+ */
+import type { DropEvent, HopEvent, KernelEvent, NeighbourEvent } from './events';
+import { FlowJourneys, type Journey } from './flows';
+import { freedAfterDelivery, HopChain } from './tidy';
+import { dropSentence } from './verdict';
+
+/** What passive tracing shows: a packet seen, dropped, or waiting for its next hop's address. */
+export type Sighting = HopEvent | DropEvent | NeighbourEvent;
+
+/** How each sighting is written: a line of its own (JSON, the table), or not at all (--quiet). */
+export type SightingLine = ((ev: Sighting, journey: Journey) => string) | null;
+
+export class Sightings {
+  readonly journeys: FlowJourneys;
+  private readonly hops = new HopChain();
+  /** Packet sightings counted (every event but those left out). */
+  count = 0;
+
+  constructor(private readonly line: SightingLine, idleMs = 1000) {
+    this.journeys = new FlowJourneys(idleMs);
+  }
+
+  /** The events of one batch, in time order: the text to write for them ('' when nothing), lines ending in newlines. */
+  take(events: readonly KernelEvent[]): string {
+    let text = '';
+    for (const e of events) {
+      // Route lookups and program returns are not even loaded in passive tracing; checkpoints and
+      // table verdicts are netfilter's, and passive tracing does not follow netfilter.
+      if (e.kind === 'checkpoint' || e.kind === 'route' || e.kind === 'xt-table' || e.kind === 'program-return') continue;
+      const ev: Sighting = e;
+      if (ev.kind === 'drop' && freedAfterDelivery(ev)) continue;
+      const j = this.journeys.add(ev);
+      this.count++;
+      if (ev.kind === 'hop') this.hops.add(ev);
+      else if (ev.kind === 'drop' && j.dropped === null) j.dropped = dropSentence(ev);
+      if (this.line) text += `${this.line(ev, j)}\n`;
+    }
+    return text;
+  }
+}
