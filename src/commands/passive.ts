@@ -89,7 +89,12 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   const sightings = new Sightings(await sightingLine(o), o.idleMs ?? 1000);
   const journeys = sightings.journeys;
   let completed = 0;
-  const stop = () => tracer.close();
+  let stopped!: () => void;
+  const stopping = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = () => {
+    tracer.close();
+    stopped();
+  };
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
 
@@ -139,7 +144,12 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   try {
     for await (const batch of tracer.batches()) {
       const text = sightings.take(batch);
-      if (text) io.write(text); // one write per batch
+      if (!text) continue;
+      io.write(text); // one write per batch
+      // A reader behind (a slow pipe): wait for it rather than pile up output; meanwhile the tracer's
+      // bounded queue fills, and what comes beyond it is counted lost.
+      const behind = io.backlogged?.();
+      if (behind) await Promise.race([behind, stopping]);
     }
   } finally {
     clearInterval(timer);
