@@ -4,8 +4,8 @@ import type { Writable } from 'node:stream';
 export interface Output {
   /** A line; its newline is added. */
   out(line: string): void;
-  /** Text as it is: lines with their newlines, many at once (a batch of events is one write). */
-  write(text: string): void;
+  /** Text as it is, or as UTF-8: lines with their newlines, many at once (a batch of events is one write). */
+  write(text: string | Uint8Array): void;
   err(line: string): void;
   /**
    * While the reader is behind by more than OUTPUT_BACKLOG bytes, a promise for
@@ -24,7 +24,7 @@ export const OUTPUT_BACKLOG = 4 * 1024 * 1024;
  * A reader that goes away (`tracepkt ... | head`) must not stop us halfway:
  * we still have to detach and clean up. Writes after EPIPE are dropped.
  */
-function writer(stream: NodeJS.WriteStream): (text: string) => void {
+function writer(stream: NodeJS.WriteStream): (text: string | Uint8Array) => void {
   let broken = false;
   stream.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
@@ -50,8 +50,8 @@ export function backlogOf(stream: Writable): Promise<void> | undefined {
   });
 }
 
-let stdout: ((text: string) => void) | undefined;
-let stderr: ((text: string) => void) | undefined;
+let stdout: ((text: string | Uint8Array) => void) | undefined;
+let stderr: ((text: string | Uint8Array) => void) | undefined;
 
 export const processOutput: Output = {
   out: (line) => (stdout ??= writer(process.stdout))(`${line}\n`),

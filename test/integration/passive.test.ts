@@ -149,7 +149,7 @@ test('events the kernel could not deliver are counted, and the journeys they hit
   withLab(async (lab) => {
     const { host, v4 } = bridgeLab(lab);
     const lines: string[] = [];
-    const io = { out: (l: string) => lines.push(l), write: (text: string) => lines.push(...text.slice(0, -1).split('\n')), err: () => {} };
+    const io = { out: (l: string) => lines.push(l), write: (text: string | Uint8Array) => lines.push(...String(text).slice(0, -1).split('\n')), err: () => {} };
     // A one-page ring (about 25 records) cannot hold a ping flood's sightings: the kernel must lose some.
     const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
     await eventually(() => lines.length > 0); // the start line: attached
@@ -170,7 +170,7 @@ test('records carry the kernel\'s count of lost events, and nothing is inferred 
   withLab(async (lab) => {
     const { a, v4 } = routerLab(lab);
     const lines: string[] = [];
-    const io = { out: (l: string) => lines.push(l), write: (text: string) => lines.push(...text.slice(0, -1).split('\n')), err: () => {} };
+    const io = { out: (l: string) => lines.push(l), write: (text: string | Uint8Array) => lines.push(...String(text).slice(0, -1).split('\n')), err: () => {} };
     // Sighting pairs whose router hops were lost look like a link that lowered the TTL by one.
     const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
     await eventually(() => lines.length > 0);

@@ -7,7 +7,7 @@ import type { Output } from '../../src/commands/output';
 
 function capture(): Output & { lines: string[] } {
   const lines: string[] = [];
-  return { lines, out: (l) => lines.push(l), write: (text) => lines.push(...text.slice(0, -1).split('\n')), err: (l) => lines.push(l) };
+  return { lines, out: (l) => lines.push(l), write: (text) => lines.push(...String(text).slice(0, -1).split('\n')), err: (l) => lines.push(l) };
 }
 
 const bad: [string[], RegExp][] = [

@@ -21,15 +21,31 @@ test("a batch in, its lines out: each packet event numbered by journey, compared
     drop({ time_ns: 5000, reason: 'QUEUE_PURGE', location: 'skb_queue_purge_reason+0x10' }), // freed after delivery: no drop on the way
     drop({ time_ns: 6000 }),
   ];
-  assert.equal(s.take(batch), '#1 hop null\n#1 hop 2000\n#2 hop null\n#1 drop NETFILTER_DROP\n');
+  assert.equal(String(s.take(batch)), '#1 hop null\n#1 hop 2000\n#2 hop null\n#1 drop NETFILTER_DROP\n');
   assert.equal(s.count, 4);
   assert.equal(s.journeys.all()[0].dropped, 'request dropped in namespace r at nf_hook_slow: netfilter drop; it had no conntrack entry there (conntrack does not run there, or found it invalid)');
-  assert.equal(s.take([route]), '', 'nothing to write: no text at all');
+  assert.equal(s.take([route]), undefined, 'nothing to write: no text at all');
 });
 
 test('--quiet: nothing written, every sighting counted and grouped', () => {
   const s = new Sightings(null);
-  assert.equal(s.take([hop({}), hop({ time_ns: 10, icmp_id: 8 })]), '');
+  assert.equal(s.take([hop({}), hop({ time_ns: 10, icmp_id: 8 })]), undefined);
   assert.equal(s.count, 2);
   assert.equal(s.journeys.all().length, 2);
+});
+
+test("lines written as UTF-8 whatever their length and characters; a batch's bytes stay as they were once the next batch is taken", () => {
+  // Interface names and comments of the traced system may hold any character: 3-byte and 4-byte (surrogate pair) ones here.
+  const texts = ['eth0', 'ü'.repeat(3000), '网桥', '🦀 veth', 'x'.repeat(70_000)];
+  let n = 0;
+  const s = new Sightings(() => texts[n++ % texts.length]);
+  const first = s.take(texts.map((_, i) => hop({ time_ns: i, icmp_id: i })));
+  const firstCopy = Buffer.from(first!);
+  assert.equal(first!.toString('utf8'), `${texts.join('\n')}\n`);
+  // A bigger batch than the last (the buffer grows mid-batch), then a small one: the first batch's bytes are untouched.
+  const many = Array.from({ length: 40 }, (_, i) => hop({ time_ns: 100 + i, icmp_id: 100 + i }));
+  const second = s.take(many);
+  assert.equal(second!.toString('utf8'), `${Array.from({ length: 40 }, (_, i) => texts[(5 + i) % 5]).join('\n')}\n`);
+  assert.equal(String(s.take([hop({ time_ns: 1000, icmp_id: 1000 })])), `${texts[45 % 5]}\n`);
+  assert.deepEqual(first, firstCopy, 'a pipe may still be writing it');
 });
