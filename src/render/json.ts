@@ -91,18 +91,27 @@ function object(o: Record<string, unknown>): string {
  */
 interface KindWriter {
   keys: readonly string[];
-  write: (o: Record<string, unknown>, value: (v: unknown) => string | undefined) => string | null;
+  write: (o: Record<string, unknown>) => string | null;
 }
 
 const writers = new Map<string, KindWriter>();
 
 function writerFor(keys: readonly string[]): KindWriter {
   // The keys are this program's own property names, quoted by JSON.stringify in the code made: nothing else goes in.
-  const parts = keys.map((k, i) => `const v${i} = value(o[${JSON.stringify(k)}]); if (v${i} === undefined) return null;`);
+  // Numbers, null and plain strings, most of an event's values, are written inline; the rest by value().
+  const parts = keys.map(
+    (k, i) =>
+      `const x${i} = o[${JSON.stringify(k)}];
+       const v${i} = typeof x${i} === 'number' && Number.isFinite(x${i}) ? '' + x${i} : x${i} === null ? 'null' : typeof x${i} === 'string' && plain(x${i}) ? '"' + x${i} + '"' : value(x${i});
+       if (v${i} === undefined) return null;`,
+  );
   const line = keys.map((k, i) => `${JSON.stringify(`${i ? ',' : '{'}${string(k)}:`)} + v${i}`).join(' + ');
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const write = new Function('o', 'value', `${parts.join('\n')}\nreturn ${line || '"{"'} + "}";`) as KindWriter['write'];
-  return { keys, write };
+  const made = new Function('value', 'plain', `return (o) => {\n${parts.join('\n')}\nreturn ${line || '"{"'} + "}";\n};`) as (
+    value: (v: unknown) => string | undefined,
+    plain: (s: string) => boolean,
+  ) => KindWriter['write'];
+  return { keys, write: made(value, plain) };
 }
 
 /** Whether the object's own keys are these, in this order (an event's are: compared, not copied). */
@@ -123,7 +132,7 @@ export function jsonLine(ev: object): string {
     let writer = writers.get(kind);
     if (!writer) writers.set(kind, (writer = writerFor(Object.keys(o))));
     if (hasKeys(o, writer.keys)) {
-      const line = writer.write(o, value);
+      const line = writer.write(o);
       if (line !== null) return line;
     }
   }
