@@ -58,11 +58,16 @@ export class Sightings {
  * a third of user space in a profile). Each batch gets a buffer of its own
  * because a pipe is written after we return, from the buffer we hand it.
  */
+const PER_LINE_MAX = 1024;
+
 class Utf8Lines {
   private buf = Buffer.allocUnsafe(0);
   private at = 0;
   private count = 0;
-  /** Bytes per line of the last batch, and some, to size the next batch's buffer in one go. */
+  /**
+   * Bytes per line of the last batch, and some, to size the next batch's buffer in one go; at most
+   * PER_LINE_MAX, since a pipe holds the whole buffer while it writes the part used.
+   */
   private perLine = 256;
 
   begin(events: number): this {
@@ -82,7 +87,7 @@ class Utf8Lines {
 
   end(): Buffer | undefined {
     if (this.count === 0) return undefined;
-    this.perLine = Math.ceil((this.at / this.count) * 1.25);
+    this.perLine = Math.min(PER_LINE_MAX, Math.ceil((this.at / this.count) * 1.25));
     return this.buf.subarray(0, this.at);
   }
 

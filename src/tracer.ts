@@ -237,7 +237,15 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     return this.programTracing.targets;
   }
 
-  /** Records lost: the kernel's, when the ring buffer was full, and the addon's, when memory ran out for a batch. */
+  /** Of lost(): the records read while the queue was full (user space too far behind), not the kernel's. */
+  lostInUserSpace(): number {
+    return this.lostBehind;
+  }
+
+  /**
+   * Records lost: the kernel's, when the ring buffer was full; the addon's, when memory ran out for a
+   * batch; and those read while the queue was full (lostInUserSpace).
+   */
   lost(): number {
     if (this.closed) return this.lostAtClose;
     const values = this.obj.lookup(BPF_NAMES.stats, Buffer.alloc(4));

@@ -49,6 +49,13 @@ function warmUp(sightings: Sightings): void {
   for (let i = 0; i < events.length; i += 1000) sightings.take(events.slice(i, i + 1000));
 }
 
+/** Why events were lost, in words: the kernel's ring buffer full, tracepkt's own queue full, or both. */
+export function lossCauses(all: number, inUserSpace: number): string {
+  if (inUserSpace === 0) return ' because the ring buffer was full';
+  if (inUserSpace === all) return ' because tracepkt fell behind (its queue was full)';
+  return `: ${all - inUserSpace} because the ring buffer was full, ${inUserSpace} because tracepkt fell behind (its queue was full)`;
+}
+
 /** How each sighting is written for these options: JSON Lines with the journey's number, a table row after it, or nothing (--quiet). */
 export async function sightingLine(o: Pick<PassiveOptions, 'json' | 'quiet' | 'colour'>): Promise<SightingLine> {
   if (o.quiet) return null;
@@ -89,11 +96,14 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   const sightings = new Sightings(await sightingLine(o), o.idleMs ?? 1000);
   const journeys = sightings.journeys;
   let completed = 0;
-  let stopped!: () => void;
-  const stopping = new Promise<void>((resolve) => (stopped = resolve));
+  // Once stopped, the rest is drained without waiting for a slow reader (nor adding listeners to wait with).
+  let stopped = false;
+  let stopWaiting!: () => void;
+  const stopping = new Promise<void>((resolve) => (stopWaiting = resolve));
   const stop = () => {
+    stopped = true;
     tracer.close();
-    stopped();
+    stopWaiting();
   };
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
@@ -148,7 +158,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       io.write(text); // one write per batch
       // A reader behind (a slow pipe): wait for it rather than pile up output; meanwhile the tracer's
       // bounded queue fills, and what comes beyond it is counted lost.
-      const behind = io.backlogged?.();
+      const behind = stopped ? undefined : io.backlogged?.();
       if (behind) await Promise.race([behind, stopping]);
     }
   } finally {
@@ -173,7 +183,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     const older = journeys.forgotten ? `; the ${journeys.forgotten} oldest were listed as they completed, the rest follow` : '';
     io.out(`Summary: ${total} journey(s), ${sightings.count} packet sighting(s)${older}.`);
     for (const j of all) io.out(shown(`  ${journeyLine(j)}`));
-    if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost because the ring buffer was full.`);
+    if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost${lossCauses(tracer.lost(), tracer.lostInUserSpace())}.`);
   }
   return 0;
 }

@@ -4,7 +4,9 @@
  * emptied at boot) under the boot's id, so that a run measures them once
  * per boot, not once per start: each costs tens of milliseconds (a test
  * program through the verifier, 5 MB of BTF, 120,000 lines of kallsyms).
- * A fact written under another boot's id is ignored and rewritten.
+ * A fact written under another boot's id, or by another version of
+ * tracepkt (whose test programs may differ), is ignored and rewritten; so is
+ * one in a file or directory that is not ours or that others could write.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,15 +21,29 @@ export function bootId(): string {
 }
 
 let thisBoot: string | undefined;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION = (require('../../../package.json') as { version: string }).version;
+
+/** Ours (root's, as tracepkt runs), and writable by no one else: a planted file must not name the kernel's code for us. */
+function trusted(st: fs.Stats): boolean {
+  return st.uid === process.getuid!() && (st.mode & 0o022) === 0;
+}
 
 /** The fact `name` recorded during this boot; null when there is none (or no boot id to trust it by). */
 export function readBootFact<T>(name: string, dir = RECORDS_DIR, boot = (thisBoot ??= bootId())): T | null {
   if (!boot) return null;
+  const file = path.join(dir, `kernel-${name}.json`);
+  let fd: number | undefined;
   try {
-    const data = JSON.parse(fs.readFileSync(path.join(dir, `kernel-${name}.json`), 'utf8')) as { boot?: string; fact?: T };
-    return data.boot === boot && data.fact !== undefined ? data.fact : null;
+    if (!trusted(fs.statSync(dir))) return null;
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    if (!trusted(fs.fstatSync(fd))) return null;
+    const data = JSON.parse(fs.readFileSync(fd, 'utf8')) as { boot?: string; version?: string; fact?: T };
+    return data.boot === boot && data.version === VERSION && data.fact !== undefined ? data.fact : null;
   } catch {
     return null; // none yet, or unreadable: measured again
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }
 
@@ -35,11 +51,13 @@ export function readBootFact<T>(name: string, dir = RECORDS_DIR, boot = (thisBoo
 export function writeBootFact(name: string, fact: unknown, dir = RECORDS_DIR, boot = (thisBoot ??= bootId())): void {
   if (!boot) return;
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     // Written whole, then renamed: a run starting meanwhile reads the old fact or the new, never half.
+    // The partial file is made new (O_EXCL: never through a link someone left at its name), mode 0644.
     const file = path.join(dir, `kernel-${name}.json`);
     const partial = `${file}.${process.pid}`;
-    fs.writeFileSync(partial, JSON.stringify({ boot, fact }));
+    fs.rmSync(partial, { force: true });
+    fs.writeFileSync(partial, JSON.stringify({ boot, version: VERSION, fact }), { flag: 'wx', mode: 0o644 });
     fs.renameSync(partial, file);
   } catch {
     // read-only /run

@@ -9,7 +9,7 @@
 import { BpfObject } from '../bpf/object';
 import { bpfObjectPath, type Native } from '../native';
 import { readBootFact, writeBootFact } from './boot-facts';
-import { kernelDropReasonsAsync } from './btf';
+import { dropReasonsAnswered, kernelDropReasonsAsync } from './btf';
 
 export interface BpfSupport {
   /** Global BPF functions may take pointer arguments. */
@@ -21,8 +21,12 @@ export interface BpfSupport {
 /** What a kernel of today takes: the defaults where nothing was measured. */
 export const CURRENT_KERNEL: BpfSupport = { pointerArgs: true, dropReasons: true };
 
-/** Loads the probe program: false only when the kernel refused it (EINVAL, EACCES), an answer for this boot. */
-async function pointerArgsAllowed(native: Native): Promise<boolean> {
+/**
+ * Loads the probe program: true when it loads, false when the verifier refused
+ * it (EINVAL, EACCES): answers for this boot. Any other failure (EPERM under a
+ * low locked-memory limit before 5.11, ENOMEM) is no answer: null.
+ */
+async function pointerArgsAllowed(native: Native): Promise<boolean | null> {
   let obj: BpfObject | undefined;
   try {
     obj = new BpfObject(native, bpfObjectPath('probes'));
@@ -31,15 +35,17 @@ async function pointerArgsAllowed(native: Native): Promise<boolean> {
     return true;
   } catch (err) {
     const errno = (err as { errno?: number }).errno;
-    return !(errno === 22 || errno === 13);
+    return errno === 22 || errno === 13 ? false : null;
   } finally {
     obj?.close();
   }
 }
 
-export async function measureBpfSupport(native: Native): Promise<BpfSupport> {
+/** What the kernel takes; `answered` when every part is the kernel's answer, worth keeping for the boot. */
+export async function measureBpfSupport(native: Native): Promise<BpfSupport & { answered: boolean }> {
   const [pointerArgs, reasons] = await Promise.all([pointerArgsAllowed(native), kernelDropReasonsAsync()]);
-  return { pointerArgs, dropReasons: reasons.size > 0 };
+  // Without an answer, today's kernel is assumed (the objects that need the most); its load then says what is wrong.
+  return { pointerArgs: pointerArgs ?? true, dropReasons: reasons.size > 0, answered: pointerArgs !== null && dropReasonsAnswered() };
 }
 
 const SUPPORT_FACT = 'bpf-support';
@@ -48,8 +54,8 @@ const SUPPORT_FACT = 'bpf-support';
 async function bootSupport(native: Native): Promise<BpfSupport> {
   const known = readBootFact<BpfSupport>(SUPPORT_FACT);
   if (known && typeof known.pointerArgs === 'boolean' && typeof known.dropReasons === 'boolean') return known;
-  const support = await measureBpfSupport(native);
-  writeBootFact(SUPPORT_FACT, support);
+  const { answered, ...support } = await measureBpfSupport(native);
+  if (answered) writeBootFact(SUPPORT_FACT, support);
   return support;
 }
 

@@ -83,6 +83,13 @@ export async function kernelDropReasonsAsync(file = VMLINUX): Promise<Map<number
   return kernelDropReasons(file);
 }
 
+let btfUnread = false;
+
+/** Whether the kernel's drop reasons are known, as names or as none (an answer), rather than unread (no BTF file to read). */
+export function dropReasonsAnswered(): boolean {
+  return dropReasons !== undefined && !btfUnread;
+}
+
 /** The drop reason names if they were read already; undefined if not yet. */
 export function cachedDropReasons(): Map<number, string> | undefined {
   return dropReasons;
@@ -100,6 +107,7 @@ export function kernelDropReasons(file = VMLINUX): Map<number, string> {
   try {
     for (const [value, name] of readEnum(fs.readFileSync(file), 'skb_drop_reason')) dropReasons.set(value, name.replace(/^SKB_DROP_REASON_/, ''));
   } catch {
+    btfUnread = true;
     return dropReasons; // no BTF: reasons stay numbers, and it is looked for again next time
   }
   if (file === VMLINUX) writeBootFact(DROP_REASONS_FACT, [...dropReasons]);

@@ -218,8 +218,18 @@ class Nearest {
 
   /** Each address's name ("fn+0x1a", or the address where no symbol covers it), and whether it is in the core kernel's code. */
   names(): Map<bigint, { name: string; core: boolean }> {
-    return new Map(this.targets.map((t) => [t.address, { name: format(t), core: t.bestHi >= 0 && t.core }]));
+    return new Map(this.targets.map((t) => [t.address, { name: format(t), core: t.bestHi >= 0 && t.core && nearby(t) }]));
   }
+}
+
+/**
+ * No function of the core kernel is a megabyte long: an address that far past
+ * its nearest symbol is outside the kernel's code (a BPF program kallsyms does
+ * not list, a gap above the last module) and its name is not kept for the boot.
+ */
+const CORE_FUNCTION_MAX = 1n << 20n;
+function nearby(t: { address: bigint; bestHi: number; bestLo: number }): boolean {
+  return t.address - ((BigInt(t.bestHi) << 32n) | BigInt(t.bestLo)) < CORE_FUNCTION_MAX;
 }
 
 function format(t: { address: bigint; bestHi: number; bestLo: number; name: string }): string {

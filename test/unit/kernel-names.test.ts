@@ -108,6 +108,11 @@ test("kallsyms: only the core kernel's names are offered for keeping (modules, B
   later.seed(kept[0]);
   assert.equal(later.symbolize(0xffffffff812345c0n), 'ip_forward+0xc0');
   assert.equal(passes, 0, 'known from the boot before: kallsyms not read');
+  const far = Kallsyms.fromText(text);
+  const farKept: unknown[] = [];
+  far.onLasting = (names) => farKept.push([...names]);
+  assert.equal(far.symbolize(0xffffffffb0000000n), 'ip_forward+0x2edcbb00');
+  assert.deepEqual(farKept, [], "far past its nearest symbol: outside the kernel's code (a BPF program kallsyms does not list), not kept");
 });
 
 test('boot facts: read back within the boot that wrote them, ignored under another boot id', () => {
@@ -121,6 +126,25 @@ test('boot facts: read back within the boot that wrote them, ignored under anoth
     fs.writeFileSync(path.join(dir, 'kernel-x.json'), '{"boot":"boot-a","fa');
     assert.equal(readBootFact('x', dir, 'boot-a'), null, 'unreadable: measured again');
     assert.equal(readBootFact('x', dir, ''), null, 'no boot id: nothing trusted');
+    writeBootFact('x', { pointerArgs: false }, dir, 'boot-a');
+    const raw = JSON.parse(fs.readFileSync(path.join(dir, 'kernel-x.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'kernel-x.json'), JSON.stringify({ ...raw, version: '0.0.0-older' }));
+    assert.equal(readBootFact('x', dir, 'boot-a'), null, 'written by another version of tracepkt: measured again');
+    writeBootFact('x', { pointerArgs: false }, dir, 'boot-a');
+    fs.chmodSync(path.join(dir, 'kernel-x.json'), 0o666);
+    assert.equal(readBootFact('x', dir, 'boot-a'), null, 'a file others could have written: not trusted');
+    fs.chmodSync(path.join(dir, 'kernel-x.json'), 0o644);
+    assert.deepEqual(readBootFact('x', dir, 'boot-a'), { pointerArgs: false });
+    fs.chmodSync(dir, 0o777);
+    assert.equal(readBootFact('x', dir, 'boot-a'), null, 'in a directory others could write: not trusted');
+    fs.chmodSync(dir, 0o700);
+    // A link left at the partial file's name is replaced, not written through.
+    const victim = path.join(dir, 'victim');
+    fs.writeFileSync(victim, 'untouched');
+    fs.symlinkSync(victim, path.join(dir, `kernel-y.json.${process.pid}`));
+    writeBootFact('y', { pointerArgs: true }, dir, 'boot-a');
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'untouched');
+    assert.deepEqual(readBootFact('y', dir, 'boot-a'), { pointerArgs: true });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import { lossCauses } from '../../src/commands/passive';
 import { summaryLines } from '../../src/commands/trace';
 import { summarize } from '../../src/journey';
 import type { ProbeResult } from '../../src/probe/run';
@@ -30,4 +31,10 @@ test('a probe journey during which the kernel lost events says it is incomplete'
 test('without losses nothing is said about completeness', () => {
   const r = result(0);
   assert.ok(!summaryLines(1, r, summarize(r.events)).some((l) => /incomplete|lost/.test(l)));
+});
+
+test("passive tracing's loss warning says whose the losses were: the kernel's ring buffer, tracepkt's queue, or both", () => {
+  assert.equal(lossCauses(7, 0), ' because the ring buffer was full');
+  assert.equal(lossCauses(7, 7), ' because tracepkt fell behind (its queue was full)');
+  assert.equal(lossCauses(7, 3), ': 4 because the ring buffer was full, 3 because tracepkt fell behind (its queue was full)');
 });
