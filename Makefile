@@ -2,6 +2,7 @@
 # the Node-API addon and the TypeScript.
 CLANG ?= clang
 LLVM_STRIP ?= llvm-strip
+LLVM_OBJCOPY ?= llvm-objcopy
 ARCH_INCLUDE := /usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 BPF_CFLAGS := -target bpf -g -O2 -Wall -Werror -D__TARGET_ARCH_x86 -I$(ARCH_INCLUDE) -Ibpf
 
@@ -21,17 +22,27 @@ src/bpf/generated/%.ts: dist/bpf/%.bpf.o tools/gen-bindings.js
 	@mkdir -p src/bpf/generated
 	node tools/gen-bindings.js $< > $@.tmp && mv $@.tmp $@
 
+# Shipped without DWARF and without BTF line info (tools/drop-line-info.js): both only serve reading
+# verifier logs, and they were more than half of the tracing object, read at every start, the line info
+# checked by the kernel at every load. BTF, function info and CO-RE relocations stay.
+# `make LINE_INFO=1` keeps the line info (verifier logs with the C source).
+define ship_bpf
+	$(LLVM_STRIP) -g $@.debug -o $@.tmp && rm $@.debug
+	$(if $(LINE_INFO),,$(LLVM_OBJCOPY) --dump-section .BTF.ext=$@.ext $@.tmp && node tools/drop-line-info.js $@.ext && \
+	  $(LLVM_OBJCOPY) --remove-section .rel.BTF.ext --update-section .BTF.ext=$@.ext $@.tmp && rm $@.ext)
+	mv $@.tmp $@
+endef
+
 # For kernels whose verifier refuses pointer arguments of global functions (before 5.12): bpf/subprog.h.
-# Shipped without DWARF (a quarter of the file, read at every start): BTF and its line info stay.
-dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h
+dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js
 	@mkdir -p dist/bpf
 	$(CLANG) $(BPF_CFLAGS) -DTP_COMPAT -c $< -o $@.debug
-	$(LLVM_STRIP) -g $@.debug -o $@ && rm $@.debug
+	$(ship_bpf)
 
-dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h
+dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js
 	@mkdir -p dist/bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.debug
-	$(LLVM_STRIP) -g $@.debug -o $@ && rm $@.debug
+	$(ship_bpf)
 
 # The benchmark's floor: empty programs on tracepkt's hooks.
 dist/bench/%.bpf.o: bench/%.bpf.c
