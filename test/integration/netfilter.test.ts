@@ -74,8 +74,11 @@ routerTest('iptables (nft backend) DROP in the router’s FORWARD chain: the jou
   // kernel names no reason: the place, netfilter's hook loop, says it).
   const [verdict, freed] = run.stdout.trim().split('\n').slice(-3, -1).map((l) => JSON.parse(l));
   assert.equal(verdict.kind, 'netfilter');
-  assert.deepEqual([freed.kind, freed.netns_name, freed.reason, freed.location.replace(/\+0x[0-9a-f]+$/, '')],
-    kernelAtLeast(5, 17) ? ['drop', topo.r, 'NETFILTER_DROP', 'nft_do_chain'] : ['drop', topo.r, NO_REASON_GIVEN, 'nf_hook_slow']);
+  // The place: nft_do_chain on recent kernels (6.12, the build machines'); on 6.1 nf_hook_slow frees it on the
+  // verdict (bpftrace's ksym(args->location) on kfree_skb says the same there).
+  const place = freed.location.replace(/\+0x[0-9a-f]+$/, '');
+  assert.deepEqual([freed.kind, freed.netns_name, freed.reason], ['drop', topo.r, kernelAtLeast(5, 17) ? 'NETFILTER_DROP' : NO_REASON_GIVEN]);
+  assert.ok(kernelAtLeast(5, 17) ? ['nft_do_chain', 'nf_hook_slow'].includes(place) : place === 'nf_hook_slow', freed.location);
   assert.equal(verdicts(run)[0].backend, 'nftables');
   assert.equal(typeof verdicts(run)[0].handle, 'number');
   assert.deepEqual(run.summary?.stopped_by, {
