@@ -25,21 +25,26 @@ src/bpf/generated/%.ts: dist/bpf/%.bpf.o tools/gen-bindings.js
 # Shipped without DWARF and without BTF line info (tools/drop-line-info.js): both only serve reading
 # verifier logs, and they were more than half of the tracing object, read at every start, the line info
 # checked by the kernel at every load. BTF, function info and CO-RE relocations stay.
-# `make LINE_INFO=1` keeps the line info (verifier logs with the C source).
+# `make LINE_INFO=1` keeps the line info (verifier logs with the C source); the stamp file names which
+# build the objects are, so that switching rebuilds them (and the tests know which to expect).
+LINE_INFO_STAMP := dist/bpf/.line-info-$(if $(filter 1,$(LINE_INFO)),kept,dropped)
+$(LINE_INFO_STAMP):
+	@mkdir -p dist/bpf && rm -f dist/bpf/.line-info-* && touch $@
+
 define ship_bpf
 	$(LLVM_STRIP) -g $@.debug -o $@.tmp && rm $@.debug
-	$(if $(LINE_INFO),,$(LLVM_OBJCOPY) --dump-section .BTF.ext=$@.ext $@.tmp && node tools/drop-line-info.js $@.ext && \
-	  $(LLVM_OBJCOPY) --remove-section .rel.BTF.ext --update-section .BTF.ext=$@.ext $@.tmp && rm $@.ext)
-	mv $@.tmp $@
+	$(if $(filter 1,$(LINE_INFO)),,$(LLVM_OBJCOPY) --dump-section .BTF.ext=$@.ext $@.tmp && node tools/drop-line-info.js $@.ext && \
+	  $(LLVM_OBJCOPY) --remove-section .rel.BTF.ext --update-section .BTF.ext=$@.ext $@.tmp || { rm -f $@.tmp $@.ext; exit 1; })
+	rm -f $@.ext && mv $@.tmp $@
 endef
 
 # For kernels whose verifier refuses pointer arguments of global functions (before 5.12): bpf/subprog.h.
-dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js
+dist/bpf/%.compat.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js $(LINE_INFO_STAMP)
 	@mkdir -p dist/bpf
 	$(CLANG) $(BPF_CFLAGS) -DTP_COMPAT -c $< -o $@.debug
 	$(ship_bpf)
 
-dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js
+dist/bpf/%.bpf.o: bpf/%.bpf.c bpf/*.h tools/drop-line-info.js $(LINE_INFO_STAMP)
 	@mkdir -p dist/bpf
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@.debug
 	$(ship_bpf)

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# clang builds the CO-RE object (llvm's llvm-strip takes its DWARF out); libbpf/libelf/zlib link the addon, libpcap-dev too (tcpdump's
+# clang builds the CO-RE object (llvm's llvm-strip takes its DWARF out, llvm-objcopy its line info); libbpf/libelf/zlib link the addon, libpcap-dev too (tcpdump's
 # filter language, compiled by libpcap at run time); the rest
 # are what tracepkt and its tests run: ping sends probes, ip/nsenter build and
 # enter namespaces, nft prints the rules that decided, bpftool, iptables and

@@ -107,7 +107,9 @@ async function tracedPing(pairs: number) {
     // The first run of a boot measures what the kernel takes and reads its names (src/kernel/boot-facts.ts):
     // made so here by removing what an earlier run kept (tracepkt's own cache, rebuilt by this run); timed apart.
     for (const f of (fs.existsSync(RECORDS_DIR) ? fs.readdirSync(RECORDS_DIR) : []).filter((n) => n.startsWith('kernel-'))) fs.rmSync(path.join(RECORDS_DIR, f), { force: true });
-    const first = (await timed(BIN, ['--json', '--from', host, address])).total;
+    const firstRun = await timed(BIN, ['--json', '--from', host, address]);
+    if (firstRun.status !== 0) throw new Error(`tracepkt failed: ${firstRun.out.slice(-300)}`);
+    const first = firstRun.total;
     for (let i = 0; i < pairs; i++) {
       const t = await timed(BIN, ['--json', '--from', host, address], /"kind":"start"/);
       if (t.status !== 0 || t.marked === null) throw new Error(`tracepkt failed: ${t.out.slice(-300)}`);

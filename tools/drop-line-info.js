@@ -29,7 +29,8 @@ const BTF_MAGIC = 0xeb9f;
 function dropLineInfo(ext) {
   if (ext.length < 24 || ext.readUInt16LE(0) !== BTF_MAGIC || ext[2] !== 1) throw new Error('not a .BTF.ext section (version 1)');
   const hdrLen = ext.readUInt32LE(4);
-  if (hdrLen < 24 || hdrLen > ext.length) throw new Error(`.BTF.ext header length ${hdrLen} out of range`);
+  // 24 (no CO-RE relocations) or 32: a longer header would describe parts this does not copy.
+  if ((hdrLen !== 24 && hdrLen !== 32) || hdrLen > ext.length) throw new Error(`.BTF.ext header length ${hdrLen}: only 24 and 32 are known`);
   const part = (field) => {
     const off = ext.readUInt32LE(field);
     const len = ext.readUInt32LE(field + 4);
