@@ -6,6 +6,10 @@ import * as path from 'node:path';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { dropLineInfo } = require(path.join(__dirname, '../../../tools/drop-line-info.js')) as { dropLineInfo: (ext: Buffer) => Buffer };
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { readElf } = require(path.join(__dirname, '../../../tools/gen-bindings.js')) as {
+  readElf: (buf: Buffer) => { sections: { name: string }[]; data: (name: string) => Buffer | null };
+};
 
 /** A .BTF.ext section as clang writes it: header, then func_info, line_info and core_relo, each a record size and records. */
 function section(func: Buffer, line: Buffer, core: Buffer | null): Buffer {
@@ -62,25 +66,16 @@ test('the objects built carry no line info (unless built with LINE_INFO=1), and 
   const bpfDir = path.join(__dirname, '../../bpf');
   const kept = fs.existsSync(path.join(bpfDir, '.line-info-kept'));
   for (const name of fs.readdirSync(bpfDir).filter((n) => n.endsWith('.bpf.o'))) {
-    const elf = fs.readFileSync(path.join(bpfDir, name));
-    // The .BTF.ext section, found by name in the section headers.
-    const shoff = Number(elf.readBigUInt64LE(0x28));
-    const shentsize = elf.readUInt16LE(0x3a);
-    const shnum = elf.readUInt16LE(0x3c);
-    const strtab = Number(elf.readBigUInt64LE(shoff + elf.readUInt16LE(0x3e) * shentsize + 0x18));
-    const sections = Array.from({ length: shnum }, (_, i) => {
-      const at = shoff + i * shentsize;
-      const nameAt = strtab + elf.readUInt32LE(at);
-      return { name: elf.subarray(nameAt, elf.indexOf(0, nameAt)).toString(), off: Number(elf.readBigUInt64LE(at + 0x18)), size: Number(elf.readBigUInt64LE(at + 0x20)) };
-    });
-    const ext = sections.find((s) => s.name === '.BTF.ext');
+    // The section, by name, as the bindings generator reads the object.
+    const elf = readElf(fs.readFileSync(path.join(bpfDir, name)));
+    const ext = elf.data('.BTF.ext');
     assert.ok(ext, `${name} has .BTF.ext`);
-    const p = parts(elf.subarray(ext.off, ext.off + ext.size));
+    const p = parts(ext);
     if (kept) {
       assert.ok(p.line.length > 4, `${name}: built with LINE_INFO=1`);
       continue;
     }
-    assert.ok(!sections.some((s) => s.name === '.rel.BTF.ext'), `${name}: relocations of the removed records removed too`);
+    assert.ok(!elf.sections.some((s) => s.name === '.rel.BTF.ext'), `${name}: relocations of the removed records removed too`);
     assert.equal(p.line.length, 0, name);
     if (name.startsWith('tracepkt')) assert.ok(p.func.length > 4 && p.core!.length > 4, `${name} keeps function info and CO-RE relocations`);
   }
