@@ -228,13 +228,16 @@ class Nearest {
  * not list, a gap above the last module) and its name is not kept for the boot.
  */
 const CORE_FUNCTION_MAX = 1n << 20n;
-function nearby(t: { address: bigint; bestHi: number; bestLo: number }): boolean {
-  return t.address - ((BigInt(t.bestHi) << 32n) | BigInt(t.bestLo)) < CORE_FUNCTION_MAX;
+const nearby = (t: { address: bigint; bestHi: number; bestLo: number }): boolean => offsetOf(t) < CORE_FUNCTION_MAX;
+
+/** How far the address lies past its nearest symbol. */
+function offsetOf(t: { address: bigint; bestHi: number; bestLo: number }): bigint {
+  return t.address - ((BigInt(t.bestHi) << 32n) | BigInt(t.bestLo));
 }
 
 function format(t: { address: bigint; bestHi: number; bestLo: number; name: string }): string {
   if (t.bestHi < 0) return `0x${t.address.toString(16)}`;
-  const offset = t.address - ((BigInt(t.bestHi) << 32n) | BigInt(t.bestLo));
+  const offset = offsetOf(t);
   return offset === 0n ? t.name : `${t.name}+0x${offset.toString(16)}`;
 }
 
