@@ -19,6 +19,8 @@ function assertOneLineError(run: { status: number | null; stdout: string; stderr
 const bad: [string, string[], RegExp][] = [
   ['unknown namespace', ['--from', 'no-such-ns-tracepkt', '10.9.9.9'], /unknown network namespace "no-such-ns-tracepkt": give an `ip netns` name, docker:NAME/],
   ['a path that is not a namespace', ['--from', '/etc/hostname', '10.9.9.9'], /\/etc\/hostname is not a network namespace/],
+  // Another kind of namespace: setns, asked for a network namespace, refuses it (the check enters and leaves).
+  ['a namespace of another kind', ['--from', '/proc/self/ns/uts', '10.9.9.9'], /\/proc\/self\/ns\/uts is not a network namespace/],
   ['a missing namespace path', ['--from', '/proc/999999999/ns/net', '10.9.9.9'], /no network namespace at \/proc\/999999999\/ns\/net/],
   ['unresolvable host', ['no-such-host.invalid'], /cannot resolve host no-such-host\.invalid/],
   ['malformed address', ['10.0.0.300'], /malformed address: 10\.0\.0\.300/],
