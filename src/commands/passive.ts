@@ -60,14 +60,14 @@ export function lossCauses(all: number, inUserSpace: number): string {
 export async function sightingLine(o: Pick<PassiveOptions, 'json' | 'quiet' | 'colour'>): Promise<SightingLine> {
   if (o.quiet) return null;
   if (o.json) {
-    const { jsonLine } = await import('../render/json');
-    return (ev, j) => {
+    const { writeJsonLine } = await import('../render/json');
+    return (ev, j, lines) => {
       ev.journey = j.id;
-      return jsonLine(ev);
+      writeJsonLine(ev, lines);
     };
   }
   const table = new (await import('../render/table')).TableRenderer(o.colour ? ansi : plain);
-  return (ev, j) => `#${String(j.id).padEnd(6)} ${table.line(ev)}`;
+  return (ev, j, lines) => lines.add(`#${String(j.id).padEnd(6)} ${table.line(ev)}`);
 }
 
 async function tableHeader(o: Pick<PassiveOptions, 'colour'>): Promise<string> {

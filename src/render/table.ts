@@ -26,15 +26,20 @@ const COLUMNS = [
  * so a hostile name is as wide as it looks.
  */
 function row(cells: string[], paint: Paint = plain, styles: (Style | undefined)[] = []): string {
-  return cells
-    .map((raw, i) => {
-      const width = COLUMNS[i][1];
-      const cell = i === INTERFACE ? cut(shown(raw), width - 1) : shown(raw);
-      const text = width ? cell.padEnd(width - 1) : cell;
-      return paint(text.trimEnd(), styles[i]) + text.slice(text.trimEnd().length) + (width ? ' ' : '');
-    })
-    .join('')
-    .trimEnd();
+  let out = '';
+  for (let i = 0; i < cells.length; i++) {
+    const width = COLUMNS[i][1];
+    const cell = i === INTERFACE ? cut(shown(cells[i]), width - 1) : shown(cells[i]);
+    const text = width ? cell.padEnd(width - 1) : cell;
+    if (paint === plain) {
+      out += text; // what plain paints of a shown cell: the cell (a line per event under a flood: no more work)
+    } else {
+      const painted = text.trimEnd();
+      out += paint(painted, styles[i]) + text.slice(painted.length);
+    }
+    if (width) out += ' ';
+  }
+  return out.trimEnd();
 }
 
 const INTERFACE = COLUMNS.findIndex(([name]) => name === 'INTERFACE');

@@ -8,12 +8,27 @@ import * as assert from 'node:assert/strict';
 import * as fc from 'fast-check';
 import { decodeBatch, exampleBatch } from '../../src/decode';
 import type { KernelEvent } from '../../src/events';
-import { jsonLine } from '../../src/render/json';
+import { jsonLine, writeJsonLine } from '../../src/render/json';
+import { Utf8Lines } from '../../src/utf8-lines';
 import { decodeFixture } from '../fixtures';
 
 /** What the lines must be: JSON.stringify, then C1 controls, format characters and line separators as \uXXXX. */
 const reference = (o: object) =>
   JSON.stringify(o).replace(/[\u007f-\u009f\p{Cf}\u2028\u2029]/gu, (c) => Array.from({ length: c.length }, (_, i) => `\\u${c.charCodeAt(i).toString(16).padStart(4, '0')}`).join(''));
+
+/** What writeJsonLine puts into a batch's lines for `o`, after `before` (lines already there). */
+function written(o: object, before: string[] = []): string {
+  const lines = new Utf8Lines().begin(1);
+  for (const line of before) lines.add(line);
+  writeJsonLine(o, lines);
+  return lines.end()!.toString('utf8');
+}
+
+/** Both writers against the reference: the string, and the bytes (UTF-8 and a newline) written in place. */
+function sameAsReference(o: object, message?: string): void {
+  assert.equal(jsonLine(o), reference(o), message);
+  assert.equal(written(o), `${reference(o)}\n`, message);
+}
 
 test('every recorded event, of every kind, is written as JSON.stringify writes it', () => {
   const events: object[] = [...decodeFixture('demo-ipv4.batch'), ...decodeFixture('demo-ipv6.batch')];
@@ -27,13 +42,13 @@ test('every recorded event, of every kind, is written as JSON.stringify writes i
   for (const e of events) {
     const ev = e as { netns?: number; netns_name?: string | null };
     if (ev.netns !== undefined) ev.netns_name = ev.netns % 2 ? 'ctr' : null;
-    assert.equal(jsonLine(e), reference(e));
+    sameAsReference(e);
   }
 });
 
 test("an object with other keys than its kind's first one had: written in full all the same", () => {
   const first = { kind: 'shape-test', a: 1, b: 'x' };
-  assert.equal(jsonLine(first), reference(first));
+  sameAsReference(first);
   const cases: object[] = [
     { kind: 'shape-test', a: 1, b: 'x', c: [1, null, 'y'] }, // one more
     { kind: 'shape-test', a: 1 }, // one fewer
@@ -43,7 +58,13 @@ test("an object with other keys than its kind's first one had: written in full a
     { kind: 'shape-test', a: NaN, b: -0 },
     { kind: 'shape-test', a: { nested: { deep: [true, false] } }, b: () => 1 },
   ];
-  for (const o of cases) assert.deepEqual(JSON.parse(jsonLine(o)), JSON.parse(reference(o)), JSON.stringify(o));
+  // A kind whose keys are not ASCII (no event's are, but any object may be written): their UTF-8 bytes.
+  sameAsReference({ kind: 'keys-test', 'ü\u2028"': 1, '网': 'x' });
+  sameAsReference({ kind: 'keys-test', 'ü\u2028"': 2, '网': 'y' });
+  for (const o of cases) {
+    assert.deepEqual(JSON.parse(jsonLine(o)), JSON.parse(reference(o)), JSON.stringify(o));
+    assert.equal(written(o), `${jsonLine(o)}\n`, `${JSON.stringify(o)}: the same bytes as the string`);
+  }
   assert.equal(jsonLine(cases[0]), reference(cases[0]));
   assert.equal(jsonLine(cases[4]), reference(cases[4]), 'keys in their own order');
 });
@@ -52,10 +73,20 @@ test('fuzz: strings of any character, numbers of any size: the same text as JSON
   fc.assert(
     fc.property(fc.string({ unit: 'binary', maxLength: 24 }), fc.oneof(fc.integer(), fc.double(), fc.maxSafeNat()), fc.string({ maxLength: 8 }), (s, n, name) => {
       const o = { kind: 'fuzz', ifname: s, time_ns: n, netns_name: name, tunnel: { src: s } };
-      assert.equal(jsonLine(o), reference(o));
+      sameAsReference(o);
     }),
     { numRuns: 2000 },
   );
+});
+
+test('written in place: a line longer than the buffer left, a value written in part then given up, the lines before kept', () => {
+  const long = { kind: 'place-test', a: 'x'.repeat(70_000), b: 'ü\u2028'.repeat(5000), c: 12345678901234 };
+  sameAsReference(long);
+  const before = ['{"earlier":1}', 'ü'.repeat(1500)];
+  assert.equal(written(long, before), `${before.join('\n')}\n${reference(long)}\n`);
+  // The kind's writer starts the line, then meets a value JSON leaves out: the line is written whole by the general writer.
+  const partial = { kind: 'place-test', a: 'y'.repeat(5000), b: 'z', c: undefined };
+  assert.equal(written(partial, before), `${before.join('\n')}\n${reference(partial)}\n`);
 });
 
 test('the batch that warms the code decodes to hop and drop events of one echo flow', () => {

@@ -12,7 +12,7 @@ const drop = (x: Partial<DropEvent>): DropEvent => ({ ...hop({}), kind: 'drop', 
 const route = { kind: 'route', time_ns: 0 } as RouteEvent;
 
 test("a batch in, its lines out: each packet event numbered by journey, compared with the packet's previous sighting; what is no packet on the way left out", () => {
-  const s = new Sightings((ev, j) => `#${j.id} ${ev.kind} ${ev.kind === 'hop' ? ev.latency_ns : ev.kind === 'drop' ? ev.reason : ''}`);
+  const s = new Sightings((ev, j, lines) => lines.add(`#${j.id} ${ev.kind} ${ev.kind === 'hop' ? ev.latency_ns : ev.kind === 'drop' ? ev.reason : ''}`));
   const batch: KernelEvent[] = [
     hop({ time_ns: 1000 }),
     route, // route lookups are not followed passively
@@ -38,7 +38,7 @@ test("lines written as UTF-8 whatever their length and characters; a batch's byt
   // Interface names and comments of the traced system may hold any character: 3-byte and 4-byte (surrogate pair) ones here.
   const texts = ['eth0', 'ü'.repeat(3000), '网桥', '🦀 veth', 'x'.repeat(70_000)];
   let n = 0;
-  const s = new Sightings(() => texts[n++ % texts.length]);
+  const s = new Sightings((_ev, _j, lines) => lines.add(texts[n++ % texts.length]));
   const first = s.take(texts.map((_, i) => hop({ time_ns: i, icmp_id: i })));
   const firstCopy = Buffer.from(first!);
   assert.equal(first!.toString('utf8'), `${texts.join('\n')}\n`);
