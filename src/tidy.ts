@@ -78,15 +78,8 @@ export class HopChain {
   private bySkb = new Map<string, HopEvent>();
   private olderSkb = new Map<string, HopEvent>();
   private skbGenerationNs = 0;
-  /**
-   * Recent sightings by what identifies a packet whatever its sk_buff (see
-   * identityOf), the last one per sk_buff, in two generations of
-   * SAME_PACKET_NS: older sightings cannot match, so a long trace keeps only
-   * the last few milliseconds.
-   */
-  private byIdentity = new Map<number, HopEvent[]>();
-  private older = new Map<number, HopEvent[]>();
-  private generationNs = 0;
+  /** Recent sightings by what identifies a packet whatever its sk_buff (identityOf). */
+  private readonly byIdentity = new IdentityIndex();
 
   add(e: HopEvent): void {
     if (e.time_ns - this.skbGenerationNs >= SAME_SKB_NS) {
@@ -123,35 +116,111 @@ export class HopChain {
    * the original arrived), only the sk_buff tells them apart: if it cannot,
    * nothing is inferred.
    */
-  private previous(e: HopEvent, sameSkb: HopEvent | undefined): HopEvent | undefined {
+  private previous(e: HopEvent, sameSkb: HopEvent | undefined): Compared | undefined {
     const key = identityOf(e);
     if (key === undefined) return undefined;
+    const other = this.byIdentity.add(key, e);
+    // Its own sk_buff, however slow the hop (a flood, an emulated kernel): never another copy's.
+    if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_SKB_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
+    return other;
+  }
+}
+
+/** What alteredSince compares of a packet's previous sighting. */
+type Compared = Pick<HopEvent, 'hook' | 'ttl' | 'proto' | 'tcp_flags'>;
+
+/** Sightings the identity index holds at most: at 500k events a second, 130 ms (SAME_PACKET_NS is 20). */
+const IDENTITY_SLOTS = 1 << 16;
+
+/**
+ * The sightings of each packet identity (identityOf) lately, for a hop in
+ * another sk_buff than the packet's previous one: kept in a ring of typed
+ * arrays, each sighting linked to the one before of its identity, so that
+ * nothing is allocated per sighting. Kept as objects (the events, in an
+ * array per identity) they outlived V8's young generation under a flood,
+ * and moving them took half of passive tracing's user space (2026-12-06).
+ * A sighting is known by its serial; its slot is the serial modulo the
+ * ring's size, and holds it until a later one takes the slot.
+ */
+class IdentityIndex {
+  private readonly serial = new Float64Array(IDENTITY_SLOTS);
+  /** The serial of the sighting before, of the same identity (0: none). */
+  private readonly before = new Float64Array(IDENTITY_SLOTS);
+  private readonly time = new Float64Array(IDENTITY_SLOTS);
+  private readonly lost = new Float64Array(IDENTITY_SLOTS);
+  private readonly netns = new Float64Array(IDENTITY_SLOTS);
+  private readonly ttl = new Uint8Array(IDENTITY_SLOTS);
+  private readonly proto = new Uint8Array(IDENTITY_SLOTS);
+  // Strings the decoder keeps (sk_buff names, hooks, flags): an array slot each, nothing copied.
+  private readonly skb: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
+  private readonly hook: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
+  private readonly tcpFlags: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
+  private next = 1;
+  /** The newest sighting's serial per identity, in two generations of SAME_PACKET_NS: flat memory over a long trace. */
+  private heads = new Map<number, number>();
+  private olderHeads = new Map<number, number>();
+  private generationNs = 0;
+  /** Until this kernel time the ring lacks sightings of the window (a slot taken from one younger than SAME_PACKET_NS). */
+  private incompleteUntilNs = -Infinity;
+  /** The sk_buffs met in one walk (scratch, reused). */
+  private readonly walked: string[] = [];
+
+  /**
+   * Records `e` under `key`. Returns the last sighting of another sk_buff
+   * with this identity lately, when exactly one could have come just before
+   * `e` (consecutive); else, or while the ring is short of the window,
+   * undefined.
+   */
+  add(key: number, e: HopEvent): Compared | undefined {
     if (e.time_ns - this.generationNs >= SAME_PACKET_NS) {
-      this.older = this.byIdentity;
-      this.byIdentity = new Map();
+      this.olderHeads = this.heads;
+      this.heads = new Map();
       this.generationNs = e.time_ns;
     }
-    // The last sighting of each sk_buff that carried this packet lately, newest first, this one
-    // in front (older sightings: another packet). Per event under a flood: no arrays but this one.
-    const recent: HopEvent[] = [e];
-    // Another sk_buff's last sighting that could have come here: usable when it is the only one.
-    let candidate: HopEvent | undefined;
+    const head = this.heads.get(key) ?? this.olderHeads.get(key) ?? 0;
+    // Newest first, the last sighting of each sk_buff but e's own.
+    let candidate = -1;
     let candidates = 0;
-    for (const list of [this.byIdentity.get(key), this.older.get(key)]) {
-      if (!list) continue;
-      for (const s of list) {
-        if (e.time_ns - s.time_ns >= SAME_PACKET_NS || recent.some((r) => r.skb === s.skb)) continue;
-        recent.push(s);
-        if (consecutive(s, e)) {
-          candidate = s;
+    this.walked.length = 0;
+    for (let serial = head; serial !== 0; ) {
+      const slot = serial % IDENTITY_SLOTS;
+      if (this.serial[slot] !== serial) break; // taken by a later sighting: older ones are gone too
+      const age = e.time_ns - this.time[slot];
+      // Batches come from every CPU: a sighting may come a little out of time order. Well past the window, stop.
+      if (age >= 2 * SAME_PACKET_NS) break;
+      const skb = this.skb[slot];
+      if (age < SAME_PACKET_NS && skb !== e.skb && !this.walked.includes(skb)) {
+        this.walked.push(skb);
+        if (this.lost[slot] === e.lost_so_far && (this.netns[slot] === e.netns || (this.hook[slot] === 'net_dev_queue' && e.hook === 'netif_receive_skb'))) {
+          candidate = slot;
           candidates++;
         }
       }
+      serial = this.before[slot];
     }
-    this.byIdentity.set(key, recent);
-    // Its own sk_buff, however slow the hop (a flood, an emulated kernel): never another copy's.
-    if (sameSkb && identityOf(sameSkb) === key && e.time_ns - sameSkb.time_ns < SAME_SKB_NS) return consecutive(sameSkb, e) ? sameSkb : undefined;
-    return candidates === 1 ? candidate : undefined;
+    const found: Compared | undefined =
+      candidates === 1 && e.time_ns >= this.incompleteUntilNs
+        ? { hook: this.hook[candidate], ttl: this.ttl[candidate], proto: this.proto[candidate], tcp_flags: this.tcpFlags[candidate] }
+        : undefined;
+    this.record(key, head, e);
+    return found;
+  }
+
+  private record(key: number, head: number, e: HopEvent): void {
+    const serial = this.next++;
+    const slot = serial % IDENTITY_SLOTS;
+    if (this.serial[slot] !== 0 && e.time_ns - this.time[slot] < SAME_PACKET_NS) this.incompleteUntilNs = this.time[slot] + SAME_PACKET_NS;
+    this.serial[slot] = serial;
+    this.before[slot] = head;
+    this.time[slot] = e.time_ns;
+    this.lost[slot] = e.lost_so_far;
+    this.netns[slot] = e.netns;
+    this.ttl[slot] = e.ttl;
+    this.proto[slot] = e.proto;
+    this.skb[slot] = e.skb;
+    this.hook[slot] = e.hook;
+    this.tcpFlags[slot] = e.tcp_flags;
+    this.heads.set(key, serial);
   }
 }
 
@@ -204,7 +273,7 @@ const SAME_SKB_NS = 100_000_000;
  * Only for consecutive sightings (HopChain.previous): across lost records a
  * transmit followed by a receive may hide a router.
  */
-export function alteredSince(prev: HopEvent | undefined, e: HopEvent): string | null {
+export function alteredSince(prev: Pick<HopEvent, 'hook' | 'ttl' | 'proto' | 'tcp_flags'> | undefined, e: HopEvent): string | null {
   if (!prev) return null;
   const changes: string[] = [];
   const crossedLink = prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb';
