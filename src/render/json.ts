@@ -153,6 +153,23 @@ const NULL_BYTES = Buffer.from('null', 'latin1');
  * 0.9, and doubles there are 1/8 apart at most). Others as JavaScript writes them.
  */
 function putNumber(b: Buffer, at: number, x: number): number {
+  if (x >= 0 && x < 10) {
+    if (x % 1 === 0) {
+      b[at] = 0x30 + x; // most of an event's numbers: family, codes, counts (-0 too: JSON writes 0)
+      return at + 1;
+    }
+  } else if (x > 0 && x <= 0x7fffffff && x % 1 === 0) {
+    // Small integers: 32-bit arithmetic.
+    let digits = 2;
+    for (let p = 100; p <= x; p *= 10) digits++;
+    const end = at + digits;
+    for (let i = end - 1; i >= at; i--) {
+      const q = (x / 10) | 0;
+      b[i] = 0x30 + x - q * 10;
+      x = q;
+    }
+    return end;
+  }
   if (!Number.isSafeInteger(x)) {
     const s = `${x}`;
     for (let i = 0; i < s.length; i++) b[at++] = s.charCodeAt(i);

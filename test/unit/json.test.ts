@@ -79,6 +79,11 @@ test('fuzz: strings of any character, numbers of any size: the same text as JSON
   );
 });
 
+test('numbers at the edges of each way of writing them: the same text as JSON.stringify', () => {
+  const edges = [0, -0, 1, 9, 10, 99, 100, 999, 1000, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 1e15, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 1e21, -1, -9, -10, -(2 ** 31), -(2 ** 53 - 1), 0.5, 9.5, 1e-7, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
+  for (const x of edges) sameAsReference({ kind: 'number-test', a: x, b: 7 }, String(x));
+});
+
 test('written in place: a line longer than the buffer left, a value written in part then given up, the lines before kept', () => {
   const long = { kind: 'place-test', a: 'x'.repeat(70_000), b: 'ü\u2028'.repeat(5000), c: 12345678901234 };
   sameAsReference(long);
