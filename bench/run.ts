@@ -164,18 +164,23 @@ async function flood(mode: FloodMode, seconds: number) {
   const toFile = mode !== 'JSON Lines to a pipe';
   const fd = toFile ? fs.openSync(file, 'w') : null;
   const child = spawn(BIN, args, { stdio: ['ignore', fd ?? 'pipe', 'pipe'] });
-  let piped = '';
+  // A reader of the pipe keeps only the last chunks (the summary, the start line): it reads as fast as it can,
+  // and decodes nothing meanwhile (a string per chunk made the reader, on the same two cores, the bottleneck).
+  const tailChunks: Buffer[] = [];
+  let tailBytes = 0;
   let pipedBytes = 0;
   let said = '';
-  // A reader of the pipe keeps only the last lines (the summary): it reads as fast as it can.
   child.stdout?.on('data', (c: Buffer) => {
     pipedBytes += c.length;
-    piped = (piped + c.toString()).slice(-64 * 1024);
+    tailChunks.push(c);
+    tailBytes += c.length;
+    while (tailChunks.length > 1 && tailBytes - tailChunks[0].length >= 64 * 1024) tailBytes -= tailChunks.shift()!.length;
   });
+  const piped = () => Buffer.concat(tailChunks).toString();
   child.stderr!.on('data', (c) => (said += c));
   try {
     // Attached: the start line (JSON), or the line on stderr (table, --quiet without JSON).
-    for (let waited = 0; !/tracing packets matching|"kind":"start"/.test(said + piped + (toFile ? fs.readFileSync(file, 'utf8').slice(0, 4096) : '')); waited += 50) {
+    for (let waited = 0; !/tracing packets matching|"kind":"start"/.test(said + (toFile ? '' : piped()) + (toFile ? fs.readFileSync(file, 'utf8').slice(0, 4096) : '')); waited += 50) {
       if (waited > 30_000 || child.exitCode !== null) throw new Error(`tracepkt did not start: ${said.slice(-300)}`);
       await sleep(50);
     }
@@ -191,7 +196,7 @@ async function flood(mode: FloodMode, seconds: number) {
     await exited(ping);
     child.kill('SIGINT');
     await exited(child);
-    const out = toFile ? tail(file) : piped;
+    const out = toFile ? tail(file) : piped();
     const pings = Number(/(\d+) packets transmitted/.exec(pingOut)?.[1] ?? NaN);
     let delivered: number;
     let lost: number;

@@ -177,6 +177,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       journeys_total: total,
       journeys: all.map(journeyRecord),
       lost_events: tracer.lost(),
+      lost_in_user_space: tracer.lostInUserSpace(),
     }));
   } else {
     io.out('');

@@ -162,7 +162,40 @@ test('events the kernel could not deliver are counted, and the journeys they hit
     // (the count also covers records passive output leaves out, such as frees after delivery).
     assert.ok(summary.lost_events > 0 && sightings > 0, `delivered ${sightings}, lost ${summary.lost_events}`);
     assert.ok(sightings + summary.lost_events >= 3000 * 6, `delivered ${sightings} + lost ${summary.lost_events}`);
+    assert.equal(summary.lost_in_user_space, 0, 'lost in the ring, none in tracepkt (its queue holds 32 K events)');
     assert.equal(summary.journeys.length, 1, JSON.stringify(summary.journeys));
+    assert.equal(summary.journeys[0].incomplete, true);
+  }));
+
+test('a reader that stops reading: tracepkt waits for it, drops what its own queue cannot hold, and says those losses are its own', () =>
+  withLab(async (lab) => {
+    const { host, v4 } = bridgeLab(lab);
+    const child = startCli(['--json', '--filter', `icmp and host ${v4}`]);
+    const chunks: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => chunks.push(c));
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const closed = new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+    try {
+      assert.ok(await eventually(() => Buffer.concat(chunks).includes('"kind":"start"')), `attached: ${stderr}`);
+      // The reader stops: the pipe fills, then what tracepkt holds for it (4 MiB), then tracepkt's queue of events.
+      child.stdout!.pause();
+      await new Promise((resolve) => spawn('ip', ['netns', 'exec', host, 'ping', '-f', '-q', '-c', '40000', v4], { stdio: 'ignore' }).on('exit', resolve));
+      child.stdout!.resume();
+      child.kill('SIGINT');
+      assert.equal(await closed, 130, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    // Every line whole (nothing torn while the writer waited), the summary last.
+    const events = Buffer.concat(chunks).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const summary = events[events.length - 1];
+    assert.equal(summary.kind, 'summary');
+    const sightings = events.filter((e) => e.kind === 'hop').length;
+    assert.ok(summary.lost_in_user_space > 0, `tracepkt fell behind its reader and says so: ${summary.lost_in_user_space} of ${summary.lost_events}`);
+    assert.ok(summary.lost_events >= summary.lost_in_user_space);
+    // 40000 round trips, 6 hops each: every one written or counted lost.
+    assert.ok(sightings + summary.lost_events >= 40000 * 6, `delivered ${sightings} + lost ${summary.lost_events}`);
     assert.equal(summary.journeys[0].incomplete, true);
   }));
 
