@@ -79,7 +79,12 @@ export class HopChain {
   private olderSkb = new Map<string, HopEvent>();
   private skbGenerationNs = 0;
   /** Recent sightings by what identifies a packet whatever its sk_buff (identityOf). */
-  private readonly byIdentity = new IdentityIndex();
+  private readonly byIdentity: IdentityIndex;
+
+  /** `sightings`: how many the identity index holds (a trace's few hops need no more than they are). */
+  constructor(sightings = IDENTITY_SLOTS) {
+    this.byIdentity = new IdentityIndex(sightings);
+  }
 
   add(e: HopEvent): void {
     if (e.time_ns - this.skbGenerationNs >= SAME_SKB_NS) {
@@ -143,18 +148,18 @@ const IDENTITY_SLOTS = 1 << 16;
  * ring's size, and holds it until a later one takes the slot.
  */
 class IdentityIndex {
-  private readonly serial = new Float64Array(IDENTITY_SLOTS);
+  private readonly serial: Float64Array;
   /** The serial of the sighting before, of the same identity (0: none). */
-  private readonly before = new Float64Array(IDENTITY_SLOTS);
-  private readonly time = new Float64Array(IDENTITY_SLOTS);
-  private readonly lost = new Float64Array(IDENTITY_SLOTS);
-  private readonly netns = new Float64Array(IDENTITY_SLOTS);
-  private readonly ttl = new Uint8Array(IDENTITY_SLOTS);
-  private readonly proto = new Uint8Array(IDENTITY_SLOTS);
+  private readonly before: Float64Array;
+  private readonly time: Float64Array;
+  private readonly lost: Float64Array;
+  private readonly netns: Float64Array;
+  private readonly ttl: Uint8Array;
+  private readonly proto: Uint8Array;
   // Strings the decoder keeps (sk_buff names, hooks, flags): an array slot each, nothing copied.
-  private readonly skb: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
-  private readonly hook: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
-  private readonly tcpFlags: string[] = new Array<string>(IDENTITY_SLOTS).fill('');
+  private readonly skb: string[];
+  private readonly hook: string[];
+  private readonly tcpFlags: string[];
   private next = 1;
   /** The newest sighting's serial per identity, in two generations of SAME_PACKET_NS: flat memory over a long trace. */
   private heads = new Map<number, number>();
@@ -164,6 +169,19 @@ class IdentityIndex {
   private incompleteUntilNs = -Infinity;
   /** The sk_buffs met in one walk (scratch, reused). */
   private readonly walked: string[] = [];
+
+  constructor(private readonly slots: number) {
+    this.serial = new Float64Array(slots);
+    this.before = new Float64Array(slots);
+    this.time = new Float64Array(slots);
+    this.lost = new Float64Array(slots);
+    this.netns = new Float64Array(slots);
+    this.ttl = new Uint8Array(slots);
+    this.proto = new Uint8Array(slots);
+    this.skb = new Array<string>(slots).fill('');
+    this.hook = new Array<string>(slots).fill('');
+    this.tcpFlags = new Array<string>(slots).fill('');
+  }
 
   /**
    * Records `e` under `key`. Returns the last sighting of another sk_buff
@@ -183,7 +201,7 @@ class IdentityIndex {
     let candidates = 0;
     this.walked.length = 0;
     for (let serial = head; serial !== 0; ) {
-      const slot = serial % IDENTITY_SLOTS;
+      const slot = serial % this.slots;
       if (this.serial[slot] !== serial) break; // taken by a later sighting: older ones are gone too
       const age = e.time_ns - this.time[slot];
       // Batches come from every CPU: a sighting may come a little out of time order. Well past the window, stop.
@@ -208,7 +226,7 @@ class IdentityIndex {
 
   private record(key: number, head: number, e: HopEvent): void {
     const serial = this.next++;
-    const slot = serial % IDENTITY_SLOTS;
+    const slot = serial % this.slots;
     if (this.serial[slot] !== 0 && e.time_ns - this.time[slot] < SAME_PACKET_NS) this.incompleteUntilNs = this.time[slot] + SAME_PACKET_NS;
     this.serial[slot] = serial;
     this.before[slot] = head;
@@ -285,6 +303,6 @@ export function alteredSince(prev: Pick<HopEvent, 'hook' | 'ttl' | 'proto' | 'tc
 
 /** Per-hop latency and NAT rewrites over a whole journey (events in time order). */
 export function markHops(events: readonly TraceEvent[]): void {
-  const chain = new HopChain();
+  const chain = new HopChain(Math.max(1, events.length)); // every sighting kept: a journey's hops are few
   for (const e of events) if (e.kind === 'hop') chain.add(e);
 }

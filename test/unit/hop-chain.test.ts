@@ -102,6 +102,32 @@ test('the same previous sighting as the model: latency, NAT rewrites and alterat
   );
 });
 
+test('a ring too small for the traffic says less, never something else: what it infers, the model infers too', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 6 }), fc.array(sighting, { minLength: 1, maxLength: 60 }), (slots, steps) => {
+      const chain = new HopChain(slots);
+      const model = new ModelChain();
+      let time = 1e9;
+      let lost = 0;
+      for (const s of steps) {
+        time += s.gap;
+        if (s.lostMore && s.gap > 1000) lost++;
+        const x: Partial<HopEvent> = {
+          time_ns: time, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
+          netns: s.netns, lost_so_far: lost, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
+        };
+        const [a, b] = [hop(x), hop(x)];
+        chain.add(a);
+        model.add(b);
+        // Latency and rewrites come from the packet's own sk_buff: always the same.
+        assert.deepEqual([a.latency_ns, a.rewritten], [b.latency_ns, b.rewritten]);
+        if (a.altered !== null) assert.equal(a.altered, b.altered, JSON.stringify({ slots, steps }));
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
 test('a flood that overwrites the sightings of the window: nothing inferred, where the model would see two copies', () => {
   const chain = new HopChain();
   const copies = () => [hop({ time_ns: 1000, skb: 'a', ttl: 64 }), hop({ time_ns: 2_000_000, skb: 'c', ttl: 64 })];
