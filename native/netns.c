@@ -25,7 +25,8 @@ static napi_value js_enter_netns(napi_env env, napi_callback_info info)
 		if (home_netns < 0)
 			return throw_errno(env, "open /proc/thread-self/ns/net", errno, NULL);
 	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given as a namespace must not block the main thread (Ctrl-C would wait); namespace files ignore it */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return throw_errno(env, "open namespace", errno, NULL);
 	err = setns(fd, CLONE_NEWNET) ? errno : 0;

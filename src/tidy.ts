@@ -136,6 +136,8 @@ type Compared = Pick<HopEvent, 'hook' | 'ttl' | 'proto' | 'tcp_flags'>;
 
 /** Sightings the identity index holds at most: at 500k events a second, 130 ms (SAME_PACKET_NS is 20). */
 const IDENTITY_SLOTS = 1 << 16;
+/** Sightings of one identity looked at, at most, per event (a packet crosses a few dozen hops at most). */
+const IDENTITY_WALK_MAX = 64;
 
 /**
  * The sightings of each packet identity (identityOf) lately, for a hop in
@@ -196,18 +198,24 @@ class IdentityIndex {
       this.generationNs = e.time_ns;
     }
     const head = this.heads.get(key) ?? this.olderHeads.get(key) ?? 0;
-    // Newest first, the last sighting of each sk_buff but e's own.
+    // Newest first, the last sighting of each sk_buff but e's own. Two that could have come just before
+    // settle it (nothing is inferred); so does a walk too long to finish (pure TCP ACKs of a bulk flow
+    // share one identity: thousands within the window), rather than a guess from its first part.
     let candidate = -1;
     let candidates = 0;
+    let finished = false;
     this.walked.length = 0;
-    for (let serial = head; serial !== 0; ) {
+    for (let serial = head, steps = 0; candidates < 2; steps++) {
       const slot = serial % this.slots;
-      if (this.serial[slot] !== serial) break; // taken by a later sighting: older ones are gone too
-      const age = e.time_ns - this.time[slot];
-      // Batches come from every CPU: a sighting may come a little out of time order. Well past the window, stop.
-      if (age >= 2 * SAME_PACKET_NS) break;
+      // The chain's end: no sighting before, one a later sighting took the place of, or well past the window
+      // (batches come from every CPU: a sighting may come a little out of time order).
+      if (serial === 0 || this.serial[slot] !== serial || e.time_ns - this.time[slot] >= 2 * SAME_PACKET_NS) {
+        finished = true;
+        break;
+      }
+      if (steps === IDENTITY_WALK_MAX) break;
       const skb = this.skb[slot];
-      if (age < SAME_PACKET_NS && skb !== e.skb && !this.walked.includes(skb)) {
+      if (e.time_ns - this.time[slot] < SAME_PACKET_NS && skb !== e.skb && !this.walked.includes(skb)) {
         this.walked.push(skb);
         if (this.lost[slot] === e.lost_so_far && (this.netns[slot] === e.netns || (this.hook[slot] === 'net_dev_queue' && e.hook === 'netif_receive_skb'))) {
           candidate = slot;
@@ -217,7 +225,7 @@ class IdentityIndex {
       serial = this.before[slot];
     }
     const found: Compared | undefined =
-      candidates === 1 && e.time_ns >= this.incompleteUntilNs
+      finished && candidates === 1 && e.time_ns >= this.incompleteUntilNs
         ? { hook: this.hook[candidate], ttl: this.ttl[candidate], proto: this.proto[candidate], tcp_flags: this.tcpFlags[candidate] }
         : undefined;
     this.record(key, head, e);

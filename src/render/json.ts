@@ -115,7 +115,7 @@ function writerFor(keys: readonly string[]): KindWriter {
   // The same as bytes, in place: each key's bytes (with the `{` or `,` before and the `:` after) stored
   // one by one in the code made, numbers and null as well; room for them all from each variable-length
   // value on (a string, or what value() writes), which may move the line to a bigger buffer.
-  const MAX_NUMBER = 24; // '-1.2345678901234567e-308'
+  const MAX_NUMBER = 25; // the longest number JavaScript writes: '-0.0000012345678901234567'
   const prefixes = keys.map((k, i) => Buffer.from(`${i ? ',' : '{'}${string(k)}:`, 'utf8'));
   const fixedFrom = (i: number) => prefixes.slice(i).reduce((n, p) => n + p.length + MAX_NUMBER, 0) + 2;
   const store = (bytes: Uint8Array) => `${Array.from(bytes, (c, n) => `b[at + ${n}] = ${c};`).join(' ')} at += ${bytes.length};`;
@@ -146,7 +146,7 @@ function writerFor(keys: readonly string[]): KindWriter {
 const NULL_BYTES = Buffer.from('null', 'latin1');
 
 /**
- * A finite number's JSON text into `b` at `at` (room made for 24 bytes); returns where it ends.
+ * A finite number's JSON text into `b` at `at` (room made for 25 bytes); returns where it ends.
  * Integers digit by digit: as a string first, one like a time in nanoseconds took V8's general
  * double-to-text conversion and an allocation, a tenth of a flood's JSON. Exact: below 2^53,
  * x / 10 is never rounded up to the next integer (its fraction is a tenth's multiple, at most

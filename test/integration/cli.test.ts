@@ -35,6 +35,16 @@ for (const [what, args, message] of bad) {
   });
 }
 
+test('a FIFO given as a namespace: one clear line, exit 2, not a wait for a writer that never comes', { timeout: 60_000 }, async () => {
+  const fifo = `/tmp/tracepkt-fifo-${process.pid}`;
+  execFileSync('mkfifo', [fifo]);
+  try {
+    assertOneLineError(await runCli(['--from', fifo, '10.9.9.9']), /tracepkt-fifo-\d+ is not a network namespace/);
+  } finally {
+    fs.rmSync(fifo, { force: true });
+  }
+});
+
 test('not root: without capabilities, one clear line and exit 2, nothing loaded', async () => {
   // uid 0 without any capability: what a user without privileges has, minus file permissions.
   const run = await runCli(['127.0.0.1'], ['setpriv', '--inh-caps=-all', '--bounding-set=-all', '--']);

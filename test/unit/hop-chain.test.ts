@@ -153,3 +153,22 @@ test('a flood that overwrites the sightings of the window: nothing inferred, whe
   for (const e of later) chain.add(e);
   assert.equal(later[1].altered, 'ttl 64 -> 7');
 });
+
+test('one identity seen very often (pure TCP ACKs of a bulk flow share one): the walk stops, and nothing is inferred from its first part', () => {
+  const sightings = (list: HopEvent[]) => list.map((e) => ({ ...e }));
+  const ack = (x: Partial<HopEvent>) => hop({ proto: 6, tcp_flags: '.', tcp_seq: 5000, len: 52, sport: 5201, dport: 40000, ...x });
+  const traffic = [
+    ack({ time_ns: 1000, skb: 'a', netns: 7, ttl: 64 }),
+    // A hundred sightings of the same identity elsewhere (another namespace, received): none could come before the last.
+    ...Array.from({ length: 100 }, (_, i) => ack({ time_ns: 2000 + i, skb: `e${i % 3}`, netns: 9, hook: 'netif_receive_skb' })),
+    ack({ time_ns: 5000, skb: 'b', netns: 7, ttl: 7 }),
+  ];
+  const model = new ModelChain();
+  const byModel = sightings(traffic);
+  for (const e of byModel) model.add(e);
+  assert.equal(byModel[byModel.length - 1].altered, 'ttl 64 -> 7', 'the model walks all of them and finds the one');
+  const chain = new HopChain();
+  const byChain = sightings(traffic);
+  for (const e of byChain) chain.add(e);
+  assert.equal(byChain[byChain.length - 1].altered, null, 'past the walk it looks at, said: nothing');
+});

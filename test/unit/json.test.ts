@@ -84,6 +84,23 @@ test('numbers at the edges of each way of writing them: the same text as JSON.st
   for (const x of edges) sameAsReference({ kind: 'number-test', a: x, b: 7 }, String(x));
 });
 
+test('a line that just fits, or just does not, in what is left of the buffer: the same bytes (the longest numbers JavaScript writes)', () => {
+  const longest = -1.2345678901234567e-6; // '-0.0000012345678901234567': 25 characters
+  // Numbers last (no slack after them), and a kind as long as the room made at the line's start leaves for them.
+  const o = { kind: 'edge-test'.padEnd(22, '-'), a: longest, b: longest };
+  const line = `${reference(o)}\n`;
+  for (let free = 0; free < line.length + 200; free++) {
+    // Lines before (short ones: adding one never needs more room than is left) until `free` bytes are left.
+    const lines = new Utf8Lines().begin(0);
+    const before: string[] = [];
+    while (lines.buf.length - lines.at > free + 200) lines.add(before[before.push('f'.repeat(50)) - 1]);
+    while (lines.buf.length - lines.at > free) lines.add(before[before.push('') - 1]);
+    assert.equal(lines.buf.length - lines.at, free);
+    writeJsonLine(o, lines);
+    assert.equal(lines.end()!.toString('utf8'), `${before.join('\n')}\n${line}`, `${free} bytes left`);
+  }
+});
+
 test('written in place: a line longer than the buffer left, a value written in part then given up, the lines before kept', () => {
   const long = { kind: 'place-test', a: 'x'.repeat(70_000), b: 'ü\u2028'.repeat(5000), c: 12345678901234 };
   sameAsReference(long);
