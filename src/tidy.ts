@@ -200,24 +200,26 @@ class IdentityIndex {
     const head = this.heads.get(key) ?? this.olderHeads.get(key) ?? 0;
     // Newest first, the last sighting of each sk_buff but e's own. Two that could have come just before
     // settle it (nothing is inferred); so does a walk too long to finish (pure TCP ACKs of a bulk flow
-    // share one identity: thousands within the window), rather than a guess from its first part.
+    // share one identity: thousands within the window), rather than a guess from its first part; and
+    // so do sightings out of time order (batches come from every CPU): which came before is unknown.
     let candidate = -1;
     let candidates = 0;
     let finished = false;
+    let newer = e.time_ns;
     this.walked.length = 0;
     for (let serial = head, steps = 0; candidates < 2; steps++) {
       const slot = serial % this.slots;
-      // The chain's end: no sighting before, one a later sighting took the place of, or well past the window
-      // (batches come from every CPU: a sighting may come a little out of time order).
+      // The chain's end: no sighting before, one a later sighting took the place of, or well past the window.
       if (serial === 0 || this.serial[slot] !== serial || e.time_ns - this.time[slot] >= 2 * SAME_PACKET_NS) {
         finished = true;
         break;
       }
-      if (steps === IDENTITY_WALK_MAX) break;
+      if (steps === IDENTITY_WALK_MAX || this.time[slot] > newer) break;
+      newer = this.time[slot];
       const skb = this.skb[slot];
-      if (e.time_ns - this.time[slot] < SAME_PACKET_NS && skb !== e.skb && !this.walked.includes(skb)) {
+      if (skb !== e.skb && !this.walked.includes(skb)) {
         this.walked.push(skb);
-        if (this.lost[slot] === e.lost_so_far && (this.netns[slot] === e.netns || (this.hook[slot] === 'net_dev_queue' && e.hook === 'netif_receive_skb'))) {
+        if (e.time_ns - this.time[slot] < SAME_PACKET_NS && this.lost[slot] === e.lost_so_far && (this.netns[slot] === e.netns || (this.hook[slot] === 'net_dev_queue' && e.hook === 'netif_receive_skb'))) {
           candidate = slot;
           candidates++;
         }
@@ -299,7 +301,7 @@ const SAME_SKB_NS = 100_000_000;
  * Only for consecutive sightings (HopChain.previous): across lost records a
  * transmit followed by a receive may hide a router.
  */
-export function alteredSince(prev: Pick<HopEvent, 'hook' | 'ttl' | 'proto' | 'tcp_flags'> | undefined, e: HopEvent): string | null {
+export function alteredSince(prev: Compared | undefined, e: HopEvent): string | null {
   if (!prev) return null;
   const changes: string[] = [];
   const crossedLink = prev.hook === 'net_dev_queue' && e.hook === 'netif_receive_skb';

@@ -51,7 +51,9 @@ const INTERFACE = COLUMNS.findIndex(([name]) => name === 'INTERFACE');
  */
 function cut(text: string, width: number): string {
   if (text.length <= width) return text;
-  return `${text.slice(0, width - 1).replace(/\\(x[0-9a-f]?|u(\{[0-9a-f]*)?)$/, '')}…`;
+  let kept = text.slice(0, width - 1);
+  if (/[\uD800-\uDBFF]$/.test(kept)) kept = kept.slice(0, -1); // not half of a character beyond U+FFFF
+  return `${kept.replace(/\\(x[0-9a-f]?|u(\{[0-9a-f]*)?)$/, '')}…`;
 }
 
 const DIR_STYLE: Record<string, Style> = { request: 'green', reply: 'cyan', error: 'yellow', route: 'dim' };

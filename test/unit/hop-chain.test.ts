@@ -102,6 +102,28 @@ test('the same previous sighting as the model: latency, NAT rewrites and alterat
   );
 });
 
+test('sightings out of time order (batches from several CPUs): what the chain infers, the model infers too', () => {
+  fc.assert(
+    fc.property(fc.array(fc.record({ step: sighting, back: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 1, max: 2_000_000 })) }), { minLength: 1, maxLength: 60 }), (steps) => {
+      const chain = new HopChain();
+      const model = new ModelChain();
+      let time = 1e9;
+      for (const { step: s, back } of steps) {
+        time += s.gap;
+        const x: Partial<HopEvent> = {
+          time_ns: time - back, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
+          netns: s.netns, lost_so_far: 0, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
+        };
+        const [a, b] = [hop(x), hop(x)];
+        chain.add(a);
+        model.add(b);
+        if (a.altered !== null) assert.equal(a.altered, b.altered, JSON.stringify(steps));
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
 test('a ring too small for the traffic says less, never something else: what it infers, the model infers too', () => {
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 6 }), fc.array(sighting, { minLength: 1, maxLength: 60 }), (slots, steps) => {
@@ -171,4 +193,16 @@ test('one identity seen very often (pure TCP ACKs of a bulk flow share one): the
   const byChain = sightings(traffic);
   for (const e of byChain) chain.add(e);
   assert.equal(byChain[byChain.length - 1].altered, null, 'past the walk it looks at, said: nothing');
+});
+
+test('an sk_buff seen again with an earlier time: its last sighting as it came, out of the window, is not replaced by the one before', () => {
+  const T = 1e9;
+  const traffic = () => [hop({ time_ns: T, skb: 'd', dir: 'reply', ttl: 63 }), hop({ time_ns: T - 1_000_000, skb: 'd', dir: 'reply', ttl: 64 }), hop({ time_ns: T + 19_000_001, skb: 'a', dir: 'reply', ttl: 64 })];
+  const chain = new HopChain();
+  const model = new ModelChain();
+  const [byChain, byModel] = [traffic(), traffic()];
+  for (const e of byChain) chain.add(e);
+  for (const e of byModel) model.add(e);
+  assert.equal(byModel[2].altered, null);
+  assert.equal(byChain[2].altered, null, 'not "ttl 63 -> 64" from a sighting the later one replaced');
 });

@@ -20,6 +20,17 @@ test('table: a header, then one line per hop timed from the first event', () => 
   assert.equal(column(lines[2], 'eth0'), column(t.header(), 'INTERFACE'));
 });
 
+test('table: an interface name cut to its column never ends in half a character', () => {
+  const [first] = decodeFixture('demo-ipv4.batch');
+  const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+  // Names whose cut falls on every place around a character beyond U+FFFF (an emoji), after escapes of various widths.
+  for (let n = 0; n < 16; n++) {
+    const ifname = `${'\x01'.repeat(n % 4)}${'a'.repeat(n)}\u{1F600}b`;
+    const line = new TableRenderer().line({ ...first, ifname });
+    assert.doesNotMatch(line, lone, JSON.stringify(ifname));
+  }
+});
+
 test('time deltas in milliseconds with microsecond precision', () => {
   assert.equal(formatDelta(0), '+0.000ms');
   assert.equal(formatDelta(12_345), '+0.012ms');
