@@ -142,8 +142,10 @@ export class FlowJourneys {
     for (const j of [...this.open.values(), ...this.done]) this.checkGap(j);
   }
 
+  /** A loss while the journey was open (up to idleMs after its last packet: it could still have had more) may have hit it. */
   private checkGap(j: Journey): void {
-    if (!j.incomplete && this.losses.some(([from, to]) => from <= j.lastNs && to >= j.firstNs)) j.incomplete = true;
+    const openUntil = j.lastNs + this.idleMs * 1e6;
+    if (!j.incomplete && this.losses.some(([from, to]) => from <= openUntil && to >= j.firstNs)) j.incomplete = true;
   }
 
   /**

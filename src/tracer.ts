@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { randomBytes } from './random';
-import { BPF_NAMES, STATS } from './bpf/layout';
+import { BPF_NAMES, HEADER, STATS } from './bpf/layout';
 import type { KernelFilter } from './bpf/config';
 import type { BpfObject } from './bpf/object';
 import { loadTracingObject, tracingPrograms, withSkbReader, type TracingObjectOptions } from './bpf/tracing-object';
@@ -72,6 +72,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   private lostAtClose = 0;
   /** Records read while the queue was full (QUEUE_MAX): lost here, not in the kernel. */
   private lostBehind = 0;
+  /** The kernel-time spans of those records, not yet taken. */
+  private behindGaps: [number, number][] = [];
   /** fexit on the XDP and tc programs of the namespaces known, when asked for (traceProgramReturns). */
   private programTracing: ProgramTracing | undefined;
   private wake: (() => void) | undefined;
@@ -124,11 +126,22 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     // Behind by more than the bound: these records are lost, counted as the kernel counts its own,
     // and memory stays flat (decoded and kept, they would grow without end under a flood).
     if (this.queue.length - this.head >= QUEUE_MAX) {
-      forEachRecord(batch, () => void this.lostBehind++);
+      // Which journeys they were is unknown: the kernel time they span is kept (takeUserSpaceGaps).
+      let from = Infinity;
+      let to = -Infinity;
+      forEachRecord(batch, (rec) => {
+        this.lostBehind++;
+        const t = batch.readUInt32LE(rec + HEADER.time_ns[0] + 4) * 0x1_0000_0000 + batch.readUInt32LE(rec + HEADER.time_ns[0]);
+        from = Math.min(from, t);
+        to = Math.max(to, t);
+      });
+      if (from <= to) this.behindGaps.push([from, to]);
       return;
     }
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
+      // Records dropped here count as lost as the kernel's do: no hop is compared across the gap (src/tidy.ts).
+      if (this.lostBehind !== 0) ev.lost_so_far += this.lostBehind;
       // Namespace 0: the hook saw no device (a drop before one was set); nothing to wait for.
       const name = ev.netns === 0 ? null : this.resolver.cached(ev.netns);
       let named = name !== undefined;
@@ -235,6 +248,13 @@ export class Tracer implements AsyncIterable<KernelEvent> {
     this.notes.push(...this.programTracing.notes);
     if (this.closed) for (const obj of this.programTracing.objs) obj.close();
     return this.programTracing.targets;
+  }
+
+  /** The kernel-time spans of the records lost here since the last call: journeys that span them may lack sightings. */
+  takeUserSpaceGaps(): [number, number][] {
+    const gaps = this.behindGaps;
+    this.behindGaps = [];
+    return gaps;
   }
 
   /** Of lost(): the records read while the queue was full (user space too far behind), not the kernel's. */

@@ -122,6 +122,8 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     const at = monoNs();
     const now = tracer.lost();
     if (now > lost) journeys.recordLoss(lossCheckedNs, at);
+    // What tracepkt itself dropped while behind is placed by the records' own times, long before now.
+    for (const [from, to] of tracer.takeUserSpaceGaps()) journeys.recordLoss(from, to);
     lost = now;
     lossCheckedNs = at;
   };

@@ -152,3 +152,18 @@ test("flows in turn, and a flow's own packets in a row (a flood): each packet it
   const keys = [a, a, b, a, icmp(1), icmp(1), icmp(2), { ...a, proto: 17 }].map((e) => flowOf(e).key);
   assert.deepEqual(keys, ['6 10.0.0.1#40000 10.0.0.2#80', '6 10.0.0.1#40000 10.0.0.2#80', '6 10.0.0.1#40000 10.0.0.3#80', '6 10.0.0.1#40000 10.0.0.2#80', '1 10.0.0.1#1 10.0.0.2#1', '1 10.0.0.1#1 10.0.0.2#1', '1 10.0.0.1#2 10.0.0.2#2', '17 10.0.0.1#40000 10.0.0.2#80']);
 });
+
+test('a loss after a journey\'s last packet but while it was still open may have hit it: incomplete; one after it completed: not', () => {
+  const j = new FlowJourneys(1000);
+  const a = addAt(j, tcp('10.0.0.1', 40000, '10.0.0.2', 80), 0);
+  addAt(j, tcp('10.0.0.1', 40000, '10.0.0.2', 80, '.'), 10);
+  const b = addAt(j, tcp('10.0.0.1', 40001, '10.0.0.2', 80), 0);
+  j.recordLoss(ms(500), ms(600)); // a's packets could have been among these: it was open until 1010 ms
+  assert.equal(a.incomplete, true);
+  const later = new FlowJourneys(1000);
+  const c = addAt(later, tcp('10.0.0.1', 40002, '10.0.0.2', 80), 0);
+  later.recordLoss(ms(1500), ms(1600)); // after c had been idle for its whole second
+  assert.equal(later.all()[0].incomplete, false);
+  void b;
+  void c;
+});
