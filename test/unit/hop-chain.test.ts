@@ -78,6 +78,12 @@ const sighting = fc.record({
   nat: fc.boolean(),
 });
 
+/** A generated sighting's fields at this time, with this many records lost so far. */
+const fieldsOf = (s: typeof sighting extends fc.Arbitrary<infer T> ? T : never, time: number, lost: number): Partial<HopEvent> => ({
+  time_ns: time, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
+  netns: s.netns, lost_so_far: lost, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
+});
+
 test('the same previous sighting as the model: latency, NAT rewrites and alterations, on random traffic', () => {
   fc.assert(
     fc.property(fc.array(sighting, { minLength: 1, maxLength: 60 }), (steps) => {
@@ -88,10 +94,7 @@ test('the same previous sighting as the model: latency, NAT rewrites and alterat
       for (const s of steps) {
         time += s.gap;
         if (s.lostMore && s.gap > 1000) lost++;
-        const x: Partial<HopEvent> = {
-          time_ns: time, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
-          netns: s.netns, lost_so_far: lost, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
-        };
+        const x = fieldsOf(s, time, lost);
         const [a, b] = [hop(x), hop(x)];
         chain.add(a);
         model.add(b);
@@ -110,10 +113,7 @@ test('sightings out of time order (batches from several CPUs): what the chain in
       let time = 1e9;
       for (const { step: s, back } of steps) {
         time += s.gap;
-        const x: Partial<HopEvent> = {
-          time_ns: time - back, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
-          netns: s.netns, lost_so_far: 0, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
-        };
+        const x = fieldsOf(s, time - back, 0);
         const [a, b] = [hop(x), hop(x)];
         chain.add(a);
         model.add(b);
@@ -134,10 +134,7 @@ test('a ring too small for the traffic says less, never something else: what it 
       for (const s of steps) {
         time += s.gap;
         if (s.lostMore && s.gap > 1000) lost++;
-        const x: Partial<HopEvent> = {
-          time_ns: time, skb: s.skb, hook: s.hook, dir: s.dir, proto: s.proto, icmp_seq: s.seq, tcp_seq: s.seq * 1000, tcp_flags: s.proto === 6 ? s.flags : '',
-          netns: s.netns, lost_so_far: lost, ttl: s.ttl, dst: s.nat ? '10.0.0.9' : '10.0.0.2', dport: s.proto === 1 ? 0 : 80,
-        };
+        const x = fieldsOf(s, time, lost);
         const [a, b] = [hop(x), hop(x)];
         chain.add(a);
         model.add(b);
