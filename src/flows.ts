@@ -137,9 +137,28 @@ export class FlowJourneys {
    * first packets still wait to be read.
    */
   recordLoss(fromNs: number, toNs: number): void {
+    this.addLoss(fromNs, toNs);
+    for (const j of [...this.open.values(), ...this.done]) this.checkGap(j);
+  }
+
+  /**
+   * Losses less than idleMs apart are kept as one interval: exact, since a journey's window (first
+   * packet to idleMs after its last) is at least idleMs long, so it cannot fit between them. A
+   * flood's losses are then one interval, and the first of them (the one that meets the journeys
+   * open when user space fell behind, whose later packets are still queued) is not forgotten.
+   */
+  private addLoss(fromNs: number, toNs: number): void {
+    const near = this.idleMs * 1e6;
+    for (let i = this.losses.length - 1; i >= 0; i--) {
+      const l = this.losses[i];
+      if (fromNs <= l[1] + near && toNs >= l[0] - near) {
+        l[0] = Math.min(l[0], fromNs);
+        l[1] = Math.max(l[1], toNs);
+        return;
+      }
+    }
     this.losses.push([fromNs, toNs]);
     if (this.losses.length > LOSSES_KEEP) this.losses.shift();
-    for (const j of [...this.open.values(), ...this.done]) this.checkGap(j);
   }
 
   /** A loss while the journey was open (up to idleMs after its last packet: it could still have had more) may have hit it. */

@@ -182,8 +182,12 @@ export function ourKernelObjects(): { progs: number[]; maps: number[]; links: nu
   return { progs: ids, maps: maps.map((m) => m.id), links, names: [...progs, ...maps].map((x) => x.name ?? '') };
 }
 
-/** Waits until cond() holds, up to a generous limit: never a timing assertion. */
-export async function eventually(cond: () => boolean, limitMs = 10_000): Promise<boolean> {
+/**
+ * Waits until cond() holds, up to a generous limit: never a timing assertion. The limit is
+ * minutes because the kernel matrix runs Node under software emulation, 10-20x slower (a
+ * start-up that takes 0.4 s here took over 10 s in CI's 6.1 guest); a passing wait ends at once.
+ */
+export async function eventually(cond: () => boolean, limitMs = 120_000): Promise<boolean> {
   const end = Date.now() + limitMs;
   while (Date.now() < end) {
     if (cond()) return true;

@@ -152,7 +152,7 @@ test('events the kernel could not deliver are counted, and the journeys they hit
     const io = { out: (l: string) => lines.push(l), write: (text: string | Uint8Array) => lines.push(...String(text).slice(0, -1).split('\n')), err: () => {} };
     // A one-page ring (about 25 records) cannot hold a ping flood's sightings: the kernel must lose some.
     const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
-    await eventually(() => lines.length > 0); // the start line: attached
+    assert.ok(await eventually(() => lines.length > 0), 'the start line: attached');
     await new Promise((resolve) => spawn('ip', ['netns', 'exec', host, 'ping', '-f', '-q', '-c', '3000', v4], { stdio: 'ignore' }).on('exit', resolve));
     assert.equal(await run, 0);
     const summary = JSON.parse(lines[lines.length - 1]);
@@ -196,7 +196,7 @@ test('a reader that stops reading: tracepkt waits for it, drops what its own que
     assert.ok(summary.lost_events >= summary.lost_in_user_space);
     // 40000 round trips, 6 hops each: every one written or counted lost.
     assert.ok(sightings + summary.lost_events >= 40000 * 6, `delivered ${sightings} + lost ${summary.lost_events}`);
-    assert.equal(summary.journeys[0].incomplete, true);
+    assert.equal(summary.journeys[0].incomplete, true, JSON.stringify(summary));
   }));
 
 test('records carry the kernel\'s count of lost events, and nothing is inferred across a gap: a flood through a router, a tiny ring, no TTL called altered', () =>
@@ -206,7 +206,7 @@ test('records carry the kernel\'s count of lost events, and nothing is inferred 
     const io = { out: (l: string) => lines.push(l), write: (text: string | Uint8Array) => lines.push(...String(text).slice(0, -1).split('\n')), err: () => {} };
     // Sighting pairs whose router hops were lost look like a link that lowered the TTL by one.
     const run = passiveCommand({ filter: `icmp and host ${v4}`, count: 1, json: true, ringBytes: 4096, idleMs: 3000 }, io);
-    await eventually(() => lines.length > 0);
+    assert.ok(await eventually(() => lines.length > 0), 'the start line: attached');
     await new Promise((resolve) => spawn('ip', ['netns', 'exec', a, 'ping', '-f', '-q', '-c', '3000', v4], { stdio: 'ignore' }).on('exit', resolve));
     assert.equal(await run, 0);
     const events = lines.map((l) => JSON.parse(l));

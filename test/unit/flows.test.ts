@@ -167,3 +167,23 @@ test('a loss after a journey\'s last packet but while it was still open may have
   void b;
   void c;
 });
+
+test('user space behind under a flood: the journey\'s later packets still queued, then thousands of losses after them; once they are read, it is incomplete', () => {
+  const j = new FlowJourneys(1000);
+  const flow = tcp('10.0.0.1', 40000, '10.0.0.2', 80);
+  for (let t = 0; t <= 100; t += 10) addAt(j, flow, t); // handed out before the reader stalled
+  // Read meanwhile and dropped, batch by batch: 2000 spans from 2 s to 5 s (more than are remembered one by one).
+  for (let i = 0; i < 2000; i++) j.recordLoss(ms(2000 + i * 1.5), ms(2000 + i * 1.5 + 1));
+  for (let t = 110; t < 2000; t += 10) addAt(j, flow, t); // the queue, handed out at last
+  const [journey] = j.all();
+  assert.equal(journey.packets, 11 + 189);
+  assert.equal(journey.incomplete, true, 'its packets after 2 s may be among those lost');
+  // Merged losses claim no time that had none: a journey between two losses more than a second apart is whole.
+  const k = new FlowJourneys(1000);
+  k.recordLoss(ms(0), ms(10));
+  k.recordLoss(ms(4000), ms(4010));
+  addAt(k, tcp('10.0.0.1', 40001, '10.0.0.2', 80), 1500);
+  addAt(k, tcp('10.0.0.1', 40001, '10.0.0.2', 80), 1600);
+  k.completeIdle(ms(3000));
+  assert.equal(k.all()[0].incomplete, false);
+});
