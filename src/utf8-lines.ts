@@ -11,7 +11,9 @@ const PER_LINE_MAX = 1024;
 
 export class Utf8Lines {
   /** The batch's bytes so far: written at `at` (after room()). */
-  buf = Buffer.allocUnsafe(0);
+  buf: Buffer = Buffer.allocUnsafe(0);
+  /** `buf` as a DataView: several bytes per store. */
+  view: DataView = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.length);
   at = 0;
   private count = 0;
   /**
@@ -21,7 +23,7 @@ export class Utf8Lines {
   private perLine = 256;
 
   begin(events: number): this {
-    this.buf = Buffer.allocUnsafe(Math.max(4096, events * this.perLine));
+    this.use(Buffer.allocUnsafe(Math.max(4096, events * this.perLine)));
     this.at = 0;
     this.count = 0;
     return this;
@@ -57,6 +59,11 @@ export class Utf8Lines {
   private grow(need: number): void {
     const bigger = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + need));
     this.buf.copy(bigger, 0, 0, this.at);
-    this.buf = bigger;
+    this.use(bigger);
+  }
+
+  private use(buf: Buffer): void {
+    this.buf = buf;
+    this.view = new DataView(buf.buffer, buf.byteOffset, buf.length);
   }
 }

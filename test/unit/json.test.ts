@@ -80,7 +80,8 @@ test('fuzz: strings of any character, numbers of any size: the same text as JSON
 });
 
 test('numbers at the edges of each way of writing them: the same text as JSON.stringify', () => {
-  const edges = [0, -0, 1, 9, 10, 99, 100, 999, 1000, 2 ** 31 - 1, 2 ** 31, 2 ** 32, 1e15, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 1e21, -1, -9, -10, -(2 ** 31), -(2 ** 53 - 1), 0.5, 9.5, 1e-7, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
+  // One digit, 32 bits, past 32 bits (a high part and 8 low digits: around 1e8 * k and near 2^53), past 2^53, fractions.
+  const edges = [0, -0, 1, 9, 10, 99, 100, 999, 1000, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 4026531833, 1e8 * 43 - 1, 1e8 * 43, 47113983360061, 1e15, 9007199199999999, 9007199200000000, 2 ** 53 - 1, 2 ** 53, 2 ** 53 + 2, 1e21, -1, -9, -10, -(2 ** 31), -(2 ** 53 - 1), 0.5, 9.5, 1e-7, 5e-324, 1.7976931348623157e308, NaN, Infinity, -Infinity];
   for (const x of edges) sameAsReference({ kind: 'number-test', a: x, b: 7 }, String(x));
 });
 
