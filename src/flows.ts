@@ -82,7 +82,10 @@ export interface Journey {
   dropped: string | null;
 }
 
-/** How many intervals of loss are remembered: journeys older than the oldest kept are long complete. */
+/** Whether a loss between these kernel times falls in the journey's window: its first packet to idleMs after its last. */
+const overlaps = (j: Journey, fromNs: number, toNs: number, idleMs: number) => fromNs <= j.lastNs + idleMs * 1e6 && toNs >= j.firstNs;
+
+/** How many intervals of loss are kept apart (the oldest are joined beyond it). */
 const LOSSES_KEEP = 1000;
 
 /** How many complete journeys the final summary remembers (each was handed out when it completed). */
@@ -127,7 +130,7 @@ export class FlowJourneys {
     return j;
   }
 
-  /** Kernel-time intervals in which the kernel lost events (the last LOSSES_KEEP). */
+  /** Kernel-time intervals in which events were lost (by the kernel or by tracepkt), in the order recorded. */
   private losses: [number, number][] = [];
 
   /**
@@ -138,7 +141,10 @@ export class FlowJourneys {
    */
   recordLoss(fromNs: number, toNs: number): void {
     this.addLoss(fromNs, toNs);
-    for (const j of [...this.open.values(), ...this.done]) this.checkGap(j);
+    for (const j of this.open.values()) this.checkGap(j);
+    // A complete journey's window is final: only this loss, as it was, is new to it (not the joined
+    // span addLoss may have made of older ones).
+    for (const j of this.done) if (!j.incomplete && overlaps(j, fromNs, toNs, this.idleMs)) j.incomplete = true;
   }
 
   /**
@@ -158,13 +164,18 @@ export class FlowJourneys {
       }
     }
     this.losses.push([fromNs, toNs]);
-    if (this.losses.length > LOSSES_KEEP) this.losses.shift();
+    if (this.losses.length > LOSSES_KEEP) {
+      // Too many apart: the two oldest become one, spanning the time between them too. A loss is never
+      // forgotten (a journey whose later packets are still queued may meet the oldest one yet); old
+      // journeys may be called incomplete that were not hit: unsure, not wrong.
+      const [a, b] = this.losses;
+      this.losses.splice(0, 2, [Math.min(a[0], b[0]), Math.max(a[1], b[1])]);
+    }
   }
 
   /** A loss while the journey was open (up to idleMs after its last packet: it could still have had more) may have hit it. */
   private checkGap(j: Journey): void {
-    const openUntil = j.lastNs + this.idleMs * 1e6;
-    if (!j.incomplete && this.losses.some(([from, to]) => from <= openUntil && to >= j.firstNs)) j.incomplete = true;
+    if (!j.incomplete && this.losses.some(([from, to]) => overlaps(j, from, to, this.idleMs))) j.incomplete = true;
   }
 
   /**

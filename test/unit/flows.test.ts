@@ -168,7 +168,7 @@ test('a loss after a journey\'s last packet but while it was still open may have
   void c;
 });
 
-test('user space behind under a flood: the journey\'s later packets still queued, then thousands of losses after them; once they are read, it is incomplete', () => {
+test('user space behind under a flood: the journey\'s later packets still queued, then thousands of losses after them; once they are read, it is incomplete (losses beyond those kept apart are joined, never forgotten)', () => {
   const j = new FlowJourneys(1000);
   const flow = tcp('10.0.0.1', 40000, '10.0.0.2', 80);
   for (let t = 0; t <= 100; t += 10) addAt(j, flow, t); // handed out before the reader stalled
@@ -178,6 +178,19 @@ test('user space behind under a flood: the journey\'s later packets still queued
   const [journey] = j.all();
   assert.equal(journey.packets, 11 + 189);
   assert.equal(journey.incomplete, true, 'its packets after 2 s may be among those lost');
+  // Losses in bursts more than a second apart, more of them than are kept apart: the oldest are joined, not forgotten.
+  const bursts = new FlowJourneys(1000);
+  for (let t = 0; t <= 100; t += 10) addAt(bursts, flow, t);
+  for (let i = 0; i < 1001; i++) bursts.recordLoss(ms(2000 + i * 1500), ms(2005 + i * 1500));
+  for (let t = 110; t < 2000; t += 10) addAt(bursts, flow, t);
+  assert.equal(bursts.all()[0].incomplete, true, 'the loss at 2 s is still known');
+  // A journey complete and whole between two losses stays so when later losses join those two.
+  const whole = new FlowJourneys(1000);
+  whole.recordLoss(ms(0), ms(10));
+  addAt(whole, tcp('10.0.0.1', 40002, '10.0.0.2', 80), 1500);
+  whole.completeIdle(ms(3000));
+  for (let i = 0; i < 1001; i++) whole.recordLoss(ms(4000 + i * 1500), ms(4005 + i * 1500));
+  assert.equal(whole.all()[0].incomplete, false, 'said whole when it completed, and it was');
   // Merged losses claim no time that had none: a journey between two losses more than a second apart is whole.
   const k = new FlowJourneys(1000);
   k.recordLoss(ms(0), ms(10));
