@@ -147,6 +147,18 @@ async function verification(runs: number): Promise<number> {
 
 type FloodMode = 'table to a file' | 'JSON Lines to a file' | 'JSON Lines to a pipe' | '--quiet';
 
+/** Resident memory of a Node doing nothing (the same flags as bin/tracepkt): the floor of any tracer written for it. */
+async function idleNodeRss(): Promise<number> {
+  const child = spawn('node', ['--max-semi-space-size=4', '--expose-gc', '-e', 'setTimeout(() => {}, 60_000)'], { stdio: 'ignore' });
+  try {
+    await sleep(500);
+    return rssMb(child.pid!);
+  } finally {
+    child.kill('SIGKILL');
+    await exited(child);
+  }
+}
+
 function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -184,6 +196,8 @@ async function flood(mode: FloodMode, seconds: number) {
       if (waited > 30_000 || child.exitCode !== null) throw new Error(`tracepkt did not start: ${said.slice(-300)}`);
       await sleep(50);
     }
+    await sleep(300);
+    const attachedRss = rssMb(child.pid!); // before the flood: what tracepkt holds doing nothing
     const ping = spawn('ping', ['-f', '-q', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let pingOut = '';
     ping.stdout!.on('data', (c) => (pingOut += c));
@@ -209,7 +223,7 @@ async function flood(mode: FloodMode, seconds: number) {
       lost = Number(/Warning: (\d+) event\(s\) lost/.exec(out)?.[1] ?? 0);
     }
     const bytes = toFile ? fs.statSync(file).size : pipedBytes;
-    return { mode, seconds, pings, delivered, lost, lostShare: lost / (delivered + lost), rss, bytes };
+    return { mode, seconds, pings, delivered, lost, lostShare: lost / (delivered + lost), rss, attachedRss, bytes };
   } finally {
     child.kill('SIGKILL');
     if (fd !== null) fs.closeSync(fd);
@@ -357,6 +371,9 @@ function requestRate(client: string, server: string, seconds: number): number {
   return Number(m[2]) / Number(m[1]);
 }
 
+/** Rounds of the untraced-traffic measurement. */
+const OVERHEAD_ROUNDS = 5;
+
 /** 4. Untraced traffic's cost, rounds interleaved, medians kept. */
 async function overhead(seconds: number, rounds: number) {
   const lab = new Lab();
@@ -374,15 +391,19 @@ async function overhead(seconds: number, rounds: number) {
     servers.push(spawn('ip', ['netns', 'exec', b, 'sockperf', 'sr', '--tcp', '-i', '10.77.0.2', '-p', '11111'], { stdio: 'ignore' }));
     await sleep(500);
     const measure = () => ({ gbps: throughput(a, '10.77.0.2', seconds), rate: requestRate(a, '10.77.0.2', seconds) });
-    const runs: Record<'untraced' | 'tracepkt' | 'bpftrace' | 'empty', { gbps: number; rate: number }[]> = { untraced: [], tracepkt: [], bpftrace: [], empty: [] };
+    const runs: Record<'untraced' | 'tracepkt' | 'bpftrace' | 'empty' | 'again', { gbps: number; rate: number }[]> = { untraced: [], tracepkt: [], bpftrace: [], empty: [], again: [] };
     for (let i = 0; i < rounds; i++) {
       runs.untraced.push(measure());
       runs.tracepkt.push(await withTracer(BIN, ['--json', '--filter', UNMATCHED], measure));
       runs.bpftrace.push(await withTracer('bpftrace', ['-e', BPFTRACE_COUNT], measure));
       runs.empty.push(withFloor(measure));
+      runs.again.push(measure()); // untraced once more: how far apart two identical runs of a round are
     }
     const summary = (xs: { gbps: number; rate: number }[]) => ({ gbps: median(xs.map((x) => x.gbps)), rate: median(xs.map((x) => x.rate)) });
-    return { untraced: summary(runs.untraced), tracepkt: summary(runs.tracepkt), bpftrace: summary(runs.bpftrace), empty: summary(runs.empty) };
+    // The machine's resolution: the median, over rounds, of how far the two untraced runs of a round differ.
+    const apart = (key: 'gbps' | 'rate') => median(runs.untraced.map((u, i) => Math.abs(runs.again[i][key] - u[key]) / u[key]));
+    const noise = Math.max(apart('gbps'), apart('rate'));
+    return { untraced: summary(runs.untraced), tracepkt: summary(runs.tracepkt), bpftrace: summary(runs.bpftrace), empty: summary(runs.empty), noise };
   } finally {
     for (const s of servers) s.kill('SIGKILL');
     lab.destroy();
@@ -413,7 +434,8 @@ async function main() {
   const floods = [];
   for (const mode of ['--quiet', 'JSON Lines to a file', 'JSON Lines to a pipe', 'table to a file'] as const) floods.push(await flood(mode, mode === '--quiet' ? 30 : 8));
   const u = await userSpace(await recordFlood(1), 4);
-  const o = await withTracefs(() => overhead(2, 5));
+  const nodeRss = await idleNodeRss();
+  const o = await withTracefs(() => overhead(2, OVERHEAD_ROUNDS));
   const pct = (x: number) => `${(x * 100).toFixed(1)} %`;
   const n = (x: number) => Math.round(x).toLocaleString('en');
   const met = (ok: boolean) => (ok ? 'met' : '**not met**');
@@ -438,8 +460,8 @@ async function main() {
     `| nothing waits by polling | no timer or sleep between the probe's exit and the journey (by construction: read in the code, not timed) | met by design | |`,
     `| ≤ 1 % of events lost in every output mode under a ping flood | worst ${pct(worstLoss)} (below) | ${met(worstLoss <= 0.01)} | the kernel produces ${n((quiet.delivered + quiet.lost) / quiet.seconds)} events/s; writing JSON Lines takes ${n(u.json)} /s (3.) |`,
     `| user space: decode, group, write JSON Lines ≥ 1 M events/s on one core (recorded batches) | ${n(u.json)} /s (without writing: ${n(u.quiet)} /s) | ${met(u.json >= 1e6)} | decoding alone ${n(u.decode)} /s; Node's JSON.stringify alone ${n(u.stringify)} /s |`,
-    `| peak resident memory ≤ 80 MB, flat over a long flood | peak ${peak.toFixed(0)} MB; --quiet over ${quiet.seconds} s: ${Math.min(...steady).toFixed(0)}-${Math.max(...steady).toFixed(0)} MB | ${met(peak <= 80)} | see below: ~37 MB of it is the node binary's mapped pages, 8 MB the ring buffer mapped twice |`,
-    `| untraced traffic within 1 point of empty programs on the same hooks | ${points(tpkGap)} below them at worst | ${met(tpkGap <= 0.01)} | |`,
+    `| peak resident memory ≤ 80 MB, flat over a long flood | peak ${peak.toFixed(0)} MB; --quiet over ${quiet.seconds} s: ${Math.min(...steady).toFixed(0)}-${Math.max(...steady).toFixed(0)} MB | ${met(peak <= 80)} | Node doing nothing ${nodeRss.toFixed(0)} MB (most of it the node binary's pages); tracepkt attached, before the flood, ${quiet.attachedRss.toFixed(0)} MB; under a flood the ring buffer's pages add 8 MB (4 MB mapped twice) |`,
+    `| untraced traffic within 1 point of empty programs on the same hooks | ${points(tpkGap)} below them at worst | ${met(tpkGap <= 0.01)} | untraced against itself in the same round: ${points(o.noise)} apart (median of ${OVERHEAD_ROUNDS} rounds)${o.noise > 0.01 ? ': 1 point is below what this machine resolves' : ''} |`,
     '',
     '## One ping traced into a container (median of 10 pairs)',
     '',
@@ -470,7 +492,7 @@ async function main() {
     `| decoded and named only | ${n(u.decode)} |`,
     `| Node's JSON.stringify of the same events, nothing else | ${n(u.stringify)} |`,
     '',
-    '## Untraced traffic (veth + bridge, median of 5 rounds, interleaved)',
+    `## Untraced traffic (veth + bridge, median of ${OVERHEAD_ROUNDS} rounds, interleaved)`,
     '',
     '| what | tracepkt | baseline | ratio |',
     '| --- | --- | --- | --- |',
@@ -480,6 +502,8 @@ async function main() {
     `| TCP request/response rate, tracepkt's filter matching nothing | ${n(o.tracepkt.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.tracepkt.rate / o.untraced.rate)} of untraced |`,
     `| same, empty programs on tracepkt's 4 hooks | ${n(o.empty.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.empty.rate / o.untraced.rate)} of untraced |`,
     `| same, bpftrace attached | ${n(o.bpftrace.rate)} /s | untraced ${n(o.untraced.rate)} /s | ${pct(o.bpftrace.rate / o.untraced.rate)} of untraced |`,
+    '',
+    `Untraced, measured twice in each round (first and last), differs from itself by ${points(o.noise)} (the median over rounds of the larger of the two measures' differences): differences smaller than that are noise here.`,
     '',
   ].join('\n');
   process.stdout.write(report);
