@@ -64,8 +64,17 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   readonly netfilter: NetfilterWatcher | undefined;
   /** What does not work on this kernel or in some namespace, in words. */
   readonly notes: string[] = [];
+  /** Events decoded and not yet handed out (from `head`): one batch's, as a rule. */
   private queue: KernelEvent[] = [];
   private head = 0;
+  /**
+   * Batches read and not yet decoded, oldest first. Kept as the ring gave them (~110 bytes a record,
+   * against ~600 for an event) and decoded when the consumer comes to them: events then live for a
+   * turn of the event loop, not for as long as a slow reader (a pipe to jq) makes tracepkt wait, which
+   * had them promoted to V8's old generation by the thousand and its heap grown to hold 32 K of them.
+   */
+  private undecoded: { batch: Buffer; records: number; lostBefore: number }[] = [];
+  private undecodedRecords = 0;
   /** Events waiting for a name the caches lack; the iterator holds them (and what follows) back until named. */
   private unnamed = new Set<KernelEvent>();
   private naming: Promise<void> | undefined;
@@ -118,30 +127,44 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   }
 
   /**
-   * Decodes a batch and names its events from the caches alone: the
-   * ring-buffer path never touches a file. What the caches lack is looked up
-   * beside it (nameMissing), and those events wait for it in the queue.
+   * Keeps a batch as it is, to be decoded when the consumer comes to it
+   * (decodeNext), unless tracepkt is already too far behind.
    */
   private acceptBatch(batch: Buffer): void {
     // Behind by more than the bound: these records are lost, counted as the kernel counts its own,
-    // and memory stays flat (decoded and kept, they would grow without end under a flood).
-    if (this.queue.length - this.head >= QUEUE_MAX) {
+    // and memory stays flat (kept, they would grow without end under a flood).
+    if (this.queue.length - this.head + this.undecodedRecords >= QUEUE_MAX) {
       // Which journeys they were is unknown: the kernel time they span is kept (takeUserSpaceGaps).
       let from = Infinity;
       let to = -Infinity;
       forEachRecord(batch, (rec) => {
         this.lostBehind++;
-        const t = batch.readUInt32LE(rec + HEADER.time_ns[0] + 4) * 0x1_0000_0000 + batch.readUInt32LE(rec + HEADER.time_ns[0]);
+        const t = recordTime(batch, rec);
         from = Math.min(from, t);
         to = Math.max(to, t);
       });
       if (from <= to) this.behindGaps.push([from, to]);
       return;
     }
+    let records = 0;
+    forEachRecord(batch, () => records++);
+    // Records dropped here before these count as lost as the kernel's do: no hop is compared across the gap (src/tidy.ts).
+    this.undecoded.push({ batch, records, lostBefore: this.lostBehind });
+    this.undecodedRecords += records;
+    this.wake?.();
+  }
+
+  /**
+   * Decodes the oldest batch kept and names its events from the caches alone:
+   * the ring-buffer path never touches a file. What the caches lack is looked
+   * up beside it (nameMissing), and those events wait for it in the queue.
+   */
+  private decodeNext(): void {
+    const { batch, records, lostBefore } = this.undecoded.shift()!;
+    this.undecodedRecords -= records;
     const start = this.queue.length;
     decodeBatch(batch, (ev) => {
-      // Records dropped here count as lost as the kernel's do: no hop is compared across the gap (src/tidy.ts).
-      if (this.lostBehind !== 0) ev.lost_so_far += this.lostBehind;
+      if (lostBefore !== 0) ev.lost_so_far += lostBefore;
       // Namespace 0: the hook saw no device (a drop before one was set); nothing to wait for.
       const name = ev.netns === 0 ? null : this.resolver.cached(ev.netns);
       let named = name !== undefined;
@@ -164,7 +187,6 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
       for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
     }
-    this.wake?.();
   }
 
   /**
@@ -218,7 +240,12 @@ export class Tracer implements AsyncIterable<KernelEvent> {
 
   /** Kernel time of the oldest event read but not yet handed out (waiting for a name, say); null when none waits. */
   pendingSince(): number | null {
-    return this.head < this.queue.length ? this.queue[this.head].time_ns : null;
+    if (this.head < this.queue.length) return this.queue[this.head].time_ns;
+    if (this.undecoded.length === 0) return null;
+    const { batch } = this.undecoded[0];
+    let oldest = Infinity;
+    forEachRecord(batch, (rec) => (oldest = Math.min(oldest, recordTime(batch, rec))));
+    return oldest;
   }
 
   /** Ties the route lookups of process `pid` (the probe's sender) to the probe. */
@@ -280,6 +307,8 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       for (const obj of this.programTracing?.objs ?? []) obj.close(); // no more records from them: what is in the ring is all
       const rest = this.obj.drainRing(this.ring);
       if (rest) this.accept(rest);
+      // Decoded while the object lives: a route record's caller chain is read from its map (readStack).
+      while (this.undecoded.length > 0) this.decodeNext();
       this.netfilter?.drain();
       this.lostAtClose = this.lost();
     } finally {
@@ -298,6 +327,11 @@ export class Tracer implements AsyncIterable<KernelEvent> {
    */
   async *batches(): AsyncGenerator<KernelEvent[]> {
     for (;;) {
+      if (this.head >= this.queue.length && this.undecoded.length > 0) {
+        this.queue = [];
+        this.head = 0;
+        this.decodeNext();
+      }
       while (this.head < this.queue.length) {
         let end = this.head;
         if (this.unnamed.size === 0) end = this.queue.length;
@@ -322,6 +356,11 @@ export class Tracer implements AsyncIterable<KernelEvent> {
           await new Promise((resolve) => setImmediate(resolve));
         }
       }
+      if (this.undecoded.length > 0) {
+        // A backlog: a turn of the event loop before the next batch, so that the ring is read meanwhile.
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
       this.queue = [];
       this.head = 0;
       if (this.closed) return;
@@ -336,14 +375,19 @@ export class Tracer implements AsyncIterable<KernelEvent> {
 }
 
 /**
- * Events decoded and waiting to be handed out, at most (~20 MB; a tenth of
- * a second of a ping flood, twice what the ring holds). A consumer further
- * behind is not catching up: records that come meanwhile are counted lost
- * rather than kept, and memory stays flat.
+ * Records read and waiting to be handed out, at most (~4 MB kept as read; a
+ * tenth of a second of a ping flood, twice what the ring holds). A consumer
+ * further behind is not catching up: records that come meanwhile are counted
+ * lost rather than kept, and memory stays flat.
  */
 const QUEUE_MAX = 32 * 1024;
 /** Events handed out at once from a backlog, at most. */
 const SLICE_MAX = 4096;
+
+/** A record's kernel time (CLOCK_MONOTONIC ns), read from its header. */
+function recordTime(batch: Buffer, rec: number): number {
+  return batch.readUInt32LE(rec + HEADER.time_ns[0] + 4) * 0x1_0000_0000 + batch.readUInt32LE(rec + HEADER.time_ns[0]);
+}
 
 function inTimeOrder(events: readonly KernelEvent[], from: number): boolean {
   for (let i = from + 1; i < events.length; i++) if (events[i].time_ns < events[i - 1].time_ns) return false;

@@ -8,7 +8,7 @@ import { BpfError } from '../../src/errors';
 import { NetnsResolver, type KnownNetns } from '../../src/names/netns';
 import { parseMessages } from '../../src/netfilter/netlink';
 import { DEMO_FIXTURE, fixture } from '../fixtures';
-import { HOP } from '../../src/bpf/layout';
+import { HEADER, HOP } from '../../src/bpf/layout';
 
 class FakeNative {
   calls: string[] = [];
@@ -292,4 +292,44 @@ test('a namespace where nftables never answers costs one timeout, says so, and d
   assert.ok(c.includes('closeWatch /run/netns/ns-b'), 'its socket closed at once');
   assert.ok(took >= 1900, `one timeout of 2 s: took ${took.toFixed(0)} ms`);
   tracer.close();
+});
+
+test('a consumer that does not read: batches are kept as read up to the bound, then counted lost; what was read before the loss carries none of it, what comes after carries it all', async () => {
+  const fake = new FakeNative();
+  fake.lost = 0n;
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver });
+  const fixtureBatch = fixture('demo-ipv4.batch');
+  const stride = 4 + HOP.$size;
+  const perFixture = Math.floor(fixtureBatch.length / stride);
+  const batchOf = (copies: number) => Buffer.concat(Array.from({ length: copies }, () => fixtureBatch.subarray(0, perFixture * stride)));
+  const big = batchOf(Math.ceil(600 / perFixture));
+  const perBatch = (big.length / stride) | 0;
+  const oldest = Math.min(...Array.from({ length: perFixture }, (_, i) => Number(fixtureBatch.readBigUInt64LE(i * stride + 4 + HEADER.time_ns[0]))));
+  let kept = 0;
+  while (kept < 32 * 1024) {
+    fake.onBatch!(Buffer.from(big));
+    kept += perBatch;
+  }
+  assert.equal(tracer.lostInUserSpace(), 0);
+  assert.equal(tracer.pendingSince(), oldest, 'the oldest record kept, though not decoded yet');
+  fake.onBatch!(Buffer.from(big));
+  fake.onBatch!(Buffer.from(big));
+  assert.equal(tracer.lostInUserSpace(), 2 * perBatch, 'beyond the bound: counted, not kept');
+  assert.equal(tracer.takeUserSpaceGaps().length, 2);
+
+  const lostSoFar = new Map<number, number>();
+  let read = 0;
+  const it = tracer.batches();
+  while (read < kept) {
+    const { value } = await it.next();
+    for (const ev of value as { lost_so_far: number }[]) lostSoFar.set(ev.lost_so_far, (lostSoFar.get(ev.lost_so_far) ?? 0) + 1);
+    read += (value as unknown[]).length;
+  }
+  assert.deepEqual([...lostSoFar], [[0, kept]], 'every event read before the loss: none lost before it');
+  fake.onBatch!(Buffer.from(big));
+  const { value: after } = await it.next();
+  assert.deepEqual([...new Set((after as { lost_so_far: number }[]).map((e) => e.lost_so_far))], [2 * perBatch]);
+  assert.equal(tracer.pendingSince(), null);
+  tracer.close();
+  await it.return(undefined);
 });
