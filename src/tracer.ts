@@ -73,7 +73,7 @@ export class Tracer implements AsyncIterable<KernelEvent> {
    * turn of the event loop, not for as long as a slow reader (a pipe to jq) makes tracepkt wait, which
    * had them promoted to V8's old generation by the thousand and its heap grown to hold 32 K of them.
    */
-  private undecoded: { batch: Buffer; records: number; lostBefore: number }[] = [];
+  private undecoded: { batch: Buffer; records: number; lostBefore: number; names: Map<number, string | null> }[] = [];
   private undecodedRecords = 0;
   /** Events waiting for a name the caches lack; the iterator holds them (and what follows) back until named. */
   private unnamed = new Set<KernelEvent>();
@@ -146,10 +146,27 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       if (from <= to) this.behindGaps.push([from, to]);
       return;
     }
+    // Counted, and their namespaces named as they are now (a namespace deleted before they are decoded
+    // keeps its name; one not known yet is looked up at once, beside the consumer, not in its way).
     let records = 0;
-    forEachRecord(batch, () => records++);
+    const names = new Map<number, string | null>();
+    let last = 0;
+    let unknown = false;
+    forEachRecord(batch, (rec) => {
+      records++;
+      const netns = batch.readUInt32LE(rec + HEADER.netns[0]);
+      if (netns === last || netns === 0 || names.has(netns)) return;
+      last = netns;
+      const name = this.resolver.cached(netns);
+      if (name !== undefined) names.set(netns, name);
+      else {
+        this.resolver.want(netns);
+        unknown = true;
+      }
+    });
+    if (unknown) void this.resolver.scanAsync().catch(() => undefined);
     // Records dropped here before these count as lost as the kernel's do: no hop is compared across the gap (src/tidy.ts).
-    this.undecoded.push({ batch, records, lostBefore: this.lostBehind });
+    this.undecoded.push({ batch, records, lostBefore: this.lostBehind, names });
     this.undecodedRecords += records;
     this.wake?.();
   }
@@ -160,13 +177,27 @@ export class Tracer implements AsyncIterable<KernelEvent> {
    * up beside it (nameMissing), and those events wait for it in the queue.
    */
   private decodeNext(): void {
-    const { batch, records, lostBefore } = this.undecoded.shift()!;
+    const { batch, records, lostBefore, names } = this.undecoded.shift()!;
     this.undecodedRecords -= records;
     const start = this.queue.length;
+    try {
+      this.decodeInto(batch, lostBefore, names);
+    } catch (err) {
+      this.notes.push(`a batch of events could not be read: ${describeError(err)}`);
+    }
+    if (this.unnamed.size > 0) this.nameMissing();
+    // The ring is shared by all CPUs: order each batch by kernel time (mostly in order already: checked first).
+    if (this.queue.length - start > 1 && !inTimeOrder(this.queue, start)) {
+      const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
+      for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
+    }
+  }
+
+  private decodeInto(batch: Buffer, lostBefore: number, names: Map<number, string | null>): void {
     decodeBatch(batch, (ev) => {
       if (lostBefore !== 0) ev.lost_so_far += lostBefore;
       // Namespace 0: the hook saw no device (a drop before one was set); nothing to wait for.
-      const name = ev.netns === 0 ? null : this.resolver.cached(ev.netns);
+      const name = ev.netns === 0 ? null : names.has(ev.netns) ? names.get(ev.netns)! : this.resolver.cached(ev.netns);
       let named = name !== undefined;
       if (!named) this.resolver.want(ev.netns);
       ev.netns_name = name ?? null;
@@ -181,12 +212,6 @@ export class Tracer implements AsyncIterable<KernelEvent> {
       if (!named) this.unnamed.add(ev);
       this.queue.push(ev);
     });
-    if (this.unnamed.size > 0) this.nameMissing();
-    // The ring is shared by all CPUs: order each batch by kernel time (mostly in order already: checked first).
-    if (this.queue.length - start > 1 && !inTimeOrder(this.queue, start)) {
-      const tail = this.queue.slice(start).sort((a, b) => a.time_ns - b.time_ns);
-      for (let i = 0; i < tail.length; i++) this.queue[start + i] = tail[i]; // no push(...tail): a big batch overflows the arguments
-    }
   }
 
   /**
@@ -328,9 +353,10 @@ export class Tracer implements AsyncIterable<KernelEvent> {
   async *batches(): AsyncGenerator<KernelEvent[]> {
     for (;;) {
       if (this.head >= this.queue.length && this.undecoded.length > 0) {
+        // As many kept batches as make a slice: a backlog of small ones goes out as fast as it came in.
         this.queue = [];
         this.head = 0;
-        this.decodeNext();
+        while (this.undecoded.length > 0 && this.queue.length < SLICE_MAX) this.decodeNext();
       }
       while (this.head < this.queue.length) {
         let end = this.head;

@@ -10,6 +10,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { containerOf, containerOfAsync, SYSTEM_CONTAINER_ROOTS, type ContainerRoots } from './containers';
 
+/** Namespaces remembered as nameless, at most (beyond it the list starts again from the last scan's). */
+const NAMELESS_MAX = 4096;
+
 export interface NetnsRoots {
   procDir: string;
   netnsDir: string;
@@ -107,7 +110,11 @@ export class NetnsResolver {
     }
     this.names = names;
     this.paths = paths;
-    this.nameless = new Set([...wanted].filter((inode) => !names.has(inode)));
+    // Those asked about before stay nameless too unless this scan named them: namespaces asked about in
+    // turn (two nothing names, their events alternating) must not each undo the other's scan.
+    // (Bounded: namespaces come and go, and one gone is never named.)
+    const before = this.nameless.size < NAMELESS_MAX ? [...this.nameless] : [];
+    this.nameless = new Set([...before, ...wanted].filter((inode) => !names.has(inode)));
     this.lastScan = started;
   }
 

@@ -135,3 +135,22 @@ test('containers and pods are named from their processes’ cgroups and their ru
     t.cleanup();
   }
 });
+
+test('namespaces nothing names, asked about in turn, stay known as nameless: one scan does not undo the other', async () => {
+  const t = fakeTree({ 1: [100, 'init'] });
+  try {
+    const r = new NetnsResolver(t.roots, 60_000);
+    r.want(700);
+    await r.scanAsync();
+    r.want(800);
+    await r.scanAsync();
+    assert.equal(r.cached(700), null, 'still known as nameless: no scan per batch for it');
+    assert.equal(r.cached(800), null);
+    t.addProc(900, 700, 'late');
+    r.want(700);
+    await r.scanAsync();
+    assert.equal(r.cached(700), 'late[900]', 'named once something names it');
+  } finally {
+    t.cleanup();
+  }
+});

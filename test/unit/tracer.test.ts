@@ -1,6 +1,9 @@
 /** The tracer's life cycle against a fake addon: what it loads, drains and frees. */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Native, ObjectHandle, WatchHandle } from '../../src/native';
 import { createTracer } from '../../src/tracer';
 import { CURRENT_KERNEL } from '../../src/kernel/bpf-support';
@@ -332,4 +335,44 @@ test('a consumer that does not read: batches are kept as read up to the bound, t
   assert.equal(tracer.pendingSince(), null);
   tracer.close();
   await it.return(undefined);
+});
+
+test('a backlog of many small batches goes out in slices, not one batch per turn of the event loop', async () => {
+  const fake = new FakeNative();
+  const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver });
+  const stride = 4 + HOP.$size;
+  const small = fixture('demo-ipv4.batch').subarray(0, 5 * stride);
+  for (let i = 0; i < 2000; i++) fake.onBatch!(Buffer.from(small));
+  const it = tracer.batches();
+  const { value } = await it.next();
+  assert.ok((value as unknown[]).length >= 4096, `the first slice: ${(value as unknown[]).length} events`);
+  tracer.close();
+  await it.return(undefined);
+});
+
+test('a batch kept while its namespace still has a name keeps that name when decoded after the namespace is gone', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-tracer-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'short-lived'), '');
+    const inode = fs.statSync(path.join(dir, 'short-lived')).ino;
+    const named = new NetnsResolver({ procDir: '/nonexistent', netnsDir: dir });
+    await named.scanAsync();
+    const fake = new FakeNative();
+    const tracer = await createTracer({ filter, kernel: CURRENT_KERNEL, native: fake.asNative(), resolver: named });
+    const stride = 4 + HOP.$size;
+    const batch = Buffer.from(fixture('demo-ipv4.batch').subarray(0, 3 * stride));
+    for (let off = 0; off < batch.length; off += stride) batch.writeUInt32LE(inode, off + 4 + HEADER.netns[0]);
+    fake.onBatch!(batch);
+    fs.rmSync(path.join(dir, 'short-lived')); // the namespace goes, and a scan forgets it
+    named.want(inode);
+    await named.scanAsync();
+    assert.equal(named.cached(inode), null);
+    const it = tracer.batches();
+    const { value } = await it.next();
+    assert.deepEqual([...new Set((value as { netns_name: string | null }[]).map((e) => e.netns_name))], ['short-lived']);
+    tracer.close();
+    await it.return(undefined);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
