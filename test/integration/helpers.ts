@@ -196,6 +196,9 @@ export async function eventually(cond: () => boolean, limitMs = 120_000): Promis
   return cond();
 }
 
+/** Packets tcpdump may count as received but not write because they came while it stopped (see stop()). */
+const ARRIVED_DURING_STOP_MAX = 2;
+
 /**
  * tcpdump on one interface of one namespace: the independent witness of
  * what crossed it. Started and listening when this resolves; stop() waits
@@ -224,8 +227,11 @@ export async function capture(ns: string, iface: string, filter: string, o: { wh
         }
         dump.kill('SIGINT');
         await closed;
+        // Dropped by the kernel: lost. Received by the filter but not captured: still in tcpdump's buffer when
+        // SIGINT came, i.e. arrived after the file had been still for 0.6 s (a periodic neighbour solicitation,
+        // seen in CI's emulated guest). A few such are the stop's, not a loss; more would mean tcpdump was behind.
         const m = /(\d+) packets captured\n(\d+) packets received by filter\n(\d+) packets dropped by kernel/.exec(said);
-        if (!m || m[1] !== m[2] || m[3] !== '0') throw new Error(`tcpdump on ${iface} in ${ns} lost packets: ${said}`);
+        if (!m || m[3] !== '0' || Number(m[2]) - Number(m[1]) > ARRIVED_DURING_STOP_MAX) throw new Error(`tcpdump on ${iface} in ${ns} lost packets: ${said}`);
         const text = execFileSync('tcpdump', ['-r', file, '-nn', '-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
         // whole: each packet on one line, what tcpdump decodes inside it (a tunnel's inner packet) included.
         if (o.whole) return text.replace(/\n(?!\d\d:)/g, ' ').split('\n').filter((l) => /^\d/.test(l));
