@@ -159,7 +159,8 @@ const nudState = (bits: number) => NUD_STATES.filter(([bit]) => bits & bit).map(
 
 const hookName = (buf: Buffer, rec: number) => HOOK_NAMES[buf[rec + HEADER.hook[0]]] ?? `hook${buf[rec + HEADER.hook[0]]}`;
 
-function readU64(buf: Buffer, off: number): number {
+/** A little-endian u64 as a number (exact below 2^53: kernel times, counters). */
+export function readU64(buf: Buffer, off: number): number {
   return buf.readUInt32LE(off + 4) * 0x1_0000_0000 + buf.readUInt32LE(off);
 }
 

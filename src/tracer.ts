@@ -13,7 +13,7 @@ import type { KernelFilter } from './bpf/config';
 import type { BpfObject } from './bpf/object';
 import { loadTracingObject, tracingPrograms, withSkbReader, type TracingObjectOptions } from './bpf/tracing-object';
 import { forEachRecord } from './batch';
-import { decodeBatch, routeStackIds } from './decode';
+import { decodeBatch, readU64, routeStackIds } from './decode';
 import { routeStacks } from './kernel/route-purpose';
 import { traceProgramReturns, type ProgramTarget, type ProgramTracing } from './kernel/program-returns';
 import { describeError } from './errors';
@@ -411,9 +411,7 @@ const QUEUE_MAX = 32 * 1024;
 const SLICE_MAX = 4096;
 
 /** A record's kernel time (CLOCK_MONOTONIC ns), read from its header. */
-function recordTime(batch: Buffer, rec: number): number {
-  return batch.readUInt32LE(rec + HEADER.time_ns[0] + 4) * 0x1_0000_0000 + batch.readUInt32LE(rec + HEADER.time_ns[0]);
-}
+const recordTime = (batch: Buffer, rec: number): number => readU64(batch, rec + HEADER.time_ns[0]);
 
 function inTimeOrder(events: readonly KernelEvent[], from: number): boolean {
   for (let i = from + 1; i < events.length; i++) if (events[i].time_ns < events[i - 1].time_ns) return false;
