@@ -66,6 +66,8 @@ export interface PacketFields {
   conntrack: ConntrackInfo | null;
   /** Passive tracing: the number of the journey (flow) it belongs to (src/flows.ts); absent elsewhere. */
   journey?: number;
+  /** Tracing across nodes (--node): the node that saw it (this one by its host name); absent in a trace of one host. */
+  node?: string;
 }
 
 /** One direction of a conntrack entry: addresses and ports (ICMP: the echo identifier as sport, type and code as dport). */
@@ -238,6 +240,8 @@ export interface RouteEvent {
   flow_icmp_type: number;
   /** Made for an ICMP error the kernel is sending (its caller chain says so: ICMP's re-lookup of the error's way); absent otherwise. */
   for_icmp_error?: boolean;
+  /** As PacketFields.node. */
+  node?: string;
 }
 
 /**

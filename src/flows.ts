@@ -70,8 +70,10 @@ export interface Journey {
   /** "tcp 10.0.1.2:40000 -> 10.0.2.2:80", "icmp 10.0.1.2 -> 10.0.2.2 id 7": its first packet's way. */
   label: string;
   packets: number;
-  /** Namespaces crossed, inode → name. */
+  /** Namespaces crossed, inode → name (of events without a node: a trace of this host alone). */
   namespaces: Map<number, string | null>;
+  /** Tracing across nodes: the namespaces crossed on each node (inodes are each host's own), node → inode → name. */
+  nodes: Map<string, Map<number, string | null>> | null;
   /** Kernel times (CLOCK_MONOTONIC ns) of its first and last packets. */
   firstNs: number;
   lastNs: number;
@@ -90,6 +92,20 @@ const LOSSES_KEEP = 1000;
 
 /** How many complete journeys the final summary remembers (each was handed out when it completed). */
 export const SUMMARY_KEEP = 1000;
+
+function nodeNamespaces(j: Journey, node: string): Map<number, string | null> {
+  j.nodes ??= new Map();
+  let namespaces = j.nodes.get(node);
+  if (!namespaces) j.nodes.set(node, (namespaces = new Map()));
+  return namespaces;
+}
+
+/** The namespaces a journey crossed, each with its node where the trace spans nodes. */
+export function journeyNamespaces(j: Journey): { node?: string; netns: number; name: string | null }[] {
+  const out: { node?: string; netns: number; name: string | null }[] = [...j.namespaces].map(([netns, name]) => ({ netns, name }));
+  for (const [node, namespaces] of j.nodes ?? []) for (const [netns, name] of namespaces) out.push({ node, netns, name });
+  return out;
+}
 
 export class FlowJourneys {
   private open = new Map<string, Journey>();
@@ -115,12 +131,13 @@ export class FlowJourneys {
     if (!j) j = this.open.get(later ? `frag ${fragmentKey(e)}` : key);
     if (!j) {
       const own = later ? `frag ${fragmentKey(e)}` : key;
-      j = { id: this.nextId++, key: own, forward, label: labelOf(e), packets: 0, namespaces: new Map(), firstNs: e.time_ns, lastNs: e.time_ns, complete: false, incomplete: false, dropped: null };
+      j = { id: this.nextId++, key: own, forward, label: labelOf(e), packets: 0, namespaces: new Map(), nodes: null, firstNs: e.time_ns, lastNs: e.time_ns, complete: false, incomplete: false, dropped: null };
       this.open.set(own, j);
     }
     if (e.fragment && e.fragment.offset === 0) this.byFragment.set(fragmentKey(e), { journey: j, ns: e.time_ns });
     j.packets++;
-    j.namespaces.set(e.netns, e.netns_name);
+    if (e.node === undefined) j.namespaces.set(e.netns, e.netns_name);
+    else nodeNamespaces(j, e.node).set(e.netns, e.netns_name);
     j.firstNs = Math.min(j.firstNs, e.time_ns);
     j.lastNs = Math.max(j.lastNs, e.time_ns);
     // ICMP knows its own direction (echo request or reply); TCP and UDP are told by the flow,

@@ -26,8 +26,9 @@ export class Sightings {
   count = 0;
   private readonly text = new Utf8Lines();
 
-  constructor(private readonly line: SightingLine, idleMs = 1000) {
-    this.journeys = new FlowJourneys(idleMs);
+  /** `journeys`: shared with the chains of other nodes (tracing across nodes: one journey, each node's hops). */
+  constructor(private readonly line: SightingLine, idleMs = 1000, journeys?: FlowJourneys) {
+    this.journeys = journeys ?? new FlowJourneys(idleMs);
   }
 
   /**

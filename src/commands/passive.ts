@@ -16,7 +16,12 @@ import { decodeBatch, exampleBatch } from '../decode';
 import { NetnsResolver } from '../names/netns';
 import type { KernelEvent } from '../events';
 import { ansi, plain } from '../render/colour';
+import { TracepktError } from '../errors';
 import type { Output } from './output';
+import type { Tracer } from '../tracer';
+import type { NodeAddress } from '../cluster/remote';
+import type { NodeView, RemoteViews } from '../cluster/coordinator';
+import { journeyNamespaces } from '../flows';
 
 export interface PassiveOptions {
   filter: string;
@@ -31,7 +36,13 @@ export interface PassiveOptions {
   colour?: boolean;
   /** Ring buffer bytes (default: the tracer's); tests shrink it to make the kernel lose events. */
   ringBytes?: number;
+  /** Trace these nodes too, through their agents (src/cluster), with the token in tokenFile. */
+  nodes?: NodeAddress[];
+  tokenFile?: string;
 }
+
+/** Other nodes' events held at most while waiting for the start line (the rest dropped, counted and placed). */
+const EARLY_MAX = 100_000;
 
 /** Events run through the chain before the trace starts: enough for V8 to compile it optimised. */
 const WARM_UP_EVENTS = 20_000;
@@ -74,27 +85,65 @@ async function tableHeader(o: Pick<PassiveOptions, 'colour'>): Promise<string> {
   return new (await import('../render/table')).TableRenderer(o.colour ? ansi : plain).header();
 }
 
-export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
-  const pcap = compilePcapFilter(loadNative(), o.filter, 'raw'); // before anything is attached
+/**
+ * The passive tracer for a pcap filter expression, attached: what `--filter` runs here and an agent
+ * runs for a coordinator. `meanwhile` runs while the kernel verifies the programs.
+ */
+export async function openPassiveTracer(expression: string, o: { ringBytes?: number; meanwhile?: () => Promise<void> } = {}): Promise<Tracer> {
+  const pcap = compilePcapFilter(loadNative(), expression, 'raw'); // before anything is attached
   requireTracingPrivileges();
   const filter: KernelFilter = { match: 'filter', pcap, marker: Buffer.alloc(8), markerOffset: 0, family: 0 };
   // Start-up: the kernel verifies the programs on a worker thread while the rest of the code loads.
   const preloaded = loadTracingObject({ filter, routes: false, ringBytes: o.ringBytes });
   preloaded.catch(() => {}); // its failure is reported by createTracer below
-  const [{ Sightings }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel }, { createTracer }] =
-    await Promise.all([import('../sightings'), import('../render/json'), import('../render/table'), import('../tracer')]);
-  // While the kernel verifies the programs: the chain each event takes, run on made-up ones, so that a
-  // flood from the first moment finds it compiled (interpreted, the first 100 ms of one overflowed the ring).
-  warmUp(new Sightings(await sightingLine(o), o.idleMs ?? 1000));
+  const { createTracer } = await import('../tracer');
+  await o.meanwhile?.();
   // The namespaces there are now, named before the first packet: a flood's first events would wait for the scan.
   const resolver = new NetnsResolver();
   void resolver.scanAsync().catch(() => undefined);
-  const tracer = await createTracer({ filter, routes: false, preloaded, resolver }).catch(async (err) => {
+  return createTracer({ filter, routes: false, preloaded, resolver }).catch(async (err) => {
     // A filter the verifier refuses is said as such: the same programs without it are loaded to know.
     throw await blameFilter(err, pcap, async () => (await loadTracingObject({ filter: { ...filter, pcap: undefined }, routes: false })).close());
   });
-  const sightings = new Sightings(await sightingLine(o), o.idleMs ?? 1000);
+}
+
+/** Reaches the other nodes while the local tracer loads: what --node adds, or nothing without it. */
+async function reachNodes(o: PassiveOptions): Promise<{ views: RemoteViews; local: string } | undefined> {
+  if (!o.nodes?.length) return undefined;
+  const [{ readTokenFile }, { RemoteViews }, os] = await Promise.all([import('../cluster/token'), import('../cluster/coordinator'), import('node:os')]);
+  const token = readTokenFile(o.tokenFile ?? '');
+  const local = os.hostname();
+  const clash = o.nodes.find((n) => n.name === local);
+  if (clash) throw new TracepktError(`--node ${clash.name}: that is this host's name; name the other nodes otherwise`);
+  return { views: await RemoteViews.connect(o.nodes, token), local };
+}
+
+export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
+  const [{ Sightings }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel }] = await Promise.all([import('../sightings'), import('../render/json'), import('../render/table')]);
+  // The other nodes are reached while the kernel verifies our programs.
+  const reaching = reachNodes(o);
+  reaching.catch(() => undefined); // said below, after the local tracer's own errors
+  // While the kernel verifies the programs: the chain each event takes, run on made-up ones, so that a
+  // flood from the first moment finds it compiled (interpreted, the first 100 ms of one overflowed the ring).
+  let tracer: Tracer;
+  try {
+    tracer = await openPassiveTracer(o.filter, { ringBytes: o.ringBytes, meanwhile: async () => warmUp(new Sightings(await sightingLine(o), o.idleMs ?? 1000)) });
+  } catch (err) {
+    void reaching.then((r) => r?.views.stop(), () => undefined);
+    throw err;
+  }
+  let cluster: Awaited<typeof reaching>;
+  try {
+    cluster = await reaching;
+  } catch (err) {
+    tracer.close();
+    throw err;
+  }
+  const sightingLineNow = await sightingLine(o);
+  const sightings = new Sightings(sightingLineNow, o.idleMs ?? 1000);
   const journeys = sightings.journeys;
+  /** Each other node's chain: its own hop chain (sk_buffs are each host's), the journeys shared. */
+  const nodeSightings = new Map<NodeView, InstanceType<typeof Sightings>>();
   let completed = 0;
   // Once stopped, the rest is drained without waiting for a slow reader (nor adding listeners to wait with).
   let stopped = false;
@@ -108,11 +157,57 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
 
-  if (o.json) io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes }));
-  else {
-    io.err(shown(`tracing packets matching "${o.filter}" in every namespace; Ctrl-C to stop`));
+  const views = cluster?.views;
+  // The other nodes' traces attach while ours is: the start line says when all are (or which are not).
+  // Events that come before it (a node attached, another still verifying) wait, up to EARLY_MAX.
+  let early: (() => void)[] | undefined = [];
+  let earlyEvents = 0;
+  if (!stopped) views?.start(o.filter, {
+    events: (view, events) => {
+      // Our own reader behind (a slow pipe): another node's events are dropped here, counted and
+      // placed, rather than queued without bound (ours wait in the tracer's bounded queue meanwhile).
+      if (early ? earlyEvents + events.length > EARLY_MAX : io.backlogged?.()) {
+        view.lostHere += events.length;
+        journeys.recordLoss(events[0].time_ns, events[events.length - 1].time_ns);
+        return;
+      }
+      if (early) earlyEvents += events.length;
+      const take = () => {
+        let chain = nodeSightings.get(view);
+        if (!chain) nodeSightings.set(view, (chain = new Sightings(sightingLineNow, o.idleMs ?? 1000, journeys)));
+        const text = chain.take(events);
+        if (text) io.write(text);
+      };
+      // Events that come before the start line is out wait for it.
+      if (early) early.push(take);
+      else take();
+    },
+    loss: (_view, fromNs, toNs) => journeys.recordLoss(fromNs, toNs),
+    failed: (view, why) => {
+      io.err(shown(`Warning: the view from node ${view.name} ended: ${why}`));
+      // Whatever journey is open now or comes later may lack that node's part.
+      journeys.recordLoss(view.uptoNs, Number.MAX_SAFE_INTEGER);
+    },
+    lagging: (view) => io.err(shown(`Warning: node ${view.name}'s events are more than 5 s behind: journeys meanwhile are marked incomplete`)),
+  });
+  if (views) await Promise.race([views.attached(), stopping]);
+  // A node asked for and not seen from at all: every journey may lack its part.
+  if (views?.views.some((v) => v.state === 'failed' && v.events === 0)) journeys.recordLoss(0, Number.MAX_SAFE_INTEGER);
+  if (o.json) {
+    const nodes = cluster ? { node: cluster.local, nodes: views!.reached(), missing: views!.missing() } : {};
+    io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, filter: o.filter, notes: tracer.notes, ...nodes }));
+  } else {
+    const where = cluster ? `on ${[cluster.local, ...views!.reached().map((n) => n.node)].join(', ')}` : 'in every namespace';
+    io.err(shown(`tracing packets matching "${o.filter}" ${where}; Ctrl-C to stop`));
+    for (const n of views?.reached() ?? []) {
+      io.err(shown(`  node ${n.node} (${n.address}, Linux ${n.kernel}): clock ${n.clock} from ${cluster!.local}'s`));
+      for (const note of n.notes) io.err(shown(`    ${note}`));
+    }
+    for (const line of views?.missing() ?? []) io.err(shown(`Warning: ${line}`));
     if (!o.quiet) io.out(`JOURNEY ${await tableHeader(o)}`);
   }
+  for (const take of early) take();
+  early = undefined;
   // What start-up made and left (the warm-up's events and chain, libbpf's reading of the kernel's BTF
   // as V8 saw it, names read) collected once, before the first event: ~14 MB less resident for the
   // whole trace (bin/tracepkt runs Node with --expose-gc; elsewhere this is skipped).
@@ -135,21 +230,25 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     journey: j.id,
     flow: j.label,
     packets: j.packets,
-    namespaces: [...j.namespaces].map(([netns, name]) => ({ netns, netns_name: name })),
+    namespaces: journeyNamespaces(j).map(({ node, netns, name }) => (node === undefined ? { netns, netns_name: name } : { node, netns, netns_name: name })),
     complete: j.complete,
     incomplete: j.incomplete,
     dropped: j.dropped,
   });
   const journeyLine = (j: Journey) => {
-    const gap = j.incomplete ? ' (incomplete: events were lost meanwhile)' : '';
+    const cause = views?.missing().length ? 'events were lost meanwhile, or a node\'s view is missing' : 'events were lost meanwhile';
+    const gap = j.incomplete ? ` (incomplete: ${cause})` : '';
     const dropped = j.dropped ? `; ${j.dropped}` : '';
-    return `#${j.id} ${j.label}: ${j.packets} sighting(s) in ${[...j.namespaces].map(([n, name]) => netnsLabel(n, name)).join(', ')}${dropped}${gap}`;
+    const where = journeyNamespaces(j).map(({ node, netns, name }) => netnsLabel(netns, name, node));
+    return `#${j.id} ${j.label}: ${j.packets} sighting(s) in ${where.join(', ')}${dropped}${gap}`;
   };
   // A complete journey is handed out at once and forgotten (all but the last few, for the summary).
   const timer = setInterval(() => {
     checkLosses();
-    // Idle up to the oldest event still waiting in the tracer (for a name, say), or now.
-    for (const j of journeys.completeIdle(tracer.pendingSince() ?? monoNs())) {
+    // Idle up to the oldest event still waiting in the tracer (for a name, say), or now; and up to
+    // where every other node's events are in.
+    const localNs = tracer.pendingSince() ?? monoNs();
+    for (const j of journeys.completeIdle(views ? views.watermark(localNs) : localNs)) {
       completed++;
       if (o.quiet) continue;
       if (o.json) io.out(jsonLine({ kind: 'journey', schema: JSON_SCHEMA_VERSION, ...journeyRecord(j) }));
@@ -159,6 +258,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   }, 100);
   try {
     for await (const batch of tracer.batches()) {
+      if (cluster) for (const e of batch) e.node = cluster.local;
       const text = sightings.take(batch);
       if (!text) continue;
       io.write(text); // one write per batch
@@ -172,7 +272,9 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     signal?.removeEventListener('abort', stop);
     tracer.close();
     checkLosses();
+    await views?.stop();
   }
+  const sighted = sightings.count + [...nodeSightings.values()].reduce((n, s) => n + s.count, 0);
   const all = journeys.all();
   const total = all.length + journeys.forgotten;
   if (o.json) {
@@ -184,13 +286,36 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       journeys: all.map(journeyRecord),
       lost_events: tracer.lost(),
       lost_in_user_space: tracer.lostInUserSpace(),
+      ...(views ? { nodes: nodeSummaries(views), missing: views.missing() } : {}),
     }));
   } else {
     io.out('');
     const older = journeys.forgotten ? `; the ${journeys.forgotten} oldest were listed as they completed, the rest follow` : '';
-    io.out(`Summary: ${total} journey(s), ${sightings.count} packet sighting(s)${older}.`);
+    io.out(`Summary: ${total} journey(s), ${sighted} packet sighting(s)${older}.`);
     for (const j of all) io.out(shown(`  ${journeyLine(j)}`));
-    if (tracer.lost() > 0) io.out(`Warning: ${tracer.lost()} event(s) lost${lossCauses(tracer.lost(), tracer.lostInUserSpace())}.`);
+    const on = cluster ? ` on ${cluster.local}` : '';
+    if (tracer.lost() > 0) io.out(shown(`Warning: ${tracer.lost()} event(s) lost${on}${lossCauses(tracer.lost(), tracer.lostInUserSpace())}.`));
+    for (const n of views ? nodeSummaries(views) : []) {
+      const all = n.lost_events + n.lost_in_transit + n.lost_behind_output;
+      const slow = n.lost_in_transit + n.lost_behind_output;
+      if (all > 0) io.out(shown(`Warning: ${all} event(s) of node ${n.node} lost${slow ? ` (${slow} because this coordinator or its output did not take them fast enough)` : ''}.`));
+    }
+    for (const line of views?.missing() ?? []) io.out(shown(`Warning: ${line}.`));
   }
   return 0;
+}
+
+/** What the summary says of each node reached: who it is, what it saw and lost. */
+function nodeSummaries(views: RemoteViews) {
+  return views.views
+    .filter((v) => v.remote)
+    .map((v) => ({
+      node: v.name,
+      events: v.events,
+      lost_events: v.done?.lost_events ?? 0,
+      lost_in_user_space: v.done?.lost_in_user_space ?? 0,
+      lost_in_transit: v.done?.lost_in_transit ?? 0,
+      lost_behind_output: v.lostHere,
+      view: v.why === null ? 'whole' : v.events > 0 ? 'partial' : 'none',
+    }));
 }

@@ -100,7 +100,10 @@ interface KindWriter {
   put: (o: Record<string, unknown>, lines: Utf8Lines) => boolean;
 }
 
-const writers = new Map<string, KindWriter>();
+/** Per kind, a writer per set of keys seen (a few: with and without a node, say), the first made first. */
+const writers = new Map<string, KindWriter[]>();
+/** Key sets per kind given a writer of their own; events with others take the general writer. */
+const WRITERS_PER_KIND = 4;
 
 function writerFor(keys: readonly string[]): KindWriter {
   // The keys are this program's own property names, quoted by JSON.stringify in the code made: nothing else goes in.
@@ -264,13 +267,17 @@ function hasKeys(o: object, keys: readonly string[]): boolean {
   return n === keys.length;
 }
 
-/** The writer made for this object's kind, when the object has that kind's keys (an event does). */
+/** The writer made for this object's kind and keys (an event's kind has one or two sets of keys). */
 function kindWriter(o: Record<string, unknown>): KindWriter | undefined {
   const kind = o.kind;
   if (typeof kind !== 'string') return undefined;
-  let writer = writers.get(kind);
-  if (!writer) writers.set(kind, (writer = writerFor(Object.keys(o))));
-  return hasKeys(o, writer.keys) ? writer : undefined;
+  let made = writers.get(kind);
+  if (!made) writers.set(kind, (made = []));
+  for (let i = 0; i < made.length; i++) if (hasKeys(o, made[i].keys)) return made[i];
+  if (made.length === WRITERS_PER_KIND) return undefined;
+  const writer = writerFor(Object.keys(o));
+  made.push(writer);
+  return writer;
 }
 
 export function jsonLine(ev: object): string {

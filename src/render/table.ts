@@ -66,13 +66,16 @@ function hookStyle(ev: TraceEvent): Style | undefined {
   return ev.dir === 'error' ? 'yellow' : undefined;
 }
 
-export function netnsLabel(netns: number, raw: string | null): string {
-  if (raw === null) return String(netns);
-  return `${cut(shown(raw), 16)} (${netns})`;
+/** "name (inode)", the name cut to `room` characters; "node/name (inode)" where the trace spans nodes (the node's name whole). */
+export function netnsLabel(netns: number, raw: string | null, node?: string, room = 16): string {
+  const where = node === undefined ? '' : `${shown(node)}/`;
+  if (raw === null) return `${where}${netns}`;
+  return `${where}${cut(shown(raw), Math.max(4, room - where.length))} (${netns})`;
 }
 
+/** "+0.042ms"; "-0.005ms" for an event before the first (another node's clock is known within a bound only). */
 export function formatDelta(ns: number): string {
-  return `+${(ns / 1e6).toFixed(3)}ms`;
+  return `${ns < 0 ? '-' : '+'}${(Math.abs(ns) / 1e6).toFixed(3)}ms`;
 }
 
 export class TableRenderer {
@@ -89,7 +92,7 @@ export class TableRenderer {
     const styled = (cells: string[]) => row(cells, this.paint, [undefined, 'dim', undefined, undefined, DIR_STYLE[cells[4]], undefined, undefined, hookStyle(ev)]);
     const when = formatDelta(ev.time_ns - this.t0);
     const hop = ev.kind === 'hop' && ev.latency_ns != null ? formatDelta(ev.latency_ns) : '-';
-    const where = netnsLabel(ev.netns, ev.netns_name);
+    const where = netnsLabel(ev.netns, ev.netns_name, ev.node);
     const flow = `${ev.src} -> ${ev.dst}`;
     if (ev.kind === 'route') return styled([when, hop, where, ev.oif ?? '', 'route', flow, '', describeRoute(ev)]);
     const icmp = hasPorts(ev.proto) ? l4Label(ev) : `id ${ev.icmp_id} seq ${ev.icmp_seq}`;

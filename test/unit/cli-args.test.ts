@@ -32,7 +32,37 @@ const bad: [string[], RegExp][] = [
   [['--filter', 'tcp', '10.0.0.1'], /--filter traces existing traffic: give no target with it/],
   [['--filter', 'tcp', '--tcp', '80'], /do not go with it/],
   [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447'], /--node needs --token-file FILE/],
+  [['--filter', 'icmp', '--token-file', '/t'], /--token-file goes with --node/],
+  [['--filter', 'icmp', '--node', '10.0.0.2:7447', '--token-file', '/t'], /--node 10\.0\.0\.2:7447: give NAME=ADDR:PORT/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2', '--token-file', '/t'], /give NAME=ADDR:PORT/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:0', '--token-file', '/t'], /give NAME=ADDR:PORT/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:70000', '--token-file', '/t'], /give NAME=ADDR:PORT/],
+  [['--filter', 'icmp', '--node', 'b\x1b[2J=10.0.0.2:7447', '--token-file', '/t'], /give NAME=ADDR:PORT/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--node', 'b=10.0.0.3:7447', '--token-file', '/t'], /--node b is given twice/],
+  [['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '10.0.0.2'], /--node goes with --filter for now/],
+  [['agent'], /agent: --listen ADDR:PORT is required/],
+  [['agent', '--listen', '10.0.0.1:7447'], /agent: --token-file FILE is required/],
+  [['agent', '--listen', '10.0.0.1', '--token-file', '/t'], /--listen 10\.0\.0\.1: give ADDR:PORT/],
+  [['agent', '--listen', 'example.com:7447', '--token-file', '/t'], /give ADDR:PORT/],
+  [['agent', '--listen', '[zz::1]:7447', '--token-file', '/t'], /give ADDR:PORT|is not an IP address/],
+  [['agent', '--listen', '999.1.1.1:7447', '--token-file', '/t'], /999\.1\.1\.1 is not an IP address/],
+  [['agent', '--listen', '10.0.0.1:7447', '--token-file', '/t', '--name', 'a b'], /--name takes letters/],
+  [['agent', '--listen', '10.0.0.1:7447', '--token-file', '/t', '--bogus'], /agent: Unknown option '--bogus' \(see tracepkt agent --help\)/],
 ];
+
+test('--node and agent addresses: names, IPv4, IPv6 and host names', async () => {
+  const { parseCommand } = await import('../../src/cli');
+  const c = parseCommand(['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--node', 'c.d_e-1=[fd00::3]:1', '--node', 'w=worker-2.example:7447', '--token-file', '/t']);
+  assert.equal(c.kind, 'passive');
+  assert.deepEqual(c.kind === 'passive' && c.options.nodes, [
+    { name: 'b', host: '10.0.0.2', port: 7447 },
+    { name: 'c.d_e-1', host: 'fd00::3', port: 1 },
+    { name: 'w', host: 'worker-2.example', port: 7447 },
+  ]);
+  assert.deepEqual(parseCommand(['agent', '--listen', '[::]:7447', '--token-file', '/t']), { kind: 'agent', options: { host: '::', port: 7447, tokenFile: '/t', name: undefined } });
+  assert.equal(parseCommand(['agent', '--help']).kind, 'print');
+});
 
 for (const [args, message] of bad) {
   test(`rejects ${JSON.stringify(args)}`, async () => {

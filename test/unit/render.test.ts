@@ -35,12 +35,18 @@ test('time deltas in milliseconds with microsecond precision', () => {
   assert.equal(formatDelta(0), '+0.000ms');
   assert.equal(formatDelta(12_345), '+0.012ms');
   assert.equal(formatDelta(1_500_000_000), '+1500.000ms');
+  assert.equal(formatDelta(-5_000), '-0.005ms', 'another node\'s event, placed by a clock offset known within a bound');
 });
 
 test('namespace labels: name and inode, long names shortened', () => {
   assert.equal(netnsLabel(4026531833, 'host'), 'host (4026531833)');
   assert.equal(netnsLabel(7, null), '7');
   assert.equal(netnsLabel(7, 'a-very-long-namespace-name'), 'a-very-long-nam… (7)');
+  // Across nodes the node comes first, whole, and the name gives way to stay in the column.
+  assert.equal(netnsLabel(7, 'tpk-ex-near', 'node2'), 'node2/tpk-ex-ne… (7)');
+  assert.equal(netnsLabel(7, null, 'node2'), 'node2/7');
+  assert.equal(netnsLabel(7, 'host', 'a-long-node-name-here'), 'a-long-node-name-here/host (7)');
+  assert.equal(netnsLabel(7, 'host', 'evil\x1b[2J'), 'evil\\x1b[2J/host (7)', 'a node name is shown, not obeyed');
 });
 
 test('path picture: namespaces over their interfaces, a bar over the arrow that changes namespace', () => {

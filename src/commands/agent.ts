@@ -1,0 +1,88 @@
+/**
+ * `tracepkt agent --listen ADDR:PORT --token-file FILE`: serve traces of
+ * this host to coordinators holding the token (src/cluster/agent.ts), until
+ * Ctrl-C or SIGTERM. One line when ready; one line per connection refused
+ * and per trace begun and ended.
+ */
+import { isIP } from 'node:net';
+import { parseArgs } from 'node:util';
+import { TracepktError } from '../errors';
+import { requireTracingPrivileges } from '../privileges';
+import { shown } from '../render/shown';
+import type { Output } from './output';
+
+export const AGENT_USAGE = `Usage: tracepkt agent --listen ADDR:PORT --token-file FILE [--name NAME]
+
+Serves traces of this host to a coordinator (tracepkt --node NAME=ADDR:PORT ...) that holds the
+same token, until Ctrl-C or SIGTERM.
+
+      --listen ADDR:PORT   where to listen: 192.0.2.10:7447, [2001:db8::10]:7447, 0.0.0.0:7447
+      --token-file FILE    the shared token: one line of at least 22 random characters, in a file
+                           only its owner (this user) can read: head -c 32 /dev/urandom | base64 > FILE
+      --name NAME          this node's name in journeys (default: the host name)
+
+Connections are TLS 1.2 keyed by the token (ECDHE-PSK, ChaCha20-Poly1305): a peer without it fails
+the handshake. A coordinator may only ask for traces: a tcpdump filter, for a bounded time and
+number of events; what a trace attaches goes when it ends, also when its coordinator goes silent
+for its lease.`;
+
+export interface AgentCommandOptions {
+  host: string;
+  port: number;
+  tokenFile: string;
+  name?: string;
+}
+
+/** "192.0.2.10:7447", "[2001:db8::1]:7447" → host and port. */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new TracepktError(`--listen ${text}: give ADDR:PORT, e.g. 0.0.0.0:7447 or [::]:7447`);
+  const host = m[1] ?? m[2];
+  if (!isIP(host)) throw new TracepktError(`--listen ${text}: ${host} is not an IP address`);
+  return { host, port };
+}
+
+export function parseAgentArgs(argv: string[]): AgentCommandOptions | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: { listen: { type: 'string' }, 'token-file': { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    throw new TracepktError(`agent: ${(err as Error).message.split(/\.\s|\n/)[0]} (see tracepkt agent --help)`);
+  }
+  const v = parsed.values;
+  if (v.help) return 'help';
+  if (v.listen === undefined) throw new TracepktError('agent: --listen ADDR:PORT is required (see tracepkt agent --help)');
+  if (v['token-file'] === undefined) throw new TracepktError('agent: --token-file FILE is required (see tracepkt agent --help)');
+  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v.name)) {
+    throw new TracepktError('agent: --name takes letters, digits, ".", "_" and "-" (at most 63)');
+  }
+  return { ...parseListen(v.listen), tokenFile: v['token-file'], name: v.name };
+}
+
+export async function agentCommand(o: AgentCommandOptions, io: Output, signal?: AbortSignal): Promise<number> {
+  const { readTokenFile } = await import('../cluster/token'); // node:crypto: loaded by the commands that need it
+  const token = readTokenFile(o.tokenFile);
+  requireTracingPrivileges();
+  const [{ Agent }, { openPassiveTracer }] = await Promise.all([import('../cluster/agent'), import('./passive')]);
+  const agent = new Agent({
+    host: o.host,
+    port: o.port,
+    token,
+    node: o.name,
+    openTrace: (filter) => openPassiveTracer(filter),
+    log: (line) => io.err(shown(`tracepkt agent: ${line}`)),
+  });
+  const address = await agent.listen();
+  const where = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
+  io.err(shown(`tracepkt agent: listening on ${where} as node ${agent.node}; Ctrl-C to stop`));
+  await new Promise<void>((resolve) => {
+    if (signal?.aborted) return resolve();
+    signal?.addEventListener('abort', () => resolve(), { once: true });
+  });
+  await agent.close();
+  return 0;
+}
