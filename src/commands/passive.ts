@@ -107,21 +107,28 @@ export async function openPassiveTracer(expression: string, o: { ringBytes?: num
   });
 }
 
-/** Reaches the other nodes while the local tracer loads: what --node adds, or nothing without it. */
-async function reachNodes(o: PassiveOptions): Promise<{ views: RemoteViews; local: string } | undefined> {
+/** What --node needs, checked before anything is attached: the token, and names other than this host's. */
+async function nodesWanted(o: PassiveOptions): Promise<{ nodes: NodeAddress[]; token: string; local: string } | undefined> {
   if (!o.nodes?.length) return undefined;
-  const [{ readTokenFile }, { RemoteViews }, os] = await Promise.all([import('../cluster/token'), import('../cluster/coordinator'), import('node:os')]);
+  const [{ readTokenFile }, os] = await Promise.all([import('../cluster/token'), import('node:os')]);
   const token = readTokenFile(o.tokenFile ?? '');
   const local = os.hostname();
   const clash = o.nodes.find((n) => n.name === local);
   if (clash) throw new TracepktError(`--node ${clash.name}: that is this host's name; name the other nodes otherwise`);
-  return { views: await RemoteViews.connect(o.nodes, token), local };
+  return { nodes: o.nodes, token, local };
+}
+
+/** Reaches the other nodes (while the local tracer loads). */
+async function reachNodes(wanted: { nodes: NodeAddress[]; token: string; local: string } | undefined): Promise<{ views: RemoteViews; local: string } | undefined> {
+  if (!wanted) return undefined;
+  const { RemoteViews } = await import('../cluster/coordinator');
+  return { views: await RemoteViews.connect(wanted.nodes, wanted.token), local: wanted.local };
 }
 
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {
   const [{ Sightings }, { JSON_SCHEMA_VERSION, jsonLine }, { netnsLabel }] = await Promise.all([import('../sightings'), import('../render/json'), import('../render/table')]);
   // The other nodes are reached while the kernel verifies our programs.
-  const reaching = reachNodes(o);
+  const reaching = reachNodes(await nodesWanted(o));
   reaching.catch(() => undefined); // said below, after the local tracer's own errors
   // While the kernel verifies the programs: the chain each event takes, run on made-up ones, so that a
   // flood from the first moment finds it compiled (interpreted, the first 100 ms of one overflowed the ring).

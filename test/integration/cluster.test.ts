@@ -13,18 +13,14 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, finished, ourKernelObjects, startCli, withLab, type CliRun } from './helpers';
+import { eventually, finished, ourKernelObjects, pairLab, startCli, withLab, type CliRun } from './helpers';
 import type { Lab } from '../../src/lab/lab';
 
 const PORT = 7447;
 
 /** near (10.61.0.1) — far (10.61.0.2), and a token file each side may use. */
 function twoNodes(lab: Lab) {
-  const near = lab.netns('near');
-  const far = lab.netns('far');
-  lab.veth(near, 'eth0', far, 'eth0');
-  lab.addr(near, 'eth0', '10.61.0.1/24');
-  lab.addr(far, 'eth0', '10.61.0.2/24');
+  const { a: near, b: far } = pairLab(lab, '10.61.0', ['near', 'far']);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-cluster-'));
   const token = (name: string, text: string) => {
     const file = path.join(dir, name);
@@ -54,6 +50,15 @@ async function startCoordinator(ns: string, tokenFile: string, filter: string, e
   output(child, 'stderr');
   await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
   return { child, done };
+}
+
+/** An agent in far and a coordinator in near tracing `filter`, both running. */
+async function tracingAcross(lab: Lab, filter: string) {
+  const t = twoNodes(lab);
+  const tokenFile = t.token('token', 'integration-token-0123456789abcdef');
+  const agent = await startAgent(t.far, tokenFile);
+  const coordinator = await startCoordinator(t.near, tokenFile, filter);
+  return { t, agent, coordinator };
 }
 
 const ping = (ns: string, to: string, count: number) => execFileSync('ip', ['netns', 'exec', ns, 'ping', '-c', String(count), '-i', '0.2', '-q', to], { stdio: 'ignore' });
@@ -192,10 +197,7 @@ function heldPrograms(pid: number): number[] {
 
 test('the agent killed mid-trace: the view from it ended, said; journeys from then on are not called whole', () =>
   withLab(async (lab) => {
-    const t = twoNodes(lab);
-    const tokenFile = t.token('token', 'integration-token-0123456789abcdef');
-    const agent = await startAgent(t.far, tokenFile);
-    const coordinator = await startCoordinator(t.near, tokenFile, `icmp and host ${t.farAddr}`);
+    const { t, agent, coordinator } = await tracingAcross(lab, 'icmp and host 10.61.0.2');
     try {
       ping(t.near, t.farAddr, 1);
       // The first ping's journey is whole and complete (every node's events past it are in) before the agent dies.
@@ -226,10 +228,7 @@ test('the agent killed mid-trace: the view from it ended, said; journeys from th
 
 test('a frozen agent: its lag is said at once, and the journey it holds back is completed on the others\' time, marked incomplete', () =>
   withLab(async (lab) => {
-    const t = twoNodes(lab);
-    const tokenFile = t.token('token', 'integration-token-0123456789abcdef');
-    const agent = await startAgent(t.far, tokenFile);
-    const coordinator = await startCoordinator(t.near, tokenFile, `icmp and host ${t.farAddr}`);
+    const { t, agent, coordinator } = await tracingAcross(lab, 'icmp and host 10.61.0.2');
     try {
       agent.child.kill('SIGSTOP'); // its events, and its word on how far they are in, stop coming
       ping(t.near, t.farAddr, 1);
@@ -273,6 +272,8 @@ test('agent start-up errors: one line each, nothing listening', () =>
         [['agent', '--listen', '10.61.0.2:7447'], /^tracepkt: agent: --token-file FILE is required/],
         [['agent', '--listen', '10.61.0.9:7447', '--token-file', t.token('ok', 'integration-token-0123456789abcdef')], /^tracepkt: agent: cannot listen on 10\.61\.0\.9:7447: no interface has that address\n$/],
         [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447'], /^tracepkt: --node needs --token-file FILE/],
+        [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447', '--token-file', open], /^tracepkt: token file .*\/open: others can read or write it \(mode 644\): chmod 600 it\n$/],
+        [['--filter', 'icmp', '--node', `${os.hostname()}=10.61.0.2:7447`, '--token-file', t.token('ok2', 'integration-token-0123456789abcdef')], /^tracepkt: --node .*(: that is this host's name|give NAME=ADDR:PORT)/], // a host name --node cannot take is refused as such
         [['--node', 'far=10.61.0.2:7447', '--token-file', open, '10.61.0.2'], /^tracepkt: --node goes with --filter for now/],
       ];
       for (const [args, why] of cases) {

@@ -120,6 +120,16 @@ export async function tcpServer(ns: string, port: number): Promise<() => void> {
   return () => server.kill('SIGKILL');
 }
 
+/** Two namespaces joined by a veth pair (eth0 each side): a at NET.1, b at NET.2 of a /24. */
+export function pairLab(lab: Lab, net = '10.88.0', roles: [string, string] = ['a', 'b']) {
+  const a = lab.netns(roles[0]);
+  const b = lab.netns(roles[1]);
+  lab.veth(a, 'eth0', b, 'eth0');
+  lab.addr(a, 'eth0', `${net}.1/24`);
+  lab.addr(b, 'eth0', `${net}.2/24`);
+  return { a, b };
+}
+
 /** a — router — b, each link its own subnet; IPv4 and IPv6 forwarding in the router. */
 export function routerLab(lab: Lab) {
   const a = lab.netns('a');

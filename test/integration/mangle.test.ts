@@ -9,18 +9,8 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Lab } from '../../src/lab/lab';
-import { eventually, finished, routerLab, runCli, startCli, withLab } from './helpers';
+import { eventually, finished, pairLab, routerLab, runCli, startCli, withLab } from './helpers';
 
-/** Two namespaces joined by a veth pair: a (10.88.0.1) and b (10.88.0.2). */
-function pairLab(lab: Lab) {
-  const a = lab.netns('a');
-  const b = lab.netns('b');
-  lab.veth(a, 'eth0', b, 'eth0');
-  lab.addr(a, 'eth0', '10.88.0.1/24');
-  lab.addr(b, 'eth0', '10.88.0.2/24');
-  return { a, b };
-}
 
 /** Starts `tracepkt mangle ... --json` and waits for its start line (attached). */
 async function startMangle(args: string[]): Promise<{ child: ChildProcess; done: ReturnType<typeof finished> }> {
