@@ -54,6 +54,10 @@ export const AGENT_CONNECTIONS_MAX = 8;
  * connections cannot lock out a coordinator that holds the token.
  */
 export const AGENT_HANDSHAKES_MAX = 32;
+/** Of those, from one address: its own oldest gives way first, so one host cannot push out the others'. */
+export const AGENT_HANDSHAKES_PER_PEER = 4;
+/** Clock questions one connection may ask (a coordinator asks 5): each answer is a write queued for it. */
+const CLOCK_QUESTIONS_MAX = 32;
 const HANDSHAKE_TIMEOUT_MS = 5000;
 /** From the handshake to hello: a peer that says nothing is dropped. */
 const HELLO_TIMEOUT_MS = 10_000;
@@ -99,12 +103,14 @@ export class Agent {
         this.sockets.delete(socket);
         if (this.handshaking.get(key) === socket) this.handshaking.delete(key);
       });
-      if (this.handshaking.size > AGENT_HANDSHAKES_MAX) {
-        const [oldestKey, oldest] = this.handshaking.entries().next().value as [string, net.Socket];
-        this.handshaking.delete(oldestKey);
-        this.refusals(`dropped ${peerOf(oldest)}: still in its handshake, ${AGENT_HANDSHAKES_MAX} handshakes under way`);
-        oldest.destroy();
-      }
+      const drop = (victim: net.Socket, why: string) => {
+        this.handshaking.delete(peerKey(victim));
+        this.refusals(`dropped ${peerOf(victim)}: still in its handshake, ${why}`);
+        victim.destroy();
+      };
+      const fromThere = [...this.handshaking.values()].filter((s) => s.remoteAddress === socket.remoteAddress);
+      if (fromThere.length > AGENT_HANDSHAKES_PER_PEER) drop(fromThere[0], `${AGENT_HANDSHAKES_PER_PEER} handshakes under way from its address`);
+      else if (this.handshaking.size > AGENT_HANDSHAKES_MAX) drop(this.handshaking.values().next().value as net.Socket, `${AGENT_HANDSHAKES_MAX} handshakes under way`);
     });
     // A peer without the token, or not speaking TLS: refused in the handshake.
     this.server.on('tlsClientError', (err, socket) => this.refusals(`refused ${peerOf(socket)}: ${tlsFailure(err)}`));
@@ -183,6 +189,7 @@ function peerOf(socket: net.Socket | undefined): string {
 class Session {
   private readonly reader = new FrameReader(COORDINATOR_FRAME_MAX);
   private greeted = false;
+  private clockQuestions = 0;
   private leaseMs = 0;
   private leaseTimer: NodeJS.Timeout;
   private trace: RunningTrace | undefined;
@@ -245,6 +252,7 @@ class Session {
         this.send({ type: 'hello', version: PROTOCOL_VERSION, node: this.node, kernel: os.release() });
         return;
       case 'clock':
+        if (++this.clockQuestions > CLOCK_QUESTIONS_MAX) return this.refuse(`asked the time more than ${CLOCK_QUESTIONS_MAX} times`);
         this.send({ type: 'clock', t: m.t, node_ns: monoNs() });
         return;
       case 'trace':

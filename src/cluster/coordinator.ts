@@ -228,7 +228,8 @@ export class RemoteViews {
     this.stopping = true;
     this.wake();
     for (const v of tracing) {
-      if (v.state === 'tracing') this.fail(v, `it did not confirm the end of its trace within ${NODE_TIMEOUT_MS / 1000} s: its last events may be missing`);
+      if (v.state !== 'tracing') continue;
+      this.fail(v, v.attached ? `it did not confirm the end of its trace within ${NODE_TIMEOUT_MS / 1000} s: its last events may be missing` : 'stopped before its trace attached');
     }
     for (const v of this.views) v.remote?.close();
   }
@@ -241,6 +242,11 @@ export class RemoteViews {
       if (v.lags > 0) out.push(`the view from node ${v.name} fell more than ${LAG_LIMIT_NS / 1e9} s behind ${v.lags} time(s): journeys meanwhile are marked incomplete`);
     }
     return out;
+  }
+
+  /** The nodes whose trace is asked for and not attached yet. */
+  attaching(): string[] {
+    return this.views.filter((v) => v.state === 'tracing' && v.asked && !v.attached).map((v) => v.name);
   }
 
   /** Each node whose trace attached, as the start line says it: name, address, kernel, clock offset, notes. */

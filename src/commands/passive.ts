@@ -197,7 +197,15 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
     },
     lagging: (view) => io.err(shown(`Warning: node ${view.name}'s events are more than 5 s behind: journeys meanwhile are marked incomplete`)),
   });
-  if (views) await Promise.race([views.attached(), stopping]);
+  if (views) {
+    // Said if it takes a while: another kernel may take seconds to verify the programs.
+    const patience = setTimeout(() => {
+      const waiting = views.attaching();
+      if (waiting.length) io.err(shown(`waiting for node(s) ${waiting.join(', ')} to attach (Ctrl-C to stop)`));
+    }, 1000);
+    await Promise.race([views.attached(), stopping]);
+    clearTimeout(patience);
+  }
   // A node asked for and not seen from at all: every journey may lack its part.
   if (views?.views.some((v) => v.state === 'failed' && v.events === 0)) journeys.recordLoss(0, Number.MAX_SAFE_INTEGER);
   if (o.json) {
