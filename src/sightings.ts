@@ -16,6 +16,11 @@ import { Utf8Lines } from './utf8-lines';
 /** What passive tracing shows: a packet seen, dropped, or waiting for its next hop's address. */
 export type Sighting = HopEvent | DropEvent | NeighbourEvent;
 
+/** Whether passive tracing shows this event (an agent sends only these, too). */
+export function isSighting(e: KernelEvent): e is Sighting {
+  return e.kind === 'hop' || e.kind === 'drop' || e.kind === 'neighbour';
+}
+
 /** How each sighting is written: a line of its own into the batch's lines (JSON, the table), or not at all (--quiet). */
 export type SightingLine = ((ev: Sighting, journey: Journey, lines: Utf8Lines) => void) | null;
 
@@ -40,7 +45,7 @@ export class Sightings {
     for (const e of events) {
       // Route lookups and program returns are not even loaded in passive tracing; checkpoints and
       // table verdicts are netfilter's, and passive tracing does not follow netfilter.
-      if (e.kind === 'checkpoint' || e.kind === 'route' || e.kind === 'xt-table' || e.kind === 'program-return') continue;
+      if (!isSighting(e)) continue;
       const ev: Sighting = e;
       if (ev.kind === 'drop' && freedAfterDelivery(ev)) continue;
       const j = this.journeys.add(ev);

@@ -14,7 +14,9 @@
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
+import { withPort } from '../addr';
 import type { KernelEvent } from '../events';
+import { isSighting } from '../sightings';
 import { TracepktError } from '../errors';
 import { agentTlsOptions, tlsFailure } from './tls';
 import { FrameReader, WireError, frame } from './wire';
@@ -77,9 +79,6 @@ const EVENTS_PER_MESSAGE = 2000;
 const TICK_MS = 100;
 
 const monoNs = () => Number(process.hrtime.bigint());
-
-/** The kinds passive tracing shows (src/sightings.ts): the rest stays here. */
-const SENT_KINDS = new Set(['hop', 'drop', 'neighbour']);
 
 export class Agent {
   private readonly server: tls.Server;
@@ -182,7 +181,7 @@ function rateLimited(log: (line: string) => void): (line: string) => void {
 
 function peerOf(socket: net.Socket | undefined): string {
   if (!socket?.remoteAddress) return 'a peer';
-  return socket.remoteFamily === 'IPv6' ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
+  return withPort(socket.remoteAddress, socket.remotePort ?? 0);
 }
 
 /** One coordinator's connection: at most one trace at a time. */
@@ -381,7 +380,7 @@ class RunningTrace {
     const ticker = setInterval(tick, TICK_MS);
     try {
       for await (const batch of tracer.batches()) {
-        const sightings = batch.filter((e) => SENT_KINDS.has(e.kind));
+        const sightings = batch.filter(isSighting); // what passive tracing shows: the rest stays here
         if (sightings.length === 0) continue;
         const room = this.request.max_events - this.sent;
         if (room <= 0) continue; // the limit is reached: what the ring still held is drained, not sent

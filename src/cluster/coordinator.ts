@@ -7,6 +7,7 @@
  * that cannot be reached, refuses or breaks off is named, with the reason,
  * in the start line, the summary and wherever a journey could lack it.
  */
+import { withPort } from '../addr';
 import type { Sighting } from '../sightings';
 import { describeOffset } from './clock';
 import type { AgentMessage } from './messages';
@@ -255,7 +256,7 @@ export class RemoteViews {
       .filter((v) => v.remote && v.attached)
       .map((v) => ({
         node: v.name,
-        address: `${v.address.host}:${v.address.port}`,
+        address: withPort(v.address.host, v.address.port),
         kernel: v.remote!.kernel,
         clock_offset_ns: Math.round(v.remote!.offset.offsetNs),
         clock_uncertainty_ns: v.remote!.offset.uncertaintyNs,

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import { withPort } from '../addr';
 import { TracepktError } from '../errors';
 import { requireTracingPrivileges } from '../privileges';
 import { shown } from '../render/shown';
@@ -77,8 +78,7 @@ export async function agentCommand(o: AgentCommandOptions, io: Output, signal?: 
     log: (line) => io.err(shown(`tracepkt agent: ${line}`)),
   });
   const address = await agent.listen();
-  const where = address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`;
-  io.err(shown(`tracepkt agent: listening on ${where} as node ${agent.node}; Ctrl-C to stop`));
+  io.err(shown(`tracepkt agent: listening on ${withPort(address.address, address.port)} as node ${agent.node}; Ctrl-C to stop`));
   await new Promise<void>((resolve) => {
     if (signal?.aborted) return resolve();
     signal?.addEventListener('abort', () => resolve(), { once: true });
