@@ -42,8 +42,9 @@ Options:
                            'tcp port 443 and host 10.0.0.2'     'icmp[icmptype] == icmp-echo'
                            'tcp[tcpflags] & tcp-syn != 0'       'udp portrange 9990-9999'
                            'ip6 and greater 1000'               'ip[8] < 5' (TTL below 5)
-      --node NAME=ADDR:PORT  with --filter: trace node NAME too, through its agent (tracepkt
-                         agent) at ADDR:PORT; repeat for more nodes. Events carry their node
+      --node NAME=ADDR:PORT  trace node NAME too, through its agent (tracepkt agent) at
+                         ADDR:PORT; repeat for more nodes. A probe's journey is stitched across
+                         them by its packets (and a tunnel's outer headers); events carry their node
       --token-file FILE  the token the agents were started with (with --node)
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -q, --quiet            only the summary (with --json: the start and summary lines only)
@@ -54,6 +55,19 @@ Options:
 
 Exit status: 0 an answer came back (echo reply; SYN-ACK or RST; UDP datagram), 1 none did,
 2 or more tracepkt could not run.`;
+
+/** The --node options given, checked: each name once, and the token with them. */
+function nodesOf(given: string[] | undefined, tokenFile: string | undefined): NodeAddress[] | undefined {
+  const nodes = given?.map(nodeAddress);
+  if (nodes && tokenFile === undefined) throw new TracepktError('--node needs --token-file FILE: the token its agent was started with');
+  if (!nodes && tokenFile !== undefined) throw new TracepktError('--token-file goes with --node');
+  const names = new Set<string>();
+  for (const n of nodes ?? []) {
+    if (names.has(n.name)) throw new TracepktError(`--node ${n.name} is given twice`);
+    names.add(n.name);
+  }
+  return nodes;
+}
 
 /** --node NAME=ADDR:PORT: a node's name in journeys, and where its agent listens (ADDR an address or a host name). */
 function nodeAddress(text: string): NodeAddress {
@@ -169,20 +183,11 @@ export function parseCommand(argv: string[]): Command {
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
     const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
-    const nodes = values.node?.map(nodeAddress);
-    if (nodes && values['token-file'] === undefined) throw new TracepktError('--node needs --token-file FILE: the token its agent was started with');
-    if (!nodes && values['token-file'] !== undefined) throw new TracepktError('--token-file goes with --node');
-    const names = new Set<string>();
-    for (const n of nodes ?? []) {
-      if (names.has(n.name)) throw new TracepktError(`--node ${n.name} is given twice`);
-      names.add(n.name);
-    }
+    const nodes = nodesOf(values.node, values['token-file']);
     return { kind: 'passive', options: { filter: values.filter, count, json: values.json ?? false, quiet: values.quiet, nodes, tokenFile: values['token-file'] } };
   }
-  if (values.node !== undefined || values['token-file'] !== undefined) {
-    // Probes across nodes need the journey stitched by the tunnel between them: not built yet.
-    throw new TracepktError('--node goes with --filter for now: probes traced across nodes are not supported yet');
-  }
+  const nodes = nodesOf(values.node, values['token-file']);
+  if (nodes && (values.pcap !== undefined || values.html !== undefined)) throw new TracepktError('--pcap and --html do not go with --node yet');
   if (positionals.length !== 1) {
     throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
   }
@@ -201,6 +206,8 @@ export function parseCommand(argv: string[]): Command {
     pcap: values.pcap,
     html: values.html,
     service: service(values.tcp, values.udp),
+    nodes,
+    tokenFile: values['token-file'],
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');
   return { kind: 'trace', options };

@@ -15,10 +15,14 @@ import { chainLabel, decidedBy } from './netfilter/describe';
 import type { NetfilterGap } from './netfilter/verdicts';
 import { tunnelLabel, tunnelOfFlow } from './tunnel';
 
-/** Interfaces that are down, by namespace inode. */
-export type DownInterfaces = ReadonlyMap<number, string[]>;
+/** Interfaces that are down, by namespace inode, on this node (`node`: its name in a journey across nodes). */
+export type DownInterfaces = ReadonlyMap<number, string[]> & { node?: string };
 
-const nsName = (e: { netns: number; netns_name: string | null }) => e.netns_name ?? String(e.netns);
+/** "c1", or "c1 on node b" where the journey spans nodes. */
+const nsName = (e: { netns: number; netns_name: string | null; node?: string }) => `${e.netns_name ?? String(e.netns)}${e.node === undefined ? '' : ` on node ${e.node}`}`;
+
+/** One namespace: the same inode on the same node (every host's first namespace has the same inode). */
+const sameNs = (a: { netns: number; node?: string }, b: { netns: number; node?: string }) => a.netns === b.netns && a.node === b.node;
 
 const ROUTE_ERRORS: Record<string, string> = {
   'no route': 'no route to',
@@ -29,7 +33,7 @@ const ROUTE_ERRORS: Record<string, string> = {
 
 /** "no route to 10.0.2.2 (table main)"; `what` names the destination ("its remote endpoint "). */
 function routeFailure(r: RouteEvent, down: DownInterfaces, what = ''): string {
-  const off = down.get(r.netns) ?? [];
+  const off = (down.node === undefined || r.node === undefined || r.node === down.node ? down.get(r.netns) : undefined) ?? [];
   const hint = off.length ? `; down there: ${off.join(', ')}` : '';
   return `${ROUTE_ERRORS[r.error!] ?? `${r.error} route to`} ${what}${r.dst} (table ${r.table}${hint})`;
 }
@@ -200,14 +204,14 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   const tunnelRoute = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === d.skb && e.error !== null && !d.tunnel && tunnelOfFlow(e.proto, e.dport) !== null);
   const tunnelWhy = tunnelRoute && tunnelRouteFailure(tunnelRoute, events, down, false);
   if (tunnelWhy) return tunnelWhy;
-  const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && e.netns === d.netns && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
+  const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && sameNs(e, d) && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
   const failed = routes.find((r) => r.error !== null && r.purpose !== 'reverse-path');
   if (failed) return routeFailure(failed, down);
   // No reason named (none before 5.17, NOT_SPECIFIED on 6.1): the place says the neighbour layer gave up on it.
   const placeOnly = reasonUnnamed(d.reason);
   if (d.reason.startsWith('NEIGH_') || (placeOnly && /^(neigh_invalidate|__neigh_event_send|neigh_flush|neigh_destroy)\b/.test(d.location))) {
     // Where the packet was queued, the kernel named the next hop; else the route lookup made for it.
-    const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && e.netns === d.netns && e.time_ns <= d.time_ns).pop();
+    const queued = events.filter((e): e is NeighbourEvent => e.kind === 'neighbour' && e.skb === d.skb && sameNs(e, d) && e.time_ns <= d.time_ns).pop();
     const via = routes.filter((r) => r.oif !== null && r.purpose !== 'reverse-path').pop();
     const nextHop = queued?.next_hop ?? via?.gateway ?? packet.dst;
     const dev = queued?.ifname ?? via?.oif ?? d.ifname;
@@ -224,7 +228,7 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   // Freed inside conntrack itself (its table full, a confirmation that lost a race, a helper).
   if (CONNTRACK_PLACE.test(d.location)) return `conntrack dropped it (${placeOnly ? 'the kernel gives no reason' : d.reason})`;
   // The kernel told the sender why, in an ICMP error from here: its words beat the reason's.
-  const told = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && e.netns === d.netns);
+  const told = events.find((e): e is HopEvent => e.kind === 'hop' && e.dir === 'error' && sameNs(e, d));
   if (told) return icmpError(told);
   return d.reason.toLowerCase().replace(/_/g, ' ');
 }
@@ -250,8 +254,13 @@ export interface VerdictContext {
   localMtu?: { mtu: number; deviceMtu: number | null } | null;
   /** An ICMP "too big" came from a tunnel device: what it and the link beneath it allow. */
   tunnelMtu?: TunnelMtu | null;
-  /** The BPF programs attached to the interfaces the probe crossed. */
+  /** The BPF programs attached to the interfaces the probe crossed (on this node). */
   programs?: readonly BpfProgramOnPath[];
+  /**
+   * A journey across nodes: this node's name. What was read here (interfaces down, BPF programs,
+   * tunnel MTUs) concerns only its events: another node's namespaces may have the same inodes.
+   */
+  localNode?: string;
 }
 
 /** A tunnel device that took the probe in and could not carry it (src/probe/run.ts reads it with ip). */
@@ -296,7 +305,7 @@ function tooBigToSend(events: readonly TraceEvent[], local: { mtu: number; devic
 /** A verdict on a tunnel's outer packet: which tunnel, and the interface it came in on or left by. */
 function inTunnel(v: NetfilterEvent, hops: readonly HopEvent[]): string {
   if (!v.tunnel) return '';
-  const at = hops.filter((h) => h.netns === v.netns && h.tunnel && h.time_ns <= v.time_ns).pop();
+  const at = hops.filter((h) => sameNs(h, v) && h.tunnel && h.time_ns <= v.time_ns).pop();
   return ` (it matched the ${tunnelLabel(v.tunnel)} packet carrying the probe${at ? `, on ${at.ifname}` : ''})`;
 }
 
@@ -316,7 +325,7 @@ function waitingForNeighbour(events: readonly TraceEvent[], lost: number | undef
 /** The next hop that did not answer, whose packet was waiting (the probe, or a tunnel's outer packet), and where the probe was last seen. */
 function unansweredNeighbour(n: NeighbourEvent, last: HopEvent | undefined): string {
   const what = n.tunnel ? `the ${tunnelLabel(n.tunnel)} packet carrying the ${n.dir}` : `the ${n.dir}`;
-  const seen = last && (last.netns !== n.netns || last.ifname !== n.ifname) ? `; last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})` : '';
+  const seen = last && (!sameNs(last, n) || last.ifname !== n.ifname) ? `; last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})` : '';
   return `next hop ${n.next_hop} on ${n.ifname} in namespace ${nsName(n)} had not answered ${resolution(n.next_hop)} when the trace ended: ${what} was waiting for it there (neighbour ${n.neighbour_state} when it was queued)${seen}`;
 }
 
@@ -327,7 +336,7 @@ function unansweredNeighbour(n: NeighbourEvent, last: HopEvent | undefined): str
  */
 function conntrackOfStop(stop: NetfilterEvent, events: readonly TraceEvent[]): string {
   if (!stop.rule || !/\bct (state|status|direction|mark|zone)\b/.test(stop.rule)) return '';
-  const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.netns === stop.netns && e.dir === stop.dir && e.time_ns >= stop.time_ns);
+  const drop = events.find((e): e is DropEvent => e.kind === 'drop' && sameNs(e, stop) && e.dir === stop.dir && e.time_ns >= stop.time_ns);
   if (!drop) return '';
   if (drop.conntrack) return `; its conntrack entry there: ${describeConntrack(drop.conntrack)}`;
   return /\bct state\b[^;]*\binvalid\b/.test(stop.rule) ? '; conntrack held no valid entry for it there (ct state invalid: it belongs to no connection conntrack knows)' : '; it had no conntrack entry there';
@@ -347,13 +356,13 @@ function gapSentence(g: NetfilterGap): string {
 }
 
 export function verdictLine(events: readonly TraceEvent[], replied: boolean, context: VerdictContext = {}): string {
-  const down = context.down ?? new Map<number, string[]>();
+  const down: DownInterfaces = Object.assign(new Map(context.down ?? []), { node: context.localNode });
   const hops = events.filter((e): e is HopEvent => e.kind === 'hop');
   const reply = hops.find((h) => h.dir === 'reply');
   if (replied && reply) {
     // The request stopped by a rule where the answer came from: that rule answered (`reject with
     // tcp reset`, in the target's name), not the target.
-    const stop = events.find((e): e is NetfilterEvent => e.kind === 'netfilter' && e.dir === 'request' && e.verdict !== 'ACCEPT' && e.netns === reply.netns);
+    const stop = events.find((e): e is NetfilterEvent => e.kind === 'netfilter' && e.dir === 'request' && e.verdict !== 'ACCEPT' && sameNs(e, reply));
     if (stop && stop.time_ns <= reply.time_ns) {
       return `rejected in namespace ${nsName(stop)} by ${chainLabel(stop)}: ${decidedBy(stop)}; the answer came from there, in ${reply.src}'s name, not from the target`;
     }
@@ -376,12 +385,13 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const drop = events.find((e): e is DropEvent => e.kind === 'drop' && e.dir !== 'error');
   if (drop) {
     const where = drop.location.replace(/\+0x[0-9a-f]+$/, '');
-    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down, context.programs, context.lost)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
+    const programs = context.localNode === undefined || drop.node === context.localNode ? context.programs : undefined;
+    return `dropped in namespace ${nsName(drop)} at ${where}: ${explainDrop(drop, events, down, programs, context.lost)}${entryAtDrop(drop)}${natOnTheWay(hops)}${errorNote}`;
   }
   const ended = programEnded(events, context.programs);
   if (ended) return `${ended}${natOnTheWay(hops)}${errorNote}`;
   const t = context.tunnelMtu;
-  if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
+  if (firstError && t && firstError.mtu !== null && firstError.netns === t.netns && (context.localNode === undefined || firstError.node === context.localNode) && firstError.mtu < t.mtu && t.probeLen <= t.mtu) return tooBigForTunnel(firstError, t);
   if (firstError) return `${icmpError(firstError)} from ${firstError.src} (namespace ${nsName(firstError)})`;
   const failed = events.find((e): e is RouteEvent => e.kind === 'route' && e.error !== null && e.purpose !== 'reverse-path');
   const tunnelWhy = failed && tunnelRouteFailure(failed, events, down);

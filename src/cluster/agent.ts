@@ -2,8 +2,9 @@
  * `tracepkt agent`: traces this host for coordinators that prove the token.
  *
  * It takes trace requests and nothing else: a pcap filter (compiled here by
- * libpcap, checked by the kernel's verifier), a time and an event limit, all
- * bounded (src/cluster/messages.ts). No command, no path, nothing of the
+ * libpcap, checked by the kernel's verifier) or the identity of a probe sent
+ * from elsewhere, a time and an event limit, all bounded
+ * (src/cluster/messages.ts). No command, no path, nothing of the
  * host's is changed beyond what a local `tracepkt --filter` attaches, and
  * that goes when the trace ends: when asked, at its time or event limit,
  * when the connection closes, or when the coordinator's lease runs out (it
@@ -15,17 +16,23 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as tls from 'node:tls';
 import { withPort } from '../addr';
-import type { KernelEvent } from '../events';
+import type { KernelEvent, TraceEvent } from '../events';
 import { isSighting } from '../sightings';
 import { TracepktError } from '../errors';
 import { agentTlsOptions, tlsFailure } from './tls';
 import { FrameReader, WireError, frame } from './wire';
-import { COORDINATOR_FRAME_MAX, PROTOCOL_VERSION, coordinatorMessage, type AgentMessage, type CoordinatorMessage, type DoneReason } from './messages';
+import { COORDINATOR_FRAME_MAX, PROTOCOL_VERSION, coordinatorMessage, type AgentMessage, type CoordinatorMessage, type DoneReason, type TraceWhat } from './messages';
 
 /** What the agent needs of a tracer (src/tracer.ts's Tracer has it; the protocol's tests give a made-up one). */
 export interface TraceSource {
   readonly notes: readonly string[];
-  batches(): AsyncIterable<KernelEvent[]>;
+  /**
+   * Events as they come (passive tracing: only sightings are sent of them); a probe's witness
+   * yields its journey's events once, after close().
+   */
+  batches(): AsyncIterable<(KernelEvent | TraceEvent)[]>;
+  /** What could not be seen, known once the trace ended (said in done). */
+  finalNotes?(): string[];
   /** Records the kernel lost so far, and of them those tracepkt's own queue dropped. */
   lost(): number;
   lostInUserSpace(): number;
@@ -42,8 +49,8 @@ export interface AgentOptions {
   token: string;
   /** The node's name as it says it (default: the host name). */
   node?: string;
-  /** Opens the tracer for a pcap filter expression; throws TracepktError for one it cannot trace. */
-  openTrace: (filter: string) => Promise<TraceSource>;
+  /** Opens the tracer for a pcap filter expression or a probe; throws TracepktError for one it cannot trace. */
+  openTrace: (what: TraceWhat) => Promise<TraceSource>;
   /** One line per event worth an operator's eye: a refused peer, a trace begun or ended. */
   log: (line: string) => void;
 }
@@ -256,7 +263,7 @@ class Session {
         return;
       case 'trace':
         if (this.trace) return this.refuse('asked for a second trace while one runs');
-        this.o.log(`${this.peer}: tracing ${JSON.stringify(m.filter)} for ${m.seconds} s at most`);
+        this.o.log(`${this.peer}: tracing ${m.probe ? `a probe to ${m.probe.target}` : JSON.stringify(m.filter)} for ${m.seconds} s at most`);
         this.trace = new RunningTrace(this, m, this.o.openTrace, (line) => this.o.log(`${this.peer}: ${line}`));
         void this.trace.done.then((reason) => {
           this.o.log(`${this.peer}: trace ended (${reason})`);
@@ -321,7 +328,7 @@ class RunningTrace {
   constructor(
     private readonly session: Session,
     private readonly request: Extract<CoordinatorMessage, { type: 'trace' }>,
-    open: (filter: string) => Promise<TraceSource>,
+    open: (what: TraceWhat) => Promise<TraceSource>,
     log: (line: string) => void,
   ) {
     this.id = request.id;
@@ -340,12 +347,13 @@ class RunningTrace {
     this.stopWaiting();
   }
 
-  private async run(open: (filter: string) => Promise<TraceSource>): Promise<DoneReason> {
+  private async run(open: (what: TraceWhat) => Promise<TraceSource>): Promise<DoneReason> {
     const id = this.id;
     const stopped = new Promise<void>((resolve) => (this.stopWaiting = resolve));
     let tracer: TraceSource;
     try {
-      const opening = open(this.request.filter);
+      const r = this.request;
+      const opening = open(r.probe ? { probe: r.probe } : { filter: r.filter });
       const opened = await Promise.race([opening, stopped.then(() => null)]);
       if (opened === null) {
         // Stopped while the kernel verified the programs: what attaches after is closed at once.
@@ -366,6 +374,8 @@ class RunningTrace {
     const timeLimit = setTimeout(() => this.stop('time'), this.request.seconds * 1000);
     let lost = 0;
     let checkedNs = monoNs();
+    // Passive tracing sends what it shows; a probe's witness sends its whole journey.
+    const sendable = this.request.probe ? () => true : isSighting;
     // Losses as passive tracing finds them (src/commands/passive.ts), in this node's clock; and an empty
     // batch saying how far this node's events are complete, so the coordinator need not wait longer.
     const tick = () => {
@@ -380,7 +390,7 @@ class RunningTrace {
     const ticker = setInterval(tick, TICK_MS);
     try {
       for await (const batch of tracer.batches()) {
-        const sightings = batch.filter(isSighting); // what passive tracing shows: the rest stays here
+        const sightings = batch.filter(sendable as (e: KernelEvent | TraceEvent) => boolean);
         if (sightings.length === 0) continue;
         const room = this.request.max_events - this.sent;
         if (room <= 0) continue; // the limit is reached: what the ring still held is drained, not sent
@@ -403,7 +413,8 @@ class RunningTrace {
       tracer.close();
     }
     tick();
-    this.session.send({ type: 'done', id, reason: this.reason ?? 'stopped', lost_events: tracer.lost(), lost_in_user_space: tracer.lostInUserSpace(), lost_in_transit: this.lostInTransit });
+    const notes = tracer.finalNotes?.().map((n) => n.slice(0, 1000)).slice(0, 100);
+    this.session.send({ type: 'done', id, reason: this.reason ?? 'stopped', lost_events: tracer.lost(), lost_in_user_space: tracer.lostInUserSpace(), lost_in_transit: this.lostInTransit, ...(notes?.length ? { notes } : {}) });
     return this.reason ?? 'stopped';
   }
 }

@@ -7,10 +7,13 @@
  * that cannot be reached, refuses or breaks off is named, with the reason,
  * in the start line, the summary and wherever a journey could lack it.
  */
+import * as os from 'node:os';
 import { withPort } from '../addr';
-import type { Sighting } from '../sightings';
+import { TracepktError } from '../errors';
+import { readTokenFile } from './token';
+import type { TraceEvent } from '../events';
 import { describeOffset } from './clock';
-import type { AgentMessage } from './messages';
+import type { AgentMessage, TraceWhat } from './messages';
 import { RemoteNode, type NodeAddress } from './remote';
 
 /** Waiting for a node to answer at all, and to end its trace when asked. */
@@ -32,6 +35,22 @@ const LAG_LIMIT_NS = 5_000_000_000;
 /** How long one remote trace may run (an agent's bound): a day. */
 export const REMOTE_TRACE_SECONDS = 86_400;
 export const REMOTE_TRACE_EVENTS = 100_000_000;
+
+/** What --node needs, checked before anything is attached: the token, and names other than this host's. */
+export interface NodesWanted {
+  nodes: NodeAddress[];
+  token: string;
+  /** This host's name in the journey. */
+  local: string;
+}
+
+export function nodesWanted(nodes: NodeAddress[], tokenFile: string | undefined): NodesWanted {
+  const token = readTokenFile(tokenFile ?? '');
+  const local = os.hostname();
+  const clash = nodes.find((n) => n.name === local);
+  if (clash) throw new TracepktError(`--node ${clash.name}: that is this host's name; name the other nodes otherwise`);
+  return { nodes, token, local };
+}
 
 export interface NodeView {
   /** The name given on the command line. */
@@ -61,7 +80,7 @@ export interface NodeView {
 }
 
 export interface ViewHandlers {
-  events(view: NodeView, events: Sighting[]): void;
+  events(view: NodeView, events: TraceEvent[]): void;
   loss(view: NodeView, fromNs: number, toNs: number): void;
   /** A view ended before it was asked to: say so now (the summary says it again). */
   failed(view: NodeView, why: string): void;
@@ -100,15 +119,15 @@ export class RemoteViews {
     return new RemoteViews(views);
   }
 
-  /** Starts the trace on every node reached. */
-  start(filter: string, h: ViewHandlers): void {
+  /** Starts the trace on every node reached: the same filter, or witnesses of the same probe. */
+  start(what: TraceWhat, h: ViewHandlers): void {
     this.h = h;
     for (const view of this.views) {
       if (!view.remote || view.state !== 'tracing') continue;
       view.uptoNs = monoNs();
       view.asked = true;
       view.remote.trace(
-        { filter, seconds: REMOTE_TRACE_SECONDS, maxEvents: REMOTE_TRACE_EVENTS },
+        { ...what, seconds: REMOTE_TRACE_SECONDS, maxEvents: REMOTE_TRACE_EVENTS },
         {
           attached: (notes) => {
             view.notes.push(...notes);
@@ -218,19 +237,22 @@ export class RemoteViews {
     return upto;
   }
 
-  /** Asks every node to end its trace and waits for each to say it did (or NODE_TIMEOUT_MS), then disconnects. */
-  async stop(): Promise<void> {
+  /**
+   * Asks every node to end its trace and waits for each to say it did (or waitMs: a probe's
+   * witness judges its journey first), then disconnects.
+   */
+  async stop(waitMs = NODE_TIMEOUT_MS): Promise<void> {
     const tracing = this.views.filter((v) => v.state === 'tracing' && v.asked);
     for (const v of tracing) {
       v.stopAsked = true;
       v.remote!.stop();
     }
-    await this.until(() => tracing.every((v) => v.state !== 'tracing'), NODE_TIMEOUT_MS);
+    await this.until(() => tracing.every((v) => v.state !== 'tracing'), waitMs);
     this.stopping = true;
     this.wake();
     for (const v of tracing) {
       if (v.state !== 'tracing') continue;
-      this.fail(v, v.attached ? `it did not confirm the end of its trace within ${NODE_TIMEOUT_MS / 1000} s: its last events may be missing` : 'stopped before its trace attached');
+      this.fail(v, v.attached ? `it did not confirm the end of its trace within ${waitMs / 1000} s: its last events may be missing` : 'stopped before its trace attached');
     }
     for (const v of this.views) v.remote?.close();
   }

@@ -7,6 +7,7 @@
  * cannot crash the coordinator or hide output in it (names are shown made
  * visible, as local ones: src/render/shown.ts).
  */
+import type { NetfilterEvent, RouteEvent, TraceEvent } from '../events';
 import type { Sighting } from '../sightings';
 import { monoTime } from './messages';
 
@@ -101,16 +102,41 @@ function int12(v: unknown): boolean {
   return Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) < 4096;
 }
 
+/** A probe's journey has route lookups and netfilter verdicts besides: what an agent that traced a probe sends. */
+const JOURNEY_KINDS: Record<TraceEvent['kind'], Record<string, Check>> = {
+  ...KINDS,
+  route: {
+    time_ns: monoTime, skb: hex, lost_so_far: u32, netns: u32, netns_name: orNull(str(NAME)), family: oneOf(4, 6), src: address, dst: address,
+    table: str(64), table_id: u32, oif: orNull(str(NAME)), gateway: orNull(address), error: orNull(str(64)), purpose: oneOf('input', 'output', 'reverse-path'),
+    proto: u8, sport: u16, dport: u16, flow_icmp_type: u8, for_icmp_error: optional(bool),
+  } satisfies Record<Exclude<keyof RouteEvent, 'kind' | 'node'>, Check>,
+  netfilter: {
+    time_ns: monoTime, netns: u32, netns_name: orNull(str(NAME)), dir: oneOf('request', 'reply', 'error'), family: oneOf(4, 6), src: address, dst: address,
+    icmp_id: u16, icmp_seq: u16, proto: u8, sport: u16, dport: u16, tcp_flags: str(16), tcp_seq: u32, tunnel: PACKET.tunnel,
+    hook: str(32), table_family: str(16), table: str(NAME), chain: str(NAME), priority: (v) => Number.isSafeInteger(v) && Math.abs(v as number) <= 2 ** 31,
+    backend: oneOf('nftables', 'iptables-legacy'), verdict: str(32), rule: orNull(str(4096)), handle: orNull(u32 as Check), decided_by: oneOf('rule', 'policy', 'passage', 'table'),
+  } satisfies Record<Exclude<keyof NetfilterEvent, 'kind' | 'node' | 'journey'>, Check>,
+};
+
 /** The event if it is one of a kind passive tracing shows, whole and well-typed; else why not, in a few words. */
 export function checkSighting(v: Record<string, unknown>): Sighting | string {
+  return checkOf(KINDS, v) as Sighting | string;
+}
+
+/** The event if it is one of a probe's journey (src/probe/witness.ts sends them), whole and well-typed; else why not. */
+export function checkJourneyEvent(v: Record<string, unknown>): TraceEvent | string {
+  return checkOf(JOURNEY_KINDS, v);
+}
+
+function checkOf(kinds: Record<string, Record<string, Check>>, v: Record<string, unknown>): TraceEvent | string {
   const kind = v.kind;
-  if (typeof kind !== 'string' || !Object.prototype.hasOwnProperty.call(KINDS, kind)) return `an event of unknown kind ${JSON.stringify(String(kind)).slice(0, 30)}`;
-  const fields = KINDS[kind as Sighting['kind']];
+  if (typeof kind !== 'string' || !Object.prototype.hasOwnProperty.call(kinds, kind)) return `an event of unknown kind ${JSON.stringify(String(kind)).slice(0, 30)}`;
+  const fields = kinds[kind];
   for (const key of Object.keys(v)) {
     if (key !== 'kind' && !Object.prototype.hasOwnProperty.call(fields, key)) return `a ${kind} event with an unknown field ${JSON.stringify(key).slice(0, 40)}`;
   }
   for (const [key, check] of Object.entries(fields)) {
     if (!check(v[key])) return `a ${kind} event whose ${key} is ${v[key] === undefined ? 'missing' : 'out of range or of the wrong type'}`;
   }
-  return v as unknown as Sighting;
+  return v as unknown as TraceEvent;
 }

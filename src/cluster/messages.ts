@@ -9,7 +9,7 @@
  *                               ←    hello {version, node, kernel}
  *   clock {t}                   →                      (a few times)
  *                               ←    clock {t, node_ns}
- *   trace {id, filter, ...}     →
+ *   trace {id, filter, ...}     →    (or {id, probe, ...}: a probe sent from elsewhere)
  *                               ←    attached {id, notes}
  *                               ←    events {id, events}  loss {id, ...}  (as they come)
  *   stop {id}                   →    (or the time or event limit is reached)
@@ -37,10 +37,28 @@ export const COORDINATOR_FRAME_MAX = 64 * 1024;
 /** An agent's messages carry batches of events: a coordinator reads no frame longer than this. */
 export const AGENT_FRAME_MAX = 16 * 1024 * 1024;
 
+/**
+ * A probe another node sends, traced here by what identifies its packets
+ * (src/probe/witness.ts): a ping by the 8 bytes it carries, a TCP/UDP probe
+ * by its flow as it left its sender; in a tunnel, by the packet inside.
+ */
+export interface ProbeRequest {
+  /** The marker, 16 hex digits, and where it sits from the ICMP header. */
+  marker: string;
+  marker_offset: number;
+  family: 4 | 6;
+  target: string;
+  /** TCP/UDP probes: the flow. */
+  flow?: { proto: 6 | 17; src: string; dst: string; sport: number; dport: number };
+}
+
+/** What a trace follows: packets matching a pcap filter (passive) or one probe's. */
+export type TraceWhat = { filter: string } | { probe: ProbeRequest };
+
 export type CoordinatorMessage =
   | { type: 'hello'; version: number; lease_ms: number }
   | { type: 'clock'; t: number }
-  | { type: 'trace'; id: number; filter: string; seconds: number; max_events: number }
+  | ({ type: 'trace'; id: number; seconds: number; max_events: number } & ({ filter: string; probe?: undefined } | { probe: ProbeRequest; filter?: undefined }))
   | { type: 'stop'; id: number }
   | { type: 'renew' }
   | { type: 'error'; message: string };
@@ -55,8 +73,8 @@ export type AgentMessage =
   | { type: 'events'; id: number; events: Record<string, unknown>[]; upto_ns?: number }
   /** Events the agent lost between these times of its own clock (its ring buffer full, or the coordinator too slow to take them). */
   | { type: 'loss'; id: number; from_ns: number; to_ns: number }
-  /** The trace ended; `error` says why one failed (a filter the agent cannot trace, say). */
-  | { type: 'done'; id: number; reason: DoneReason; lost_events: number; lost_in_user_space: number; lost_in_transit: number; error?: string }
+  /** The trace ended; `error` says why one failed (a filter the agent cannot trace, say); `notes`: what it could not see. */
+  | { type: 'done'; id: number; reason: DoneReason; lost_events: number; lost_in_user_space: number; lost_in_transit: number; error?: string; notes?: string[] }
   | { type: 'error'; message: string };
 
 type Check = (v: unknown) => boolean;
@@ -73,11 +91,29 @@ const oneOf = (...values: string[]): Check => (v) => typeof v === 'string' && va
 const arrayOf = (each: Check, max: number): Check => (v) => Array.isArray(v) && v.length <= max && v.every(each);
 const plainObject = (v: unknown): boolean => typeof v === 'object' && v !== null && !Array.isArray(v);
 const optional = (c: Check): Check => (v) => v === undefined || c(v);
+const objectOf = (fields: Record<string, Check>): Check => (v) =>
+  plainObject(v) &&
+  Object.keys(v as object).every((k) => Object.prototype.hasOwnProperty.call(fields, k)) &&
+  Object.entries(fields).every(([k, c]) => c((v as Record<string, unknown>)[k]));
+const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** An address as text: IPv4 dotted, or IPv6 (hex digits and colons, an IPv4 tail allowed). */
+const address: Check = (v) => typeof v === 'string' && v.length <= 45 && (ipv4.test(v) || (/^[0-9a-fA-F:.]+$/.test(v) && v.includes(':')));
+const port = int(1, 65535);
+
+const PROBE: Check = (v) =>
+  objectOf({
+    marker: (m) => typeof m === 'string' && /^[0-9a-f]{16}$/.test(m),
+    marker_offset: int(0, 1500),
+    family: (f) => f === 4 || f === 6,
+    target: address,
+    flow: optional(objectOf({ proto: (p) => p === 6 || p === 17, src: address, dst: address, sport: port, dport: port })),
+  })(v) && ((v as ProbeRequest).family === 4) === ipv4.test((v as ProbeRequest).target);
 
 const COORDINATOR: Record<CoordinatorMessage['type'], Record<string, Check>> = {
   hello: { version: int(1, 1000), lease_ms: int(TRACE_LIMITS.leaseMs.min, TRACE_LIMITS.leaseMs.max) },
   clock: { t: monoTime },
-  trace: { id: count, filter: str(TRACE_LIMITS.filterChars), seconds: int(1, TRACE_LIMITS.seconds), max_events: int(1, TRACE_LIMITS.events) },
+  // Exactly one of filter and probe (checked below).
+  trace: { id: count, filter: optional(str(TRACE_LIMITS.filterChars)), probe: optional(PROBE), seconds: int(1, TRACE_LIMITS.seconds), max_events: int(1, TRACE_LIMITS.events) },
   stop: { id: count },
   renew: {},
   error: { message: str(1000) },
@@ -90,7 +126,7 @@ const AGENT: Record<AgentMessage['type'], Record<string, Check>> = {
   // Each event is checked against its kind's fields by src/cluster/event-check.ts.
   events: { id: count, events: arrayOf(plainObject, 1_000_000), upto_ns: optional(monoTime) },
   loss: { id: count, from_ns: monoTime, to_ns: monoTime },
-  done: { id: count, reason: oneOf('stopped', 'time', 'events', 'lease', 'failed'), lost_events: count, lost_in_user_space: count, lost_in_transit: count, error: optional(str(1000)) },
+  done: { id: count, reason: oneOf('stopped', 'time', 'events', 'lease', 'failed'), lost_events: count, lost_in_user_space: count, lost_in_transit: count, error: optional(str(1000)), notes: optional(arrayOf(str(1000), 100)) },
   error: { message: str(1000) },
 };
 
@@ -106,6 +142,7 @@ function checked<T>(schemas: Record<string, Record<string, Check>>, m: Record<st
   for (const [key, check] of Object.entries(fields)) {
     if (!check(m[key])) throw new WireError(`${from} sent "${type}" with ${key} ${m[key] === undefined ? 'missing' : 'out of range or of the wrong type'}`);
   }
+  if (type === 'trace' && (m.filter === undefined) === (m.probe === undefined)) throw new WireError(`${from} sent "trace" with ${m.filter === undefined ? 'neither a filter nor a probe' : 'both a filter and a probe'}`);
   return m as T;
 }
 

@@ -7,10 +7,10 @@
  * the view from that node with one line saying why, never the coordinator.
  */
 import * as tls from 'node:tls';
-import type { Sighting } from '../sightings';
+import type { TraceEvent } from '../events';
 import { estimateOffset, type ClockOffset, type ClockSample } from './clock';
-import { checkSighting } from './event-check';
-import { AGENT_FRAME_MAX, PROTOCOL_VERSION, agentMessage, type AgentMessage, type CoordinatorMessage } from './messages';
+import { checkJourneyEvent, checkSighting } from './event-check';
+import { AGENT_FRAME_MAX, PROTOCOL_VERSION, agentMessage, type AgentMessage, type CoordinatorMessage, type TraceWhat } from './messages';
 import { coordinatorTlsOptions, tlsFailure } from './tls';
 import { FrameReader, WireError, frame } from './wire';
 
@@ -24,7 +24,7 @@ export interface NodeAddress {
 export interface TraceHandlers {
   attached(notes: string[]): void;
   /** Events in order, times in our clock; uptoNs: the node's events up to then (our clock) are all in. */
-  events(events: Sighting[], uptoNs: number | undefined): void;
+  events(events: TraceEvent[], uptoNs: number | undefined): void;
   /** Events lost on the node (or between it and us) between these times of our clock. */
   loss(fromNs: number, toNs: number): void;
   /** The trace ended as the agent says. */
@@ -49,6 +49,8 @@ export class RemoteNode {
   /** Where the current trace is: asked for, attached (events may come), or none. */
   private traceState: 'none' | 'asked' | 'attached' = 'none';
   private traceStartNs = 0;
+  /** The current trace's event check: a passive trace's sightings, or a probe's whole journey. */
+  private check: (v: Record<string, unknown>) => TraceEvent | string = checkSighting;
   private renewTimer: NodeJS.Timeout | undefined;
   private failure: string | undefined;
   /** What the agent says of itself. */
@@ -114,13 +116,15 @@ export class RemoteNode {
     return Math.round(nodeNs - this.offset.offsetNs);
   }
 
-  trace(request: { filter: string; seconds: number; maxEvents: number }, handlers: TraceHandlers): void {
+  trace(request: TraceWhat & { seconds: number; maxEvents: number }, handlers: TraceHandlers): void {
     if (this.failure) return handlers.failed(this.failure);
     this.handlers = handlers;
     this.traceId++;
     this.traceState = 'asked';
     this.traceStartNs = monoNs();
-    this.send({ type: 'trace', id: this.traceId, filter: request.filter, seconds: Math.ceil(request.seconds), max_events: request.maxEvents });
+    this.check = 'probe' in request ? checkJourneyEvent : checkSighting;
+    const what = 'probe' in request ? { probe: request.probe } : { filter: request.filter };
+    this.send({ type: 'trace', id: this.traceId, ...what, seconds: Math.ceil(request.seconds), max_events: request.maxEvents });
   }
 
   /** Asks the agent to end the trace; its done message follows. */
@@ -180,11 +184,11 @@ export class RemoteNode {
         this.traceState = 'attached';
         return h.attached(m.notes);
       case 'events': {
-        const events: Sighting[] = [];
+        const events: TraceEvent[] = [];
         const earliest = this.traceStartNs - EVENT_TIME_SLACK_NS;
         const latest = monoNs() + EVENT_TIME_SLACK_NS;
         for (const raw of m.events) {
-          const e = checkSighting(raw);
+          const e = this.check(raw);
           if (typeof e === 'string') throw new WireError(`it sent ${e}`);
           e.time_ns = this.ours(e.time_ns);
           if (e.time_ns < earliest || e.time_ns > latest) throw new WireError('it sent an event timed outside its trace (by its clock offset)');

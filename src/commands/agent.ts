@@ -23,8 +23,8 @@ same token, until Ctrl-C or SIGTERM.
       --name NAME          this node's name in journeys (default: the host name)
 
 Connections are TLS 1.2 keyed by the token (ECDHE-PSK, ChaCha20-Poly1305): a peer without it fails
-the handshake. A coordinator may only ask for traces: a tcpdump filter, for a bounded time and
-number of events; what a trace attaches goes when it ends, also when its coordinator goes silent
+the handshake. A coordinator may only ask for traces: a tcpdump filter, or a probe it sends (by
+its marker or flow), for a bounded time and number of events; what a trace attaches goes when it ends, also when its coordinator goes silent
 for its lease.`;
 
 export interface AgentCommandOptions {
@@ -68,13 +68,13 @@ export async function agentCommand(o: AgentCommandOptions, io: Output, signal?: 
   const { readTokenFile } = await import('../cluster/token'); // node:crypto: loaded by the commands that need it
   const token = readTokenFile(o.tokenFile);
   requireTracingPrivileges();
-  const [{ Agent }, { openPassiveTracer }] = await Promise.all([import('../cluster/agent'), import('./passive')]);
+  const [{ Agent }, { openPassiveTracer }, { openProbeWitness }] = await Promise.all([import('../cluster/agent'), import('./passive'), import('../probe/witness')]);
   const agent = new Agent({
     host: o.host,
     port: o.port,
     token,
     node: o.name,
-    openTrace: (filter) => openPassiveTracer(filter),
+    openTrace: (what) => ('probe' in what ? openProbeWitness(what.probe) : openPassiveTracer(what.filter)),
     log: (line) => io.err(shown(`tracepkt agent: ${line}`)),
   });
   const address = await agent.listen();

@@ -11,16 +11,15 @@ import { blameFilter, compilePcapFilter } from '../filter/pcap';
 import { loadNative } from '../native';
 import { requireTracingPrivileges } from '../privileges';
 import type { Journey } from '../flows';
-import type { Sightings, SightingLine } from '../sightings';
+import type { Sighting, Sightings, SightingLine } from '../sightings';
 import { decodeBatch, exampleBatch } from '../decode';
 import { NetnsResolver } from '../names/netns';
 import type { KernelEvent } from '../events';
 import { ansi, plain } from '../render/colour';
-import { TracepktError } from '../errors';
 import type { Output } from './output';
 import type { Tracer } from '../tracer';
 import type { NodeAddress } from '../cluster/remote';
-import type { NodeView, RemoteViews } from '../cluster/coordinator';
+import type { NodesWanted, NodeView, RemoteViews } from '../cluster/coordinator';
 import { journeyNamespaces } from '../flows';
 
 export interface PassiveOptions {
@@ -107,19 +106,14 @@ export async function openPassiveTracer(expression: string, o: { ringBytes?: num
   });
 }
 
-/** What --node needs, checked before anything is attached: the token, and names other than this host's. */
-async function nodesWanted(o: PassiveOptions): Promise<{ nodes: NodeAddress[]; token: string; local: string } | undefined> {
+/** What --node needs, checked before anything is attached. */
+async function nodesWanted(o: PassiveOptions): Promise<NodesWanted | undefined> {
   if (!o.nodes?.length) return undefined;
-  const [{ readTokenFile }, os] = await Promise.all([import('../cluster/token'), import('node:os')]);
-  const token = readTokenFile(o.tokenFile ?? '');
-  const local = os.hostname();
-  const clash = o.nodes.find((n) => n.name === local);
-  if (clash) throw new TracepktError(`--node ${clash.name}: that is this host's name; name the other nodes otherwise`);
-  return { nodes: o.nodes, token, local };
+  return (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.tokenFile);
 }
 
 /** Reaches the other nodes (while the local tracer loads). */
-async function reachNodes(wanted: { nodes: NodeAddress[]; token: string; local: string } | undefined): Promise<{ views: RemoteViews; local: string } | undefined> {
+async function reachNodes(wanted: NodesWanted | undefined): Promise<{ views: RemoteViews; local: string } | undefined> {
   if (!wanted) return undefined;
   const { RemoteViews } = await import('../cluster/coordinator');
   return { views: await RemoteViews.connect(wanted.nodes, wanted.token), local: wanted.local };
@@ -169,7 +163,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
   // Events that come before it (a node attached, another still verifying) wait, up to EARLY_MAX.
   let early: (() => void)[] | undefined = [];
   let earlyEvents = 0;
-  if (!stopped) views?.start(o.filter, {
+  if (!stopped) views?.start({ filter: o.filter }, {
     events: (view, events) => {
       // Our own reader behind (a slow pipe): another node's events are dropped here, counted and
       // placed, rather than queued without bound (ours wait in the tracer's bounded queue meanwhile).
@@ -182,7 +176,7 @@ export async function passiveCommand(o: PassiveOptions, io: Output, signal?: Abo
       const take = () => {
         let chain = nodeSightings.get(view);
         if (!chain) nodeSightings.set(view, (chain = new Sightings(sightingLineNow, o.idleMs ?? 1000, journeys)));
-        const text = chain.take(events);
+        const text = chain.take(events as Sighting[]); // a passive trace's events are checked as sightings (src/cluster/remote.ts)
         if (text) io.write(text);
       };
       // Events that come before the start line is out wait for it.

@@ -22,6 +22,10 @@ import { monotonicOffsetNs, pcapng } from '../render/pcapng';
 import { renderHtml } from '../render/html';
 import type { Output } from './output';
 import { describeProgram, describeReturns } from '../kernel/attached-programs';
+import type { NodeAddress } from '../cluster/remote';
+import type { AcrossNodes, ProbeNodes } from './probe-nodes';
+import type { WireCrossing } from '../cluster/stitch';
+import { tunnelLabel } from '../tunnel';
 
 export interface TraceCommandOptions {
   target: string;
@@ -46,42 +50,68 @@ export interface TraceCommandOptions {
   /** Write the journey as a self-contained HTML page to this file. */
   html?: string;
   json: boolean;
+  /** Trace the probe on these nodes too, through their agents, with the token in tokenFile (src/commands/probe-nodes.ts). */
+  nodes?: NodeAddress[];
+  tokenFile?: string;
 }
 
 export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: AbortSignal): Promise<number> {
   requireTracingPrivileges();
   const fromPath = o.from === undefined ? undefined : netnsPath(o.from);
+  // Other nodes: the token read and names checked before anything is attached, then reached while ours loads.
+  const wanted = o.nodes?.length ? (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.tokenFile) : undefined;
   const target = await resolveTarget(o.target, o.family);
+  const nodes: ProbeNodes | undefined = wanted && (await import('./probe-nodes')).ProbeNodes.reach(wanted, io);
 
-  const onReady = (tracer: Tracer) => {
+  const start = (tracer: Tracer) => {
     const namespaces = tracer.netfilter?.namespaces.length ?? 0;
+    const notes = [...(target.note ? [target.note] : []), ...tracer.notes];
     if (o.json) {
-      io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, target_input: target.input, probes: o.count, netfilter_namespaces: namespaces, notes: [...(target.note ? [target.note] : []), ...tracer.notes] }));
+      const across = nodes ? { node: nodes.local, nodes: nodes.reached(), missing: nodes.missing() } : {};
+      io.out(jsonLine({ kind: 'start', schema: JSON_SCHEMA_VERSION, target: target.address, target_input: target.input, probes: o.count, netfilter_namespaces: namespaces, ...across, notes }));
     } else {
       const to = target.input === target.address ? target.address : `${target.input} (${target.address})`;
       const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${to}` : `ICMP echo to ${to}, ${o.count} probe(s)`;
-      io.err(shown(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)`));
-      for (const note of [...(target.note ? [target.note] : []), ...tracer.notes]) io.err(shown(`note: ${note}`));
+      const across = nodes ? `; nodes: ${[nodes.local, ...nodes.reached().map((n) => `${n.node} (clock ${n.clock})`)].join(', ')}` : '';
+      io.err(shown(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)${across}`));
+      for (const note of notes) io.err(shown(`note: ${note}`));
     }
   };
   if (o.pcap !== undefined) checkWritable(o.pcap);
   if (o.html !== undefined) checkWritable(o.html);
-  const result = await runProbe({ target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, snapLen: o.pcap ? SNAP_MAX : 0, signal, onReady });
+  let result: ProbeResult;
+  let ready: Tracer | undefined;
+  try {
+    result = await runProbe({
+      target, service: o.service, count: o.count, timeout: o.timeout, fromPath, ttl: o.ttl, size: o.size, snapLen: o.pcap ? SNAP_MAX : 0, signal,
+      // Across nodes, the start line waits until each node's witness is attached (or said missing).
+      onReady: (tracer) => (nodes ? (ready = tracer) : start(tracer)),
+      beforeSend: nodes && (async (id) => {
+        await nodes.witness(id, signal);
+        start(ready!);
+      }),
+    });
+  } catch (err) {
+    await nodes?.abandon();
+    throw err;
+  }
+  const across = nodes && (await nodes.finish(result.events));
+  if (across) result = { ...result, events: across.events, notes: [...result.notes, ...across.notes] };
   if (o.pcap !== undefined) writePcap(o.pcap, result.events);
   if (o.html !== undefined) {
     const what = o.service ? `${o.service.proto.toUpperCase()} port ${o.service.port} on ${target.address}` : `ICMP echo to ${target.address}`;
     writeFile(o.html, renderHtml({ title: `tracepkt: ${what}${o.from ? ` from ${o.from}` : ''}`, verdict: probesVerdict(outcomesOf(o.count, result)), events: result.events, programs: result.programs }));
   }
-  const summary = summarize(result.events);
+  const summary = summarize(result.events, across !== undefined);
   const paint = o.colour ? ansi : plain;
   if (o.json) {
     if (!o.quiet) for (const ev of result.events) io.out(jsonLine(ev));
-    io.out(jsonLine(summaryRecord(o, target.address, result, summary)));
+    io.out(jsonLine(summaryRecord(o, target.address, result, summary, across)));
   } else {
     const table = new TableRenderer(paint);
     if (!o.quiet && result.events.length > 0) io.out(table.header());
     if (!o.quiet) for (const ev of result.events) io.out(table.line(ev));
-    for (const line of summaryLines(o.count, result, summary, paint)) io.out(line);
+    for (const line of summaryLines(o.count, result, summary, paint, across)) io.out(line);
   }
   return result.aborted ? 130 : result.status;
 }
@@ -112,15 +142,28 @@ export function writePcap(file: string, events: readonly TraceEvent[]): void {
  * Each probe's fate: for pings, one per probe ping sent (whether it was
  * answered is ping's word); a TCP/UDP probe is one.
  */
-export function outcomesOf(count: number, r: ProbeResult): ProbeOutcome[] {
-  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu, programs: r.programs };
-  if (!r.ping) return [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
-  const sent = r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count;
-  return probeOutcomes(r.events, sent, r.ping, context);
+export function outcomesOf(count: number, r: ProbeResult, across?: AcrossNodes): ProbeOutcome[] {
+  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu, programs: r.programs, localNode: across?.local };
+  const outcomes = r.ping
+    ? probeOutcomes(r.events, r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count, r.ping, context)
+    : [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
+  // A node not seen from: the verdict says so, whatever the others saw.
+  const unseen = across?.missing.length ? `; ${across.missing.join('; ')}` : '';
+  return unseen ? outcomes.map((p) => ({ ...p, verdict: p.verdict + unseen })) : outcomes;
 }
 
-function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, s: JourneySummary) {
-  const outcomes = outcomesOf(o.count, r);
+/** "0.412 ms". */
+const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
+
+/** A wire crossing as a line: "request vm/n1 tp0 ==[vxlan 42: ...]==> far/host eth0: 0.412 ms ± 0.300 ms". */
+function crossingLine(c: WireCrossing): string {
+  const at = (e: WireCrossing['from']) => `${netnsLabel(e.netns, e.netns_name, e.node)} ${e.ifname}`;
+  const how = c.tunnel ? ` ==[${tunnelLabel(c.tunnel)}]==> ` : ' --> ';
+  return `${c.dir} ${c.seq}: ${at(c.from)}${how}${at(c.to)}: ${ms(c.latency_ns)} ± ${ms(c.uncertainty_ns)} by the clocks`;
+}
+
+function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, s: JourneySummary, across?: AcrossNodes) {
+  const outcomes = outcomesOf(o.count, r, across);
   return {
     kind: 'summary',
     schema: JSON_SCHEMA_VERSION,
@@ -131,8 +174,9 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     replied: r.status === 0,
     answered: outcomes.filter((p) => p.answered).length,
     outcomes,
-    namespaces: s.namespaces.map((n) => ({ netns: n.netns, netns_name: n.name })),
+    namespaces: s.namespaces.map((n) => ({ netns: n.netns, netns_name: n.name, ...(n.node === undefined ? {} : { node: n.node }) })),
     stopped_by: s.stoppedBy && {
+      ...(s.stoppedBy.node === undefined ? {} : { node: s.stoppedBy.node }),
       netns: s.stoppedBy.netns,
       netns_name: s.stoppedBy.netns_name,
       hook: s.stoppedBy.hook,
@@ -148,22 +192,48 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
     bpf_programs: r.programs,
     notes: r.notes,
     lost_events: r.lost,
-    incomplete: r.lost > 0,
+    ...(across ? acrossRecord(across) : {}),
+    incomplete: r.lost > 0 || (across !== undefined && (across.missing.length > 0 || across.lost.length > 0)),
     verdict: probesVerdict(outcomes),
     exit_status: r.aborted ? 130 : r.status,
   };
 }
 
-export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, paint: Paint = plain): string[] {
+/** The summary's fields of a journey across nodes (docs/json.md). */
+function acrossRecord(a: AcrossNodes) {
+  return {
+    node: a.local,
+    nodes: a.nodes,
+    missing: a.missing,
+    wire: a.crossings,
+    wire_round_trips: a.roundTrips.map((t) => ({ node: t.node, seq: t.seq, ns: t.ns })),
+    clock_shifts: Object.fromEntries(a.shifts),
+    lost_events_on_nodes: a.lost,
+  };
+}
+
+/** The summary's lines of a journey across nodes: the nodes, the wire between them, what is missing. */
+function acrossLines(a: AcrossNodes): string[] {
+  const lines = [`Nodes: ${a.local} (this host)${a.nodes.map((n) => `, ${n.node} at ${n.address} (Linux ${n.kernel}; clock ${n.clock})`).join('')}`];
+  if (a.crossings.length > 0) lines.push('Across the wire (receive less transmit; the clock offsets are known within their bound):', ...a.crossings.map((c) => `    ${crossingLine(c)}`));
+  for (const t of a.roundTrips) lines.push(`    probe ${t.seq} to ${t.node} and back: ${ms(t.ns)} on the wire both ways together (less the time on ${t.node}; no clock offset in it)`);
+  for (const [node, shift] of a.shifts) lines.push(`Order of cause: node ${node}'s events are placed ${ms(Math.abs(shift))} ${shift > 0 ? 'later' : 'earlier'} than its clock offset says, after the transmits that caused them (their times are shown unchanged).`);
+  for (const m of a.missing) lines.push(`${m[0].toUpperCase()}${m.slice(1)}.`);
+  for (const l of a.lost) lines.push(`Journey incomplete on node ${l.node}: ${l.events} event(s) lost there; hops may be missing.`);
+  return lines;
+}
+
+export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, paint: Paint = plain, across?: AcrossNodes): string[] {
   const lines = [''];
   if (r.events.length === 0) lines.push('No packet of the probe was seen on any interface.');
-  const outcomes = outcomesOf(count, r);
+  const outcomes = outcomesOf(count, r, across);
   const got = outcomes.filter((p) => p.answered).length;
   const answered = outcomes.length === 1 ? (r.status === 0 ? 'reply received' : 'no reply') : `${got} of ${outcomes.length} answered`;
   lines.push(`Summary: ${outcomes.length} probe(s) sent, ${s.requestsSeen} request(s) and ${s.repliesSeen} reply(ies) seen; ${answered}.`);
   if (s.namespaces.length > 0) {
-    lines.push(`Namespaces crossed: ${s.namespaces.map((n) => netnsLabel(n.netns, n.name)).join(' -> ')}`);
+    lines.push(`Namespaces crossed: ${s.namespaces.map((n) => netnsLabel(n.netns, n.name, n.node)).join(' -> ')}`);
   }
+  if (across) lines.push(...acrossLines(across));
   for (const [title, steps] of [['Request path', s.request], ['Reply path', s.reply]] as const) {
     const picture = renderPath(steps);
     if (picture.length === 0) continue;
@@ -173,11 +243,11 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
     const by = s.stoppedBy;
     const verb = by.verdict === 'DROP' ? 'Dropped' : `Stopped (${by.verdict})`;
     const backend = by.backend === 'iptables-legacy' ? ' (iptables-legacy)' : '';
-    lines.push(`${verb} by ${chainLabel(by)}${backend} in namespace ${by.netns_name ?? by.netns}: ${decidedBy(by)}.`);
+    lines.push(`${verb} by ${chainLabel(by)}${backend} in namespace ${by.netns_name ?? by.netns}${by.node === undefined ? '' : ` on node ${by.node}`}: ${decidedBy(by)}.`);
   }
   if (r.status !== 0 && s.last) {
     const name = s.last.netns_name ?? String(s.last.netns);
-    lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name} (${s.last.hook}).`);
+    lines.push(`Last seen: ${s.last.dir} on ${s.last.ifname} in ${name}${s.last.node === undefined ? '' : ` on node ${s.last.node}`} (${s.last.hook}).`);
   }
   if (r.programs.length > 0) {
     lines.push('BPF programs on the path:');
@@ -189,7 +259,7 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');
   const verdict = probesVerdict(outcomes);
-  const all = outcomes.every((p) => p.answered);
+  const all = outcomes.every((p) => p.answered) && !across?.missing.length;
   // Names in these lines come from the traced system: shown, control characters made visible (paint shows its own).
   return [...lines.map(shown), paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red')];
 }

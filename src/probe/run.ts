@@ -43,10 +43,24 @@ export interface ProbeOptions {
   resolver?: NetnsResolver;
   /** Called once everything is attached, just before the probe is sent. */
   onReady?: (tracer: Tracer) => void;
+  /**
+   * Awaited after onReady, before the probe is sent, with what identifies its packets: tracing
+   * across nodes starts the other nodes' witnesses of it there (src/probe/witness.ts).
+   */
+  beforeSend?: (identity: ProbeIdentity) => Promise<void>;
+}
+
+/** What identifies a probe's packets wherever they are seen: its marker, and a TCP/UDP probe's flow. */
+export interface ProbeIdentity {
+  marker: Buffer;
+  markerOffset: number;
+  family: 4 | 6;
+  target: string;
+  flow: FlowTuple | undefined;
 }
 
 /** A TCP/UDP probe's packets go from its source port; the answers come back to it. */
-function orientByPort(events: (KernelEvent | TraceEvent)[], sourcePort: number): void {
+export function orientByPort(events: (KernelEvent | TraceEvent)[], sourcePort: number): void {
   for (const e of events) {
     if (e.kind !== 'route' && e.dir !== 'error') {
       e.dir = e.dport === sourcePort && e.sport !== sourcePort ? 'reply' : 'request';
@@ -175,11 +189,11 @@ export interface ProbeResult {
 /**
  * The kernel side of a probe: how its packets are recognised. Pings by their
  * marker; TCP/UDP probes by their whole flow, either way (and what NAT makes
- * of it, learned on the way).
+ * of it, learned on the way). The same on every node that traces it.
  */
-function probeFilter(o: ProbeOptions, marker: Buffer, flow: FlowTuple | undefined): KernelFilter {
-  const base = { marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address, snapLen: o.snapLen };
-  return flow ? { ...base, match: 'flow', flow } : base;
+export function probeFilter(id: ProbeIdentity, snapLen?: number): KernelFilter {
+  const base = { marker: id.marker, markerOffset: id.markerOffset, family: id.family, target: id.target, snapLen };
+  return id.flow ? { ...base, match: 'flow', flow: id.flow } : base;
 }
 
 /** The probe's command: ping, or the TCP/UDP sender (src/probe/send.ts). */
@@ -205,7 +219,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   let targets: readonly ProgramTarget[] = [];
   try {
     tracer = await createTracer({
-      filter: probeFilter(o, marker, flow),
+      filter: probeFilter({ marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address, flow }, o.snapLen),
       flow: o.service && flow && { proto: o.service.proto, port: flow.sport },
       netfilter: o.netfilter ?? true,
       native,
@@ -229,6 +243,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
   let aborted = false;
   try {
     o.onReady?.(tracer);
+    await o.beforeSend?.({ marker, markerOffset: MARKER_OFFSET, family: o.target.family, target: o.target.address, flow });
     const ping = spawnProbe();
     ping.open((pid) => tracer.addSender(pid));
     const child = ping.child;
@@ -303,7 +318,7 @@ export async function runProbe(o: ProbeOptions): Promise<ProbeResult> {
  * Hops, drops and route lookups as the kernel saw them, and netfilter's
  * verdicts made from checkpoints and nftables traces, in kernel time order.
  */
-async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Promise<{ events: TraceEvent[]; gaps: NetfilterGap[] }> {
+export async function journeyEvents(tracer: Tracer, kernel: readonly KernelEvent[]): Promise<{ events: TraceEvent[]; gaps: NetfilterGap[] }> {
   const hops = kernel.filter((e): e is HopEvent => e.kind === 'hop');
   const routes = kernel.filter((e): e is RouteEvent => e.kind === 'route');
   await classifyRoutes(routes, hops, systemKallsyms());

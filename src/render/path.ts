@@ -34,12 +34,13 @@ function segments(steps: readonly PathStep[]): Segment[] {
   const out: Segment[] = [];
   for (const s of steps) {
     const seg = out[out.length - 1];
-    if (seg && seg.last.netns === s.netns) {
+    if (seg && seg.last.netns === s.netns && seg.last.node === s.node) {
       seg.text += ` ${arrow(seg.last, s, 3)} ${shown(s.ifname)}`;
       seg.last = s;
     } else {
       // Names shown as printed (control characters made visible): the picture's widths are theirs.
-      out.push({ label: shown(s.netnsName ?? String(s.netns)), text: shown(s.ifname), first: s, last: s });
+      const name = s.netnsName ?? String(s.netns);
+      out.push({ label: shown(s.node === undefined ? name : `${s.node}/${name}`), text: shown(s.ifname), first: s, last: s });
     }
   }
   return out;

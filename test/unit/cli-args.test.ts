@@ -40,7 +40,9 @@ const bad: [string[], RegExp][] = [
   [['--filter', 'icmp', '--node', 'b=10.0.0.2:70000', '--token-file', '/t'], /give NAME=ADDR:PORT/],
   [['--filter', 'icmp', '--node', 'b\x1b[2J=10.0.0.2:7447', '--token-file', '/t'], /give NAME=ADDR:PORT/],
   [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--node', 'b=10.0.0.3:7447', '--token-file', '/t'], /--node b is given twice/],
-  [['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '10.0.0.2'], /--node goes with --filter for now/],
+  [['--node', 'b=10.0.0.2:7447', '10.0.0.2'], /--node needs --token-file FILE/],
+  [['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '--html', '/tmp/x.html', '10.0.0.2'], /--pcap and --html do not go with --node yet/],
+  [['--token-file', '/t', '10.0.0.2'], /--token-file goes with --node/],
   [['agent'], /agent: --listen ADDR:PORT is required/],
   [['agent', '--listen', '10.0.0.1:7447'], /agent: --token-file FILE is required/],
   [['agent', '--listen', '10.0.0.1', '--token-file', '/t'], /--listen 10\.0\.0\.1: give ADDR:PORT/],
@@ -60,6 +62,9 @@ test('--node and agent addresses: names, IPv4, IPv6 and host names', async () =>
     { name: 'c.d_e-1', host: 'fd00::3', port: 1 },
     { name: 'w', host: 'worker-2.example', port: 7447 },
   ]);
+  const probe = parseCommand(['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '--tcp', '80', '10.1.0.2']);
+  assert.ok(probe.kind === 'trace');
+  assert.deepEqual([probe.options.nodes, probe.options.tokenFile, probe.options.service], [[{ name: 'b', host: '10.0.0.2', port: 7447 }], '/t', { proto: 'tcp', port: 80 }]);
   assert.deepEqual(parseCommand(['agent', '--listen', '[::]:7447', '--token-file', '/t']), { kind: 'agent', options: { host: '::', port: 7447, tokenFile: '/t', name: undefined } });
   assert.equal(parseCommand(['agent', '--help']).kind, 'print');
 });

@@ -61,8 +61,15 @@ test('frames: what is not a JSON object is refused', () => {
   }
 });
 
+/** A ping probe's identity as a coordinator sends it. */
+const PROBE = { marker: '0011223344556677', marker_offset: 8, family: 4, target: '10.200.0.2' };
+
 test('messages: each side takes only what the protocol says, each field checked', () => {
   assert.deepEqual(coordinatorMessage({ type: 'trace', id: 1, filter: 'icmp', seconds: 10, max_events: 1000 }), { type: 'trace', id: 1, filter: 'icmp', seconds: 10, max_events: 1000 });
+  assert.equal(coordinatorMessage({ type: 'trace', id: 1, probe: PROBE, seconds: 10, max_events: 1000 }).type, 'trace');
+  const tcp = { ...PROBE, family: 6, target: 'fd99::2', flow: { proto: 6, src: 'fd99::1', dst: 'fd99::2', sport: 20345, dport: 80 } };
+  assert.equal(coordinatorMessage({ type: 'trace', id: 1, probe: tcp, seconds: 10, max_events: 1000 }).type, 'trace');
+  assert.equal(agentMessage({ type: 'done', id: 2, reason: 'stopped', lost_events: 0, lost_in_user_space: 0, lost_in_transit: 0, notes: ['c2: 1 nftables trace message(s) lost'] }).type, 'done');
   const refused: [Record<string, unknown>, RegExp][] = [
     [{ type: 'exec', command: 'rm -rf /' }, /unknown type "exec"/],
     [{ type: 'trace', id: 1, filter: 'icmp', seconds: 10, max_events: 1000, path: '/etc/shadow' }, /unknown field "path"/],
@@ -71,7 +78,15 @@ test('messages: each side takes only what the protocol says, each field checked'
     [{ type: 'trace', id: 1, filter: 'x'.repeat(1025), seconds: 1, max_events: 1 }, /filter out of range/],
     [{ type: 'trace', id: 1, filter: 'icmp', seconds: 1, max_events: 1e9 }, /max_events out of range/],
     [{ type: 'trace', id: -1, filter: 'icmp', seconds: 1, max_events: 1 }, /id out of range/],
-    [{ type: 'trace', id: 1, seconds: 1, max_events: 1 }, /filter missing/],
+    [{ type: 'trace', id: 1, seconds: 1, max_events: 1 }, /neither a filter nor a probe/],
+    [{ type: 'trace', id: 1, filter: 'icmp', probe: PROBE, seconds: 1, max_events: 1 }, /both a filter and a probe/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, marker: '00112233445566' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, marker: '0011223344556677; rm' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, target: 'fd00::2' }, seconds: 1, max_events: 1 }, /probe out of range/], // an IPv6 target for family 4
+    [{ type: 'trace', id: 1, probe: { ...PROBE, target: '10.0.0.256' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, path: '/etc' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, flow: { proto: 1, src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, flow: { proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport: 0, dport: 2 } }, seconds: 1, max_events: 1 }, /probe out of range/],
     [{ type: 'hello', version: 1, lease_ms: 10 }, /lease_ms out of range/],
     [{ type: 'hello', version: '1', lease_ms: 5000 }, /version out of range or of the wrong type/],
     [{ type: 'clock', t: 1.5 }, /t out of range/],
