@@ -274,7 +274,9 @@ test('agent start-up errors: one line each, nothing listening', () =>
         [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447'], /^tracepkt: --node needs --token-file FILE/],
         [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447', '--token-file', open], /^tracepkt: token file .*\/open: others can read or write it \(mode 644\): chmod 600 it\n$/],
         [['--filter', 'icmp', '--node', `${os.hostname()}=10.61.0.2:7447`, '--token-file', t.token('ok2', 'integration-token-0123456789abcdef')], /^tracepkt: --node .*(: that is this host's name|give NAME=ADDR:PORT)/], // a host name --node cannot take is refused as such
-        [['--node', 'far=10.61.0.2:7447', '--token-file', open, '10.61.0.2'], /^tracepkt: --node goes with --filter for now/],
+        // A probe across nodes: the same checks, before anything is attached or sent.
+        [['--node', 'far=10.61.0.2:7447', '--token-file', open, '10.61.0.2'], /^tracepkt: token file .*\/open: others can read or write it \(mode 644\): chmod 600 it\n$/],
+        [['--node', `${os.hostname()}=10.61.0.2:7447`, '--token-file', t.token('ok3', 'integration-token-0123456789abcdef'), '10.61.0.2'], /^tracepkt: --node .*(: that is this host's name|give NAME=ADDR:PORT)/],
       ];
       for (const [args, why] of cases) {
         const child = startCli(args, ['ip', 'netns', 'exec', t.far]);
