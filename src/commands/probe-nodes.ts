@@ -32,7 +32,7 @@ export interface AcrossNodes extends Stitched {
   missing: string[];
   /** Records lost on other nodes (their ring buffers full, or dropped on the way): their parts may lack hops. */
   lost: { node: string; events: number }[];
-  /** What the other nodes could not see (theirs, prefixed with their name). */
+  /** What the other nodes found they could not see once their trace ended (prefixed with their name). */
   notes: string[];
 }
 
@@ -115,7 +115,7 @@ export class ProbeNodes {
     for (const v of views.views) {
       const n = (v.done?.lost_events ?? 0) + (v.done?.lost_in_transit ?? 0);
       if (n > 0) lost.push({ node: v.name, events: n });
-      for (const note of [...v.notes, ...(v.done?.notes ?? [])]) notes.push(`node ${v.name}: ${note}`);
+      for (const note of v.done?.notes ?? []) notes.push(`node ${v.name}: ${note}`); // what it said when attaching is in nodes[].notes
     }
     return { ...stitched, local: this.wanted.local, nodes: views.reached(), missing: views.missing(), lost, notes };
   }

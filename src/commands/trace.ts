@@ -75,6 +75,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       const across = nodes ? `; nodes: ${[nodes.local, ...nodes.reached().map((n) => `${n.node} (clock ${n.clock})`)].join(', ')}` : '';
       io.err(shown(`tracing ${what}${o.from ? ` from ${o.from}` : ''}; netfilter in ${namespaces} namespace(s)${across}`));
       for (const note of notes) io.err(shown(`note: ${note}`));
+      for (const n of nodes?.reached() ?? []) for (const note of n.notes) io.err(shown(`note: node ${n.node}: ${note}`));
     }
   };
   if (o.pcap !== undefined) checkWritable(o.pcap);
@@ -220,6 +221,7 @@ function acrossLines(a: AcrossNodes): string[] {
   for (const [node, shift] of a.shifts) lines.push(`Order of cause: node ${node}'s events are placed ${ms(Math.abs(shift))} ${shift > 0 ? 'later' : 'earlier'} than its clock offset says, after the transmits that caused them (their times are shown unchanged).`);
   for (const m of a.missing) lines.push(`${m[0].toUpperCase()}${m.slice(1)}.`);
   for (const l of a.lost) lines.push(`Journey incomplete on node ${l.node}: ${l.events} event(s) lost there; hops may be missing.`);
+  for (const note of a.notes) lines.push(`Note: ${note}.`);
   return lines;
 }
 
