@@ -23,9 +23,9 @@ same token, until Ctrl-C or SIGTERM.
       --name NAME          this node's name in journeys (default: the host name)
 
 Connections are TLS 1.2 keyed by the token (ECDHE-PSK, ChaCha20-Poly1305): a peer without it fails
-the handshake. A coordinator may only ask for traces: a tcpdump filter, or a probe it sends (by
-its marker or flow), for a bounded time and number of events; what a trace attaches goes when it ends, also when its coordinator goes silent
-for its lease.`;
+the handshake. A coordinator may only ask for traces: a tcpdump filter, or a probe it sends (known
+by its marker or flow), for a bounded time and number of events; what a trace attaches goes when
+it ends, also when its coordinator goes silent for its lease.`;
 
 export interface AgentCommandOptions {
   host: string;
