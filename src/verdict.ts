@@ -76,7 +76,7 @@ function tunnelDrop(d: DropEvent): string | null {
 function tunnelRouteFailure(failed: RouteEvent, events: readonly TraceEvent[], down: DownInterfaces, sayNamespace = true): string | null {
   const type = tunnelOfFlow(failed.proto, failed.dport);
   if (!type) return null;
-  const entered = events.filter((e): e is HopEvent => e.kind === 'hop' && e.skb === failed.skb && e.hook === 'net_dev_queue' && !e.tunnel && e.time_ns <= failed.time_ns).pop();
+  const entered = events.filter((e): e is HopEvent => e.kind === 'hop' && e.skb === failed.skb && e.node === failed.node && e.hook === 'net_dev_queue' && !e.tunnel && e.time_ns <= failed.time_ns).pop();
   const dev = entered ? `${type} device ${entered.ifname}${sayNamespace ? ` in namespace ${nsName(entered)}` : ''}` : `the ${type} tunnel`;
   const failure = routeFailure(failed, down, 'its remote endpoint ');
   return `${dev} has ${/^no /.test(failure) ? '' : /^[aeiou]/.test(failure) ? 'an ' : 'a '}${failure}`;
@@ -201,7 +201,7 @@ function explainDrop(d: DropEvent, events: readonly TraceEvent[], down: DownInte
   // Dropped in a tunnel: the outer packet's addresses are what routing and neighbours saw.
   const packet = d.tunnel ?? d;
   // The tunnel's own lookup for this packet: recorded where its device is, which may not be where it looked (IPv6 says).
-  const tunnelRoute = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === d.skb && e.error !== null && !d.tunnel && tunnelOfFlow(e.proto, e.dport) !== null);
+  const tunnelRoute = events.find((e): e is RouteEvent => e.kind === 'route' && e.skb === d.skb && e.node === d.node && e.error !== null && !d.tunnel && tunnelOfFlow(e.proto, e.dport) !== null);
   const tunnelWhy = tunnelRoute && tunnelRouteFailure(tunnelRoute, events, down, false);
   if (tunnelWhy) return tunnelWhy;
   const routes = events.filter((e): e is RouteEvent => e.kind === 'route' && sameNs(e, d) && (e.skb === d.skb || e.skb === '0') && (!d.tunnel || (e.family === packet.family && (e.dst === packet.dst || e.dst === packet.src))));
@@ -261,6 +261,8 @@ export interface VerdictContext {
    * tunnel MTUs) concerns only its events: another node's namespaces may have the same inodes.
    */
   localNode?: string;
+  /** Records each other node lost (its ring buffer full): its events are judged against its own count. */
+  lostByNode?: ReadonlyMap<string, number>;
 }
 
 /** A tunnel device that took the probe in and could not carry it (src/probe/run.ts reads it with ip). */
@@ -314,11 +316,13 @@ function inTunnel(v: NetfilterEvent, hops: readonly HopEvent[]): string {
  * going further: the kernel holds it until the next hop answers, and frees
  * it (NEIGH_FAILED) when none does, seconds later.
  */
-function waitingForNeighbour(events: readonly TraceEvent[], lost: number | undefined): NeighbourEvent | null {
+function waitingForNeighbour(events: readonly TraceEvent[], context: VerdictContext): NeighbourEvent | null {
   const packets = events.filter((e) => e.kind === 'hop' || e.kind === 'neighbour' || e.kind === 'drop');
   const last = packets[packets.length - 1];
   if (last?.kind !== 'neighbour') return null;
-  // Records lost after it (the ring was full): the packet may have gone on unseen.
+  // Records lost after it (the ring was full): the packet may have gone on unseen. Each node counts its own.
+  const remote = last.node !== undefined && context.localNode !== undefined && last.node !== context.localNode;
+  const lost = remote ? (context.lostByNode?.get(last.node!) ?? 0) : context.lost;
   return lost !== undefined && lost > last.lost_so_far ? null : last;
 }
 
@@ -351,7 +355,7 @@ function natOnTheWay(hops: readonly HopEvent[]): string {
   return mapped ? `; NAT by conntrack in namespace ${nsName(mapped)}: ${mapped.conntrack!.nat}` : '';
 }
 
-function gapSentence(g: NetfilterGap): string {
+export function gapSentence(g: NetfilterGap): string {
   return `last seen in namespace ${nsName(g)} entering ${g.tables.join(', ')} at ${g.hook}; it did not come out, and nothing recorded a drop there (queued or stolen by netfilter, dropped by a hook that is no table, or a record lost)`;
 }
 
@@ -402,7 +406,7 @@ export function verdictLine(events: readonly TraceEvent[], replied: boolean, con
   const last = hops[hops.length - 1];
   const gap = context.gaps?.filter((g) => !last || g.time_ns >= last.time_ns).pop();
   if (gap) return `no reply: ${gapSentence(gap)}`;
-  const waiting = waitingForNeighbour(events, context.lost);
+  const waiting = waitingForNeighbour(events, context);
   if (waiting) return `no reply: ${unansweredNeighbour(waiting, last)}`;
   if (!last) return 'not seen on any interface';
   return `no reply: last seen as ${last.dir} on ${last.ifname} in namespace ${nsName(last)} (${last.hook})${natOnTheWay(hops)}`;
@@ -431,9 +435,10 @@ export interface ProbeOutcome {
 
 /** The events of probe `seq`: its packets' sightings and verdicts, the route lookups made for them, the sender's own. */
 export function eventsOfProbe(events: readonly TraceEvent[], seq: number): TraceEvent[] {
+  // sk_buff addresses are each host's: keyed by node too.
   const skbs = new Set<string>();
-  for (const e of events) if (e.kind !== 'route' && e.kind !== 'netfilter' && probeSeq(e) === seq) skbs.add(e.skb);
-  return events.filter((e) => (e.kind === 'route' ? e.skb === '0' || skbs.has(e.skb) : probeSeq(e) === seq));
+  for (const e of events) if (e.kind !== 'route' && e.kind !== 'netfilter' && probeSeq(e) === seq) skbs.add(`${e.node} ${e.skb}`);
+  return events.filter((e) => (e.kind === 'route' ? e.skb === '0' || skbs.has(`${e.node} ${e.skb}`) : probeSeq(e) === seq));
 }
 
 /**

@@ -4,8 +4,9 @@
  * It takes trace requests and nothing else: a pcap filter (compiled here by
  * libpcap, checked by the kernel's verifier) or the identity of a probe sent
  * from elsewhere, a time and an event limit, all bounded
- * (src/cluster/messages.ts). No command, no path, nothing of the
- * host's is changed beyond what a local `tracepkt --filter` attaches, and
+ * (src/cluster/messages.ts). No command, no path, nothing of the host's is
+ * changed beyond what a local trace attaches (for a probe, as for a local
+ * one: nftables trace tables that mark its packets in each namespace), and
  * that goes when the trace ends: when asked, at its time or event limit,
  * when the connection closes, or when the coordinator's lease runs out (it
  * renews it while alive; a coordinator that dies or is cut off stops

@@ -41,3 +41,14 @@ export function describeOffset(o: ClockOffset): string {
   const magnitude = size >= 1e9 ? `${(size / 1e9).toFixed(6)} s` : ms(size);
   return `${o.offsetNs < 0 ? '-' : '+'}${magnitude} ± ${ms(o.uncertaintyNs)}`;
 }
+
+/**
+ * How far two clocks may drift apart, at most, as a fraction of the time elapsed: crystal
+ * oscillators are specified to ±50 ppm or better, each; NTP-disciplined clocks stay far closer.
+ */
+export const DRIFT_RATE = 100e-6;
+
+/** The offset's bound at `nowNs`, widened by the drift since it was measured at `measuredAtNs`. */
+export function boundAt(o: ClockOffset, measuredAtNs: number, nowNs: number): number {
+  return Math.ceil(o.uncertaintyNs + Math.max(0, nowNs - measuredAtNs) * DRIFT_RATE);
+}

@@ -119,15 +119,18 @@ export class RemoteViews {
     return new RemoteViews(views);
   }
 
-  /** Starts the trace on every node reached: the same filter, or witnesses of the same probe. */
-  start(what: TraceWhat, h: ViewHandlers): void {
+  /**
+   * Starts the trace on every node reached: the same filter, or witnesses of the same probe (for
+   * as long and as many events as one probe's part may take).
+   */
+  start(what: TraceWhat, h: ViewHandlers, limits = { seconds: REMOTE_TRACE_SECONDS, maxEvents: REMOTE_TRACE_EVENTS }): void {
     this.h = h;
     for (const view of this.views) {
       if (!view.remote || view.state !== 'tracing') continue;
       view.uptoNs = monoNs();
       view.asked = true;
       view.remote.trace(
-        { ...what, seconds: REMOTE_TRACE_SECONDS, maxEvents: REMOTE_TRACE_EVENTS },
+        { ...what, ...limits },
         {
           attached: (notes) => {
             view.notes.push(...notes);
@@ -148,6 +151,7 @@ export class RemoteViews {
             view.done = done;
             this.flushLoss(view);
             if (done.error) this.fail(view, done.error);
+            else if (!view.attached) this.fail(view, 'stopped before its trace attached');
             else if (done.reason !== 'stopped' || !view.stopAsked) {
               const why = { stopped: 'its agent ended the trace (it is stopping)', time: 'its time limit', events: 'its event limit', lease: 'its lease ran out', failed: 'it failed' }[done.reason];
               this.fail(view, `its trace ended early: ${why}`);
@@ -239,20 +243,21 @@ export class RemoteViews {
 
   /**
    * Asks every node to end its trace and waits for each to say it did (or waitMs: a probe's
-   * witness judges its journey first), then disconnects.
+   * witness judges its journey first), then disconnects. `late`: what is said of a node that did
+   * not end its trace in time. Called again meanwhile (with 0: Ctrl-C), it stops waiting.
    */
-  async stop(waitMs = NODE_TIMEOUT_MS): Promise<void> {
+  async stop(waitMs = NODE_TIMEOUT_MS, late = `it did not confirm the end of its trace within ${waitMs / 1000} s: its last events may be missing`): Promise<void> {
     const tracing = this.views.filter((v) => v.state === 'tracing' && v.asked);
     for (const v of tracing) {
+      if (!v.stopAsked) v.remote!.stop();
       v.stopAsked = true;
-      v.remote!.stop();
     }
     await this.until(() => tracing.every((v) => v.state !== 'tracing'), waitMs);
     this.stopping = true;
     this.wake();
     for (const v of tracing) {
       if (v.state !== 'tracing') continue;
-      this.fail(v, v.attached ? `it did not confirm the end of its trace within ${waitMs / 1000} s: its last events may be missing` : 'stopped before its trace attached');
+      this.fail(v, v.attached ? late : 'stopped before its trace attached');
     }
     for (const v of this.views) v.remote?.close();
   }
@@ -265,6 +270,11 @@ export class RemoteViews {
       if (v.lags > 0) out.push(`the view from node ${v.name} fell more than ${LAG_LIMIT_NS / 1e9} s behind ${v.lags} time(s): journeys meanwhile are marked incomplete`);
     }
     return out;
+  }
+
+  /** The nodes asked to end their trace that have not yet. */
+  ending(): string[] {
+    return this.views.filter((v) => v.state === 'tracing' && v.stopAsked).map((v) => v.name);
   }
 
   /** The nodes whose trace is asked for and not attached yet. */

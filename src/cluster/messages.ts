@@ -18,6 +18,7 @@
  *
  * Either side may send error {message} before it closes.
  */
+import { isIP } from 'node:net';
 import { WireError } from './wire';
 
 export const PROTOCOL_VERSION = 1;
@@ -95,19 +96,21 @@ const objectOf = (fields: Record<string, Check>): Check => (v) =>
   plainObject(v) &&
   Object.keys(v as object).every((k) => Object.prototype.hasOwnProperty.call(fields, k)) &&
   Object.entries(fields).every(([k, c]) => c((v as Record<string, unknown>)[k]));
-const ipv4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-/** An address as text: IPv4 dotted, or IPv6 (hex digits and colons, an IPv4 tail allowed). */
-const address: Check = (v) => typeof v === 'string' && v.length <= 45 && (ipv4.test(v) || (/^[0-9a-fA-F:.]+$/.test(v) && v.includes(':')));
 const port = int(1, 65535);
-
+const ipOf = (family: unknown) => (v: unknown) => typeof v === 'string' && v.length <= 45 && isIP(v) === family;
+/**
+ * A probe: its addresses of its family; a flow's source port outside the well-known ones (ours
+ * are picked from 10000 up): a witness follows netfilter for that port, and must not for ssh's.
+ */
 const PROBE: Check = (v) =>
+  plainObject(v) &&
   objectOf({
     marker: (m) => typeof m === 'string' && /^[0-9a-f]{16}$/.test(m),
     marker_offset: int(0, 1500),
     family: (f) => f === 4 || f === 6,
-    target: address,
-    flow: optional(objectOf({ proto: (p) => p === 6 || p === 17, src: address, dst: address, sport: port, dport: port })),
-  })(v) && ((v as ProbeRequest).family === 4) === ipv4.test((v as ProbeRequest).target);
+    target: ipOf((v as ProbeRequest).family),
+    flow: optional(objectOf({ proto: (p) => p === 6 || p === 17, src: ipOf((v as ProbeRequest).family), dst: ipOf((v as ProbeRequest).family), sport: int(1024, 65535), dport: port })),
+  })(v);
 
 const COORDINATOR: Record<CoordinatorMessage['type'], Record<string, Check>> = {
   hello: { version: int(1, 1000), lease_ms: int(TRACE_LIMITS.leaseMs.min, TRACE_LIMITS.leaseMs.max) },

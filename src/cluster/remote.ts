@@ -57,6 +57,8 @@ export class RemoteNode {
   node = '';
   kernel = '';
   offset: ClockOffset = { offsetNs: 0, uncertaintyNs: 0 };
+  /** When the offset was measured (our clock): clocks drift apart from then on. */
+  measuredAtNs = 0;
 
   private constructor(
     readonly address: NodeAddress,
@@ -97,6 +99,7 @@ export class RemoteNode {
             samples.push({ sentNs, receivedNs: monoNs(), nodeNs: answer.node_ns });
           }
           remote.offset = estimateOffset(samples);
+          remote.measuredAtNs = monoNs();
           remote.renewTimer = setInterval(() => remote.send({ type: 'renew' }), Math.max(250, Math.floor(o.leaseMs / 3)));
           clearTimeout(timer);
           remote.onFailure = undefined;

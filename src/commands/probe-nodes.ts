@@ -12,6 +12,7 @@ import type { TraceEvent } from '../events';
 import type { ProbeRequest } from '../cluster/messages';
 import { RemoteViews, type NodesWanted } from '../cluster/coordinator';
 import { stitch, type Stitched } from '../cluster/stitch';
+import { boundAt } from '../cluster/clock';
 import type { ProbeIdentity } from '../probe/run';
 import type { Output } from './output';
 
@@ -20,6 +21,11 @@ import type { Output } from './output';
  * (nftables traces, rule texts read with nft), which takes seconds under emulation.
  */
 export const WITNESS_WAIT_MS = 60_000;
+/**
+ * Events one node's part of a probe's journey may hold: a ping's is a few dozen per probe, so
+ * this is room for hundreds of probes; a node that sends more is cut off there (and said).
+ */
+export const PROBE_PART_EVENTS = 20_000;
 
 /** Each node reached, as the start line and the summary say it. */
 export type ReachedNode = ReturnType<RemoteViews['reached']>[number];
@@ -34,6 +40,8 @@ export interface AcrossNodes extends Stitched {
   lost: { node: string; events: number }[];
   /** What the other nodes found they could not see once their trace ended (prefixed with their name). */
   notes: string[];
+  /** Nodes whose witness attached and saw no packet of the probe. */
+  silent: string[];
 }
 
 export class ProbeNodes {
@@ -57,9 +65,13 @@ export class ProbeNodes {
     return this.wanted.local;
   }
 
-  /** Asks every node reached to witness the probe, and waits until each attached, failed, or the run is interrupted. */
-  async witness(id: ProbeIdentity, signal?: AbortSignal): Promise<void> {
+  /**
+   * Asks every node reached to witness the probe (for at most `seconds`), and waits until each
+   * attached, failed, or the run is interrupted.
+   */
+  async witness(id: ProbeIdentity, seconds: number, signal?: AbortSignal): Promise<void> {
     const views = (this.views = await this.reaching);
+    if (signal?.aborted) return; // interrupted while ours loaded: nothing asked of the nodes
     const probe: ProbeRequest = {
       marker: id.marker.toString('hex'),
       marker_offset: id.markerOffset,
@@ -76,7 +88,7 @@ export class ProbeNodes {
       loss: () => undefined, // the agent's done counts what its node lost
       failed: (view, why) => this.io.err(shown(`Warning: the view from node ${view.name} ended: ${why}`)),
       lagging: () => undefined, // nothing waits on a witness's watermark: its part comes at the end
-    });
+    }, { seconds, maxEvents: PROBE_PART_EVENTS });
     const waiting = setTimeout(() => {
       const slow = views.attaching();
       if (slow.length) this.io.err(shown(`waiting for node(s) ${slow.join(', ')} to attach...`));
@@ -101,23 +113,39 @@ export class ProbeNodes {
     return this.views?.missing() ?? [];
   }
 
-  /** Asks each node for its part, waits for them, and stitches them to ours. */
-  async finish(localEvents: readonly TraceEvent[]): Promise<AcrossNodes> {
+  /** Asks each node for its part, waits for them (a Ctrl-C ends the wait: the parts in are shown), and stitches them to ours. */
+  async finish(localEvents: readonly TraceEvent[], signal?: AbortSignal): Promise<AcrossNodes> {
     const views = this.views ?? (await this.reaching);
-    await views.stop(WITNESS_WAIT_MS);
+    const stopping = views.stop(WITNESS_WAIT_MS, `its part of the journey did not come within ${WITNESS_WAIT_MS / 1000} s`);
+    const waiting = setTimeout(() => {
+      const slow = views.ending();
+      if (slow.length) this.io.err(shown(`waiting for node(s) ${slow.join(', ')} to send their part of the journey...`));
+    }, 1000);
+    const interrupt = () => void views.stop(0, 'interrupted before its part of the journey came');
+    if (signal?.aborted) interrupt();
+    signal?.addEventListener('abort', interrupt, { once: true });
+    try {
+      await stopping;
+    } finally {
+      clearTimeout(waiting);
+      signal?.removeEventListener('abort', interrupt);
+    }
     for (const e of localEvents) e.node = this.wanted.local;
+    // Each node's clock bound, widened by the drift since it was measured (at the end of the probe: the most).
+    const now = Number(process.hrtime.bigint());
     const uncertainty = new Map<string, number>();
-    for (const v of views.views) if (v.remote) uncertainty.set(v.name, v.remote.offset.uncertaintyNs);
+    for (const v of views.views) if (v.remote) uncertainty.set(v.name, boundAt(v.remote.offset, v.remote.measuredAtNs, now));
     const all = [...localEvents, ...[...this.parts.values()].flat()];
     const stitched = stitch(all, uncertainty, this.wanted.local);
     const lost: AcrossNodes['lost'] = [];
     const notes: string[] = [];
+    const silent = views.views.filter((v) => v.state === 'done' && !this.parts.get(v.name)?.length).map((v) => v.name);
     for (const v of views.views) {
       const n = (v.done?.lost_events ?? 0) + (v.done?.lost_in_transit ?? 0);
       if (n > 0) lost.push({ node: v.name, events: n });
       for (const note of v.done?.notes ?? []) notes.push(`node ${v.name}: ${note}`); // what it said when attaching is in nodes[].notes
     }
-    return { ...stitched, local: this.wanted.local, nodes: views.reached(), missing: views.missing(), lost, notes };
+    return { ...stitched, local: this.wanted.local, nodes: views.reached(), missing: views.missing(), lost, notes, silent };
   }
 
   /** Ends every view at once (an error before the probe was sent). */

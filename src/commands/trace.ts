@@ -23,7 +23,8 @@ import { renderHtml } from '../render/html';
 import type { Output } from './output';
 import { describeProgram, describeReturns } from '../kernel/attached-programs';
 import type { NodeAddress } from '../cluster/remote';
-import type { AcrossNodes, ProbeNodes } from './probe-nodes';
+import { WITNESS_WAIT_MS, type AcrossNodes, type ProbeNodes } from './probe-nodes';
+import { ATTACH_TIMEOUT_MS } from '../cluster/coordinator';
 import type { WireCrossing } from '../cluster/stitch';
 import { tunnelLabel } from '../tunnel';
 
@@ -88,7 +89,9 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       // Across nodes, the start line waits until each node's witness is attached (or said missing).
       onReady: (tracer) => (nodes ? (ready = tracer) : start(tracer)),
       beforeSend: nodes && (async (id) => {
-        await nodes.witness(id, signal);
+        // As long as the probe may take (runProbe's own bound), its witnesses' attaching and their parts' coming.
+        const probeS = Math.ceil((o.count * 0.2 + o.timeout) * 3 + 30);
+        await nodes.witness(id, probeS + (ATTACH_TIMEOUT_MS + WITNESS_WAIT_MS) / 1000, signal);
         start(ready!);
       }),
     });
@@ -96,7 +99,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
     await nodes?.abandon();
     throw err;
   }
-  const across = nodes && (await nodes.finish(result.events));
+  const across = nodes && (await nodes.finish(result.events, signal));
   if (across) result = { ...result, events: across.events, notes: [...result.notes, ...across.notes] };
   if (o.pcap !== undefined) writePcap(o.pcap, result.events);
   if (o.html !== undefined) {
@@ -144,12 +147,16 @@ export function writePcap(file: string, events: readonly TraceEvent[]): void {
  * answered is ping's word); a TCP/UDP probe is one.
  */
 export function outcomesOf(count: number, r: ProbeResult, across?: AcrossNodes): ProbeOutcome[] {
-  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu, programs: r.programs, localNode: across?.local };
+  const lostByNode = new Map(across?.lost.map((l) => [l.node, l.events]));
+  const context = { down: r.down, lost: r.lost, gaps: r.gaps, localMtu: r.localMtu, tunnelMtu: r.tunnelMtu, programs: r.programs, localNode: across?.local, lostByNode };
   const outcomes = r.ping
     ? probeOutcomes(r.events, r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count, r.ping, context)
     : [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
-  // A node not seen from: the verdict says so, whatever the others saw.
-  const unseen = across?.missing.length ? `; ${across.missing.join('; ')}` : '';
+  // A node not seen from, or that saw nothing of the probe: the verdict says so, whatever the others saw.
+  const silent = (across?.silent ?? []).map((n) =>
+    `node ${n} saw no packet of the probe${r.flow ? ' (it knows a TCP/UDP probe by its flow as it left here: a NAT on the way changes it)' : ''}`);
+  const said = [...(across?.missing ?? []), ...silent];
+  const unseen = said.length ? `; ${said.join('; ')}` : '';
   return unseen ? outcomes.map((p) => ({ ...p, verdict: p.verdict + unseen })) : outcomes;
 }
 
@@ -190,11 +197,11 @@ function summaryRecord(o: TraceCommandOptions, address: string, r: ProbeResult, 
       decided_by: s.stoppedBy.decided_by,
     },
     netfilter_gaps: r.gaps,
-    bpf_programs: r.programs,
+    bpf_programs: across ? r.programs.map((p) => ({ node: across.local, ...p })) : r.programs,
     notes: r.notes,
     lost_events: r.lost,
     ...(across ? acrossRecord(across) : {}),
-    incomplete: r.lost > 0 || (across !== undefined && (across.missing.length > 0 || across.lost.length > 0)),
+    incomplete: r.lost > 0 || (across !== undefined && (across.missing.length > 0 || across.lost.length > 0 || across.doubts.length > 0)),
     verdict: probesVerdict(outcomes),
     exit_status: r.aborted ? 130 : r.status,
   };
@@ -209,6 +216,8 @@ function acrossRecord(a: AcrossNodes) {
     wire: a.crossings,
     wire_round_trips: a.roundTrips.map((t) => ({ node: t.node, seq: t.seq, ns: t.ns })),
     clock_shifts: Object.fromEntries(a.shifts),
+    order_doubts: a.doubts,
+    silent_nodes: a.silent,
     lost_events_on_nodes: a.lost,
   };
 }
@@ -219,6 +228,7 @@ function acrossLines(a: AcrossNodes): string[] {
   if (a.crossings.length > 0) lines.push('Across the wire (receive less transmit; the clock offsets are known within their bound):', ...a.crossings.map((c) => `    ${crossingLine(c)}`));
   for (const t of a.roundTrips) lines.push(`    probe ${t.seq} to ${t.node} and back: ${ms(t.ns)} on the wire both ways together (less the time on ${t.node}; no clock offset in it)`);
   for (const [node, shift] of a.shifts) lines.push(`Order of cause: node ${node}'s events are placed ${ms(Math.abs(shift))} ${shift > 0 ? 'later' : 'earlier'} than its clock offset says, after the transmits that caused them (their times are shown unchanged).`);
+  for (const d of a.doubts) lines.push(`Order uncertain: ${d}.`);
   for (const m of a.missing) lines.push(`${m[0].toUpperCase()}${m.slice(1)}.`);
   for (const l of a.lost) lines.push(`Journey incomplete on node ${l.node}: ${l.events} event(s) lost there; hops may be missing.`);
   for (const note of a.notes) lines.push(`Note: ${note}.`);
@@ -226,6 +236,7 @@ function acrossLines(a: AcrossNodes): string[] {
 }
 
 export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, paint: Paint = plain, across?: AcrossNodes): string[] {
+  const here = across?.local; // in a journey across nodes, what was read on this host is labelled with it
   const lines = [''];
   if (r.events.length === 0) lines.push('No packet of the probe was seen on any interface.');
   const outcomes = outcomesOf(count, r, across);
@@ -255,13 +266,13 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
     lines.push('BPF programs on the path:');
     for (const p of r.programs) {
       const returns = describeReturns(p);
-      lines.push(`    ${p.ifname} in ${netnsLabel(p.netns, p.netns_name)}: ${describeProgram(p)}${returns ? `; ${returns}` : ''}`);
+      lines.push(`    ${p.ifname} in ${netnsLabel(p.netns, p.netns_name, here)}: ${describeProgram(p)}${returns ? `; ${returns}` : ''}`);
     }
   }
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');
   const verdict = probesVerdict(outcomes);
-  const all = outcomes.every((p) => p.answered) && !across?.missing.length;
+  const all = outcomes.every((p) => p.answered) && !across?.missing.length && !across?.silent.length;
   // Names in these lines come from the traced system: shown, control characters made visible (paint shows its own).
   return [...lines.map(shown), paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red')];
 }

@@ -18,6 +18,14 @@ import { loadNative } from '../native';
 import { NetnsResolver } from '../names/netns';
 import { createTracer, type Tracer } from '../tracer';
 import { journeyEvents, orientByPort, probeFilter } from './run';
+import { gapSentence } from '../verdict';
+
+/**
+ * Kernel records a witness holds at most (hops, checkpoints, route lookups of the probe's packets: a
+ * ping's are a few dozen per probe). Beyond, it stops tracing and says so: held until the end, they
+ * would otherwise grow without bound for a probe that is not one.
+ */
+const WITNESS_RECORDS_MAX = 200_000;
 
 /** The kernel filter for a probe as the coordinator describes it (checked by src/cluster/messages.ts). */
 function filterOf(p: ProbeRequest) {
@@ -57,11 +65,20 @@ class ProbeWitness implements TraceSource {
   }
 
   async *batches(): AsyncGenerator<TraceEvent[]> {
-    for await (const batch of this.tracer.batches()) for (const e of batch) this.kernel.push(e);
+    for await (const batch of this.tracer.batches()) {
+      if (this.kernel.length + batch.length > WITNESS_RECORDS_MAX) {
+        this.judged.push(`more than ${WITNESS_RECORDS_MAX} records of the probe here: tracing stopped there, later hops are missing`);
+        this.tracer.close();
+        break;
+      }
+      for (const e of batch) this.kernel.push(e);
+    }
     // Closed: the journey as this node saw it, judged here where netfilter's traces are.
     if (this.flow) orientByPort(this.kernel, this.flow.sport);
-    const { events } = await journeyEvents(this.tracer, this.kernel);
+    const { events, gaps } = await journeyEvents(this.tracer, this.kernel);
     if (this.flow) orientByPort(events, this.flow.sport);
+    // Netfilter bands the probe entered here and did not leave, unexplained: said in words.
+    for (const g of gaps) this.judged.push(gapSentence(g));
     for (const ns of this.tracer.netfilter?.namespaces ?? []) {
       const lost = ns.lost();
       if (lost > 0) this.judged.push(`${ns.netns.name ?? ns.netns.inode}: ${lost} nftables trace message(s) lost (socket buffer full)`);

@@ -14,19 +14,30 @@ import * as path from 'node:path';
 const DOCKER = '/usr/bin/docker';
 export const IMAGE = 'tracepkt-busybox:test';
 
+export interface DaemonOptions {
+  /**
+   * Containers on the host network only: no bridge, no iptables rules of Docker's (whose FORWARD
+   * policy would also judge the namespace's own bridged traffic).
+   */
+  hostNetworkOnly?: boolean;
+}
+
 export class DockerDaemon {
   private daemon: ChildProcess | undefined;
   readonly dir: string;
   readonly socket: string;
 
-  private constructor(readonly netns: string) {
+  private constructor(
+    readonly netns: string,
+    private readonly o: DaemonOptions = {},
+  ) {
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-docker-'));
     this.socket = path.join(this.dir, 'docker.sock');
   }
 
   /** Starts dockerd in /run/netns/NETNS and imports the busybox image; stop() undoes all of it. */
-  static async start(netns: string): Promise<DockerDaemon> {
-    const d = new DockerDaemon(netns);
+  static async start(netns: string, o: DaemonOptions = {}): Promise<DockerDaemon> {
+    const d = new DockerDaemon(netns, o);
     try {
       await d.boot();
       d.importImage();
@@ -46,7 +57,8 @@ export class DockerDaemon {
     this.daemon = spawn('nsenter', [`--net=/run/netns/${this.netns}`, '--', 'dockerd',
       '--data-root', path.join(this.dir, 'data'), '--exec-root', path.join(this.dir, 'exec'),
       '--pidfile', path.join(this.dir, 'dockerd.pid'), '-H', `unix://${this.socket}`,
-      '--containerd-namespace', ns, '--containerd-plugins-namespace', `${ns}p`, '--config-file', config], { stdio: ['ignore', log, log] });
+      '--containerd-namespace', ns, '--containerd-plugins-namespace', `${ns}p`, '--config-file', config,
+      ...(this.o.hostNetworkOnly ? ['--bridge=none', '--iptables=false'] : [])], { stdio: ['ignore', log, log] });
     fs.closeSync(log);
     for (let i = 0; i < 120; i++) {
       if (this.daemon.exitCode !== null) break;
@@ -74,6 +86,11 @@ export class DockerDaemon {
 
   docker(...args: string[]): string {
     return execFileSync(DOCKER, ['-H', `unix://${this.socket}`, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 }).trim();
+  }
+
+  /** Loads an image from a `docker save` archive (a release's, say); returns what docker said. */
+  load(archive: string): string {
+    return execFileSync(DOCKER, ['-H', `unix://${this.socket}`, 'load', '-i', archive], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000 }).trim();
   }
 
   /** Runs a container of the busybox image, detached; returns its id. */

@@ -3,7 +3,10 @@
 # (KVM_TAP wires its eth0 to a tap device on this machine; its root is this machine's, read-only, so it
 # runs the same build). It builds its half of a VXLAN overlay (VNI 42, port 4789) with a container
 # namespace c2 behind a bridge, a firewall that drops pings to c2's second address, and serves the
-# agent until the test asks it to stop. $1: a directory shared read-write with the test.
+# agent until the test asks it to stop. Meanwhile it runs the commands the test asks for (the
+# coordinator, a look at what the kernel holds): the test writes one, a word per line, to
+# N.cmd; its output goes to N.out and N.err, its exit status to N.rc.
+# $1: a directory shared read-write with the test.
 set -euo pipefail
 RW=$1
 modprobe -a veth bridge vxlan nfnetlink nf_tables nf_conntrack nft_ct
@@ -33,9 +36,22 @@ NFT
 install -m 600 "$RW/token" /tmp/token
 bin/tracepkt agent --listen 192.168.77.2:7447 --token-file /tmp/token --name far 2>"$RW/agent.log" &
 agent=$!
-for _ in $(seq 9000); do [ -e "$RW/stop" ] && break; kill -0 $agent 2>/dev/null || break; sleep 0.1; done
+for _ in $(seq 9000); do
+  [ -e "$RW/stop" ] && break
+  kill -0 $agent 2>/dev/null || break
+  for cmd in "$RW"/*.cmd; do
+    [ -e "$cmd" ] || continue
+    n=${cmd%.cmd}
+    mapfile -t words <"$cmd"
+    rm -f "$cmd"
+    "${words[@]}" >"$n.out" 2>"$n.err" && rc=0 || rc=$?
+    echo $rc >"$n.rc.tmp" && mv "$n.rc.tmp" "$n.rc"
+  done
+  sleep 0.1
+done
 kill -INT $agent 2>/dev/null || true
 wait $agent && rc=0 || rc=$?
 # What the agent left behind: nothing of tracepkt's may stay in the kernel.
 bpftool prog show 2>/dev/null | grep -c ' name tp_' >"$RW/leftover-programs" || true
+{ nft list tables; ip netns exec c2 nft list tables; } 2>/dev/null | grep -c tracepkt >"$RW/leftover-tables" || true
 echo $rc >"$RW/agent.rc"

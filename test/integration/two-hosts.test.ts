@@ -9,12 +9,13 @@
  */
 import { test } from 'node:test';
 import * as assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { capture, eventually, runCli, withLab, type CliRun } from './helpers';
+import { capture, eventually, finished, runCli, startCli, withLab, type CliRun } from './helpers';
+import { DockerDaemon } from './docker-daemon';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 const KVM_RUN = path.join(ROOT, 'test', 'kernel-matrix', 'kvm-run');
@@ -54,6 +55,17 @@ test('two kernels: one journey stitched by the VXLAN packets between them; a far
     guest.stderr!.on('data', (s: Buffer) => (guestLog += s.toString()));
     const guestDone = new Promise<number | null>((resolve) => guest.on('close', (code) => resolve(code)));
     const agentLog = () => (fs.existsSync(path.join(rw, 'agent.log')) ? fs.readFileSync(path.join(rw, 'agent.log'), 'utf8') : '');
+    /** A command run on the far node (two-hosts-far-node.sh runs what it finds): its status and output. */
+    let commands = 0;
+    const farRun = async (words: string[], limitMs = 600_000) => {
+      const n = path.join(rw, `${++commands}`);
+      fs.writeFileSync(`${n}.tmp`, words.join('\n') + '\n');
+      fs.renameSync(`${n}.tmp`, `${n}.cmd`);
+      assert.ok(await eventually(() => fs.existsSync(`${n}.rc`) || guest.exitCode !== null, limitMs), `the far node did not run ${words.join(' ')}: ${guestLog}`);
+      return { rc: Number(fs.readFileSync(`${n}.rc`, 'utf8')), out: fs.readFileSync(`${n}.out`, 'utf8'), err: fs.readFileSync(`${n}.err`, 'utf8') };
+    };
+    /** tracepkt's programs and nftables tables in the far kernel now. */
+    const farLeftovers = async () => (await farRun(['sh', '-c', 'bpftool prog show | grep -c " name tp_"; { nft list tables; ip netns exec c2 nft list tables; } | grep -c tracepkt; true'])).out.split('\n').slice(0, 2).map(Number);
     try {
       // The tap appears once qemu runs (it may first install itself and fetch the kernel).
       assert.ok(await eventually(() => lab.ip(a, 'link').includes(tap) || guest.exitCode !== null, 1_200_000), `no tap device: ${guestLog}`);
@@ -168,16 +180,94 @@ test('two kernels: one journey stitched by the VXLAN packets between them; a far
         assert.match(s.missing[0], /^no view from node gone: /);
         assert.ok(run.events.some((e) => e.node === 'far') && run.events.some((e) => e.node === here));
       });
+
+      await t.test('a TCP probe across nodes: known there by its flow; answered with a RST from the far container', async () => {
+        const run = await across('10.200.0.2', tokenFile, ['--tcp', '80']);
+        assert.equal(run.status, 0, run.stderr);
+        const s = run.summary!;
+        assert.equal(s.verdict, 'answered with RST: port 80 closed on 10.200.0.2');
+        assert.deepEqual(s.wire.map((c: any) => [c.dir, c.from.node, c.to.node, c.tunnel.id]), [['request', here, 'far', 42], ['reply', 'far', here, 42]]);
+        const far = run.events.filter((e) => e.node === 'far');
+        assert.deepEqual([...new Set(far.map((e) => `${e.dir} ${e.tcp_flags}`))], ['request S', 'reply R.']);
+        assert.deepEqual(s.silent_nodes, []);
+      });
+
+      await t.test('the coordinator killed while the far node witnesses: its trace ends there, nothing of it stays in that kernel', async () => {
+        const child = startCli(['--json', '--node', `far=${FAR}`, '--token-file', tokenFile, '--from', c1, '--timeout', '5', '10.200.0.3'], ['ip', 'netns', 'exec', a]);
+        const done = finished(child);
+        // The start line is out once the far node's witness is attached.
+        await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+        child.kill('SIGKILL');
+        await done;
+        assert.ok(await eventually(() => /the coordinator disconnected\n.*trace ended \(stopped\)/.test(agentLog()), 120_000), agentLog());
+        assert.deepEqual(await farLeftovers(), [0, 0], 'no program, no nftables table of tracepkt left on the far node');
+      });
+
+      await t.test('the agent from the release\'s container image under Docker on this node, the coordinator on the far one: the journey the other way', async () => {
+        // The image as the release builds it: the .deb in a minimal Debian root, no registry.
+        execFileSync('npm', ['run', '--silent', 'image'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], timeout: 1_200_000 });
+        const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
+        const docker = await DockerDaemon.start(a, { hostNetworkOnly: true });
+        try {
+          assert.match(docker.load(path.join(ROOT, 'release', `tracepkt-agent_${version}.tar`)), new RegExp(`Loaded image: tracepkt-agent:${version.replace(/\./g, '\\.')}`));
+          // The privileges it needs, no more (README, "Kubernetes"): the node's network and processes;
+          // BPF and tracing, entering namespaces (CAP_SYS_ADMIN: Docker 20.10 knows no CAP_BPF or
+          // CAP_PERFMON), netfilter in every namespace, other processes' namespaces, kernel symbols. Not
+          // CAP_SYS_RESOURCE: only kernels before 5.11 charge BPF maps to locked memory (and this
+          // machine's own bounding set lacks it).
+          docker.docker('run', '-d', '--name', 'tracepkt-agent', '--network', 'host', '--pid', 'host',
+            ...['NET_ADMIN', 'SYS_ADMIN', 'SYS_PTRACE', 'SYSLOG'].flatMap((c) => ['--cap-add', c]),
+            '-v', '/run/netns:/run/netns:ro', '-v', `${tokenFile}:/etc/tracepkt/token:ro`,
+            `tracepkt-agent:${version}`, '--listen', '192.168.77.1:7447', '--token-file', '/etc/tracepkt/token', '--name', 'near');
+          // What the agent said (its lines go to the container's stderr).
+          const logs = () => {
+            const r = spawnSync('docker', ['-H', `unix://${docker.socket}`, 'logs', 'tracepkt-agent'], { encoding: 'utf8' });
+            return `${r.stdout}${r.stderr}`;
+          };
+          assert.ok(await eventually(() => /listening on 192\.168\.77\.1:7447 as node near/.test(logs()), 120_000), logs());
+          // The far node runs the coordinator: from its container c2 to c1 here.
+          const far = await farRun(['bin/tracepkt', '--json', '--node', 'near=192.168.77.1:7447', '--token-file', '/tmp/token', '--from', 'c2', '10.200.0.1']);
+          assert.equal(far.rc, 0, `${far.err}${far.out}`);
+          const out = far.out;
+          const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+          const farName = lines.find((l) => l.kind === 'start').node; // the guest's host name
+          const run = { events: lines.filter((l) => l.kind === 'hop') } as CliRun;
+          assert.deepEqual(journey(run), [
+            [farName, 'c2', 'eth0', 'request', 'net_dev_queue'],
+            [farName, 'host', 'vc2', 'request', 'netif_receive_skb'],
+            [farName, 'host', 'vx0', 'request', 'net_dev_queue'],
+            [farName, 'host', 'eth0', 'request', 'net_dev_queue'],
+            ['near', a, tap, 'request', 'netif_receive_skb'],
+            ['near', a, 'vx0', 'request', 'netif_receive_skb'],
+            ['near', a, 'vc1', 'request', 'net_dev_queue'],
+            ['near', c1, 'eth0', 'request', 'netif_receive_skb'],
+            ['near', c1, 'eth0', 'reply', 'net_dev_queue'],
+            ['near', a, 'vc1', 'reply', 'netif_receive_skb'],
+            ['near', a, 'vx0', 'reply', 'net_dev_queue'],
+            ['near', a, tap, 'reply', 'net_dev_queue'],
+            [farName, 'host', 'eth0', 'reply', 'netif_receive_skb'],
+            [farName, 'host', 'vx0', 'reply', 'netif_receive_skb'],
+            [farName, 'host', 'vc2', 'reply', 'net_dev_queue'],
+            [farName, 'c2', 'eth0', 'reply', 'netif_receive_skb'],
+          ], out);
+          const s = lines.find((l) => l.kind === 'summary');
+          assert.equal(s.verdict, 'delivered and answered');
+          assert.deepEqual(s.wire.map((c: any) => [c.dir, c.from.node, c.to.node, c.tunnel.id]), [['request', farName, 'near', 42], ['reply', 'near', farName, 42]]);
+          assert.match(logs(), /tracing a probe to 10\.200\.0\.1 .*\n.*trace ended \(stopped\)/);
+        } finally {
+          await docker.stop();
+        }
+      });
     } finally {
       fs.writeFileSync(path.join(rw, 'stop'), '');
       const stopped = await Promise.race([guestDone, new Promise((resolve) => setTimeout(() => resolve('timeout'), 120_000))]);
       if (stopped === 'timeout') guest.kill('SIGTERM');
       const agentRc = fs.existsSync(path.join(rw, 'agent.rc')) ? fs.readFileSync(path.join(rw, 'agent.rc'), 'utf8').trim() : 'none';
-      const leftover = fs.existsSync(path.join(rw, 'leftover-programs')) ? fs.readFileSync(path.join(rw, 'leftover-programs'), 'utf8').trim() : 'unknown';
+      const leftover = ['programs', 'tables'].map((what) => (fs.existsSync(path.join(rw, `leftover-${what}`)) ? fs.readFileSync(path.join(rw, `leftover-${what}`), 'utf8').trim() : 'unknown'));
       fs.rmSync(rw, { recursive: true, force: true });
       // The agent ended on SIGINT as interrupted commands do (130), and left none of its programs in the far kernel.
       assert.equal(agentRc, '130', guestLog);
-      assert.equal(leftover, '0', guestLog);
+      assert.deepEqual(leftover, ['0', '0'], guestLog);
     }
   }),
 );

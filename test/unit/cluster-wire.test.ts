@@ -87,6 +87,11 @@ test('messages: each side takes only what the protocol says, each field checked'
     [{ type: 'trace', id: 1, probe: { ...PROBE, path: '/etc' }, seconds: 1, max_events: 1 }, /probe out of range/],
     [{ type: 'trace', id: 1, probe: { ...PROBE, flow: { proto: 1, src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 } }, seconds: 1, max_events: 1 }, /probe out of range/],
     [{ type: 'trace', id: 1, probe: { ...PROBE, flow: { proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport: 0, dport: 2 } }, seconds: 1, max_events: 1 }, /probe out of range/],
+    // A witness follows netfilter for the flow's source port: never a well-known one (ours start at 10000).
+    [{ type: 'trace', id: 1, probe: { ...PROBE, flow: { proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport: 22, dport: 2 } }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, family: 6, target: ':' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, family: 6, target: '::::' }, seconds: 1, max_events: 1 }, /probe out of range/],
+    [{ type: 'trace', id: 1, probe: { ...PROBE, family: 6, target: 'fd99::2', flow: { proto: 6, src: '10.0.0.1', dst: '10.0.0.2', sport: 20000, dport: 80 } }, seconds: 1, max_events: 1 }, /probe out of range/],
     [{ type: 'hello', version: 1, lease_ms: 10 }, /lease_ms out of range/],
     [{ type: 'hello', version: '1', lease_ms: 5000 }, /version out of range or of the wrong type/],
     [{ type: 'clock', t: 1.5 }, /t out of range/],
