@@ -10,6 +10,7 @@ import { colourWanted } from './render/colour';
 import { MANGLE_USAGE, parseMangleArgs } from './commands/mangle';
 import { AGENT_USAGE, parseAgentArgs } from './commands/agent';
 import type { NodeAddress } from './cluster/remote';
+import { credentialFiles, type CredentialFiles } from './cluster/credential-files';
 
 export const USAGE = `Usage:
   tracepkt [options] TARGET   trace probes to TARGET (an IP address, a host name, or a
@@ -46,6 +47,9 @@ Options:
                          ADDR:PORT; repeat for more nodes. A probe's journey is stitched across
                          them by its packets (and a tunnel's outer headers); events carry their node
       --token-file FILE  the token the agents were started with (with --node)
+      --cert FILE --key FILE --ca FILE  instead of a token (mutual TLS): this side's certificate
+                         and key, and the CA that signs the agents' (whose certificates must name
+                         the address dialled)
       --json             JSON Lines on stdout: one event per line (docs/json.md)
   -q, --quiet            only the summary (with --json: the start and summary lines only)
       --pcap FILE        also write every sighted packet to FILE (pcapng, for Wireshark/tshark)
@@ -57,10 +61,10 @@ Exit status: 0 an answer came back (echo reply; SYN-ACK or RST; UDP datagram), 1
 2 or more tracepkt could not run.`;
 
 /** The --node options given, checked: each name once, and the token with them. */
-function nodesOf(given: string[] | undefined, tokenFile: string | undefined): NodeAddress[] | undefined {
+function nodesOf(given: string[] | undefined, credentials: CredentialFiles | undefined): NodeAddress[] | undefined {
   const nodes = given?.map(nodeAddress);
-  if (nodes && tokenFile === undefined) throw new TracepktError('--node needs --token-file FILE: the token its agent was started with');
-  if (!nodes && tokenFile !== undefined) throw new TracepktError('--token-file goes with --node');
+  if (nodes && credentials === undefined) throw new TracepktError('--node needs --token-file FILE (the token its agent was started with), or --cert, --key and --ca');
+  if (!nodes && credentials !== undefined) throw new TracepktError(`${'tokenFile' in credentials ? '--token-file' : '--cert, --key and --ca'} go with --node`);
   const names = new Set<string>();
   for (const n of nodes ?? []) {
     if (names.has(n.name)) throw new TracepktError(`--node ${n.name} is given twice`);
@@ -125,7 +129,7 @@ export type Command =
   | { kind: 'print'; text: string }
   | { kind: 'mangle'; options: import('./commands/mangle').MangleCommandOptions }
   | { kind: 'agent'; options: import('./commands/agent').AgentCommandOptions }
-  | { kind: 'passive'; options: { filter: string; count: number | undefined; json: boolean; quiet: boolean | undefined; nodes?: NodeAddress[]; tokenFile?: string } }
+  | { kind: 'passive'; options: { filter: string; count: number | undefined; json: boolean; quiet: boolean | undefined; nodes?: NodeAddress[]; credentials?: CredentialFiles } }
   | { kind: 'demo' | 'doctor' | 'cleanup' }
   | { kind: 'trace'; options: Omit<import('./commands/trace').TraceCommandOptions, 'colour'> };
 
@@ -158,6 +162,9 @@ export function parseCommand(argv: string[]): Command {
         filter: { type: 'string' },
         node: { type: 'string', multiple: true },
         'token-file': { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        ca: { type: 'string' },
         size: { type: 'string' },
         json: { type: 'boolean' },
         quiet: { type: 'boolean', short: 'q' },
@@ -183,10 +190,12 @@ export function parseCommand(argv: string[]): Command {
       throw new TracepktError('--filter traces every namespace and sends nothing: --from, --tcp and --udp do not go with it');
     }
     const count = values.count === undefined ? undefined : positiveInt('--count', values.count, 1);
-    const nodes = nodesOf(values.node, values['token-file']);
-    return { kind: 'passive', options: { filter: values.filter, count, json: values.json ?? false, quiet: values.quiet, nodes, tokenFile: values['token-file'] } };
+    const credentials = credentialFiles(values);
+    const nodes = nodesOf(values.node, credentials);
+    return { kind: 'passive', options: { filter: values.filter, count, json: values.json ?? false, quiet: values.quiet, nodes, credentials } };
   }
-  const nodes = nodesOf(values.node, values['token-file']);
+  const credentials = credentialFiles(values);
+  const nodes = nodesOf(values.node, credentials);
   if (nodes && (values.pcap !== undefined || values.html !== undefined)) throw new TracepktError('--pcap and --html do not go with --node yet');
   if (positionals.length !== 1) {
     throw new TracepktError(positionals.length === 0 ? 'no target given (see tracepkt --help)' : `one target only, got: ${positionals.join(' ')}`);
@@ -207,7 +216,7 @@ export function parseCommand(argv: string[]): Command {
     html: values.html,
     service: service(values.tcp, values.udp),
     nodes,
-    tokenFile: values['token-file'],
+    credentials,
   };
   if (options.service && values.count !== undefined) throw new TracepktError('--count goes with ICMP probes only: --tcp and --udp send one');
   return { kind: 'trace', options };

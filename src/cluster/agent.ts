@@ -21,6 +21,7 @@ import type { KernelEvent, TraceEvent } from '../events';
 import { isSighting } from '../sightings';
 import { TracepktError } from '../errors';
 import { agentTlsOptions, tlsFailure } from './tls';
+import type { Credentials } from './credentials';
 import { FrameReader, WireError, frame } from './wire';
 import { COORDINATOR_FRAME_MAX, PROTOCOL_VERSION, coordinatorMessage, type AgentMessage, type CoordinatorMessage, type DoneReason, type TraceWhat } from './messages';
 
@@ -47,7 +48,8 @@ export interface TraceSource {
 export interface AgentOptions {
   host: string;
   port: number;
-  token: string;
+  /** The token, or certificates (mutual TLS). */
+  credentials: Credentials;
   /** The node's name as it says it (default: the host name). */
   node?: string;
   /** Opens the tracer for a pcap filter expression or a probe; throws TracepktError for one it cannot trace. */
@@ -101,7 +103,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.node = o.node ?? os.hostname();
     this.refusals = rateLimited(o.log);
-    this.server = tls.createServer({ ...agentTlsOptions(o.token), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => this.accept(socket));
+    this.server = tls.createServer({ ...agentTlsOptions(o.credentials), handshakeTimeout: HANDSHAKE_TIMEOUT_MS }, (socket) => this.accept(socket));
     this.server.on('connection', (socket: net.Socket) => {
       this.sockets.add(socket);
       const key = peerKey(socket);
@@ -150,6 +152,16 @@ export class Agent {
 
   private accept(socket: tls.TLSSocket): void {
     this.handshaking.delete(peerKey(socket));
+    // With certificates, the handshake completes whatever the peer's (src/cluster/tls.ts): one the CA
+    // does not sign is refused here, with one line to both sides saying why, before a byte is read.
+    if (!socket.authorized && !('token' in this.o.credentials)) {
+      const why = socket.authorizationError ? certificateProblem(String(socket.authorizationError)) : 'no certificate';
+      this.refusals(`refused ${peerOf(socket)}: its certificate: ${why}`);
+      socket.on('error', () => undefined);
+      socket.end(frame({ type: 'error', message: `your certificate is not accepted: ${why}` }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
     if (this.sessions.size >= AGENT_CONNECTIONS_MAX) {
       this.refusals(`refused ${peerOf(socket)}: ${AGENT_CONNECTIONS_MAX} connections already`);
       socket.on('error', () => undefined);
@@ -161,6 +173,13 @@ export class Agent {
     this.sessions.add(session);
     session.closed.then(() => this.sessions.delete(session));
   }
+}
+
+/** OpenSSL's verify result for a peer's certificate, in words. */
+function certificateProblem(code: string): string {
+  if (/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE/.test(code)) return 'not signed by the CA this agent trusts';
+  if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(code)) return 'expired or not valid yet';
+  return code;
 }
 
 /** A connection's peer as the TCP socket and the TLS socket over it both report it. */

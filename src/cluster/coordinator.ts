@@ -10,7 +10,8 @@
 import * as os from 'node:os';
 import { withPort } from '../addr';
 import { TracepktError } from '../errors';
-import { readTokenFile } from './token';
+import { readCredentials, type Credentials } from './credentials';
+import type { CredentialFiles } from './credential-files';
 import type { TraceEvent } from '../events';
 import { describeOffset } from './clock';
 import type { AgentMessage, TraceWhat } from './messages';
@@ -39,17 +40,17 @@ export const REMOTE_TRACE_EVENTS = 100_000_000;
 /** What --node needs, checked before anything is attached: the token, and names other than this host's. */
 export interface NodesWanted {
   nodes: NodeAddress[];
-  token: string;
+  credentials: Credentials;
   /** This host's name in the journey. */
   local: string;
 }
 
-export function nodesWanted(nodes: NodeAddress[], tokenFile: string | undefined): NodesWanted {
-  const token = readTokenFile(tokenFile ?? '');
+export function nodesWanted(nodes: NodeAddress[], files: CredentialFiles): NodesWanted {
+  const credentials = readCredentials(files);
   const local = os.hostname();
   const clash = nodes.find((n) => n.name === local);
   if (clash) throw new TracepktError(`--node ${clash.name}: that is this host's name; name the other nodes otherwise`);
-  return { nodes, token, local };
+  return { nodes, credentials, local };
 }
 
 export interface NodeView {
@@ -100,7 +101,7 @@ export class RemoteViews {
   private constructor(readonly views: NodeView[]) {}
 
   /** Reaches every node at once; one that cannot be reached is a view that failed, not an error. */
-  static async connect(addresses: readonly NodeAddress[], token: string): Promise<RemoteViews> {
+  static async connect(addresses: readonly NodeAddress[], credentials: Credentials): Promise<RemoteViews> {
     const views = await Promise.all(
       addresses.map(async (address): Promise<NodeView> => {
         const view: NodeView = {
@@ -108,7 +109,7 @@ export class RemoteViews {
           asked: false, attached: false, stopAsked: false, lagging: false, lags: 0, pendingLoss: null, done: null, notes: [],
         };
         try {
-          view.remote = await RemoteNode.connect(address, token, { timeoutMs: NODE_TIMEOUT_MS, leaseMs: LEASE_MS });
+          view.remote = await RemoteNode.connect(address, credentials, { timeoutMs: NODE_TIMEOUT_MS, leaseMs: LEASE_MS });
           view.state = 'tracing';
         } catch (err) {
           view.why = (err as Error).message;

@@ -12,6 +12,7 @@ import { estimateOffset, type ClockOffset, type ClockSample } from './clock';
 import { checkJourneyEvent, checkSighting } from './event-check';
 import { AGENT_FRAME_MAX, PROTOCOL_VERSION, agentMessage, type AgentMessage, type CoordinatorMessage, type TraceWhat } from './messages';
 import { coordinatorTlsOptions, tlsFailure } from './tls';
+import type { Credentials } from './credentials';
 import { FrameReader, WireError, frame } from './wire';
 
 /** A node as given on the command line: --node NAME=ADDR:PORT. */
@@ -69,9 +70,9 @@ export class RemoteNode {
    * Connects, greets and measures the clock offset, within timeoutMs; rejects with the reason in words.
    * leaseMs: how long the agent traces on without hearing from us (renewed at a third of it).
    */
-  static connect(address: NodeAddress, token: string, o: { timeoutMs: number; leaseMs: number }): Promise<RemoteNode> {
+  static connect(address: NodeAddress, credentials: Credentials, o: { timeoutMs: number; leaseMs: number }): Promise<RemoteNode> {
     return new Promise((resolve, reject) => {
-      const socket = tls.connect(coordinatorTlsOptions(token, address.host, address.port));
+      const socket = tls.connect(coordinatorTlsOptions(credentials, address.host, address.port));
       const remote = new RemoteNode(address, socket);
       const timer = setTimeout(() => fail(`no answer within ${o.timeoutMs / 1000} s`), o.timeoutMs);
       const fail = (why: string) => {

@@ -35,11 +35,11 @@ export function pskOf(token: string): Buffer {
 }
 
 /**
- * The token in FILE: its text without the trailing newline, checked. Every
- * way it can be wrong is one line naming the file (shown to the user; never
- * the token itself).
+ * FILE opened as a private file (the token, a private key): a regular file of this user that
+ * nobody else can read or write, not a symbolic link, at most `maxBytes`; its text. `what` names
+ * it in the one line that says what is wrong (never its content).
  */
-export function readTokenFile(file: string, uid = process.getuid?.() ?? 0): string {
+export function readPrivateFile(file: string, what: string, maxBytes: number, uid = process.getuid?.() ?? 0): string {
   let fd: number;
   try {
     // O_NOFOLLOW: the file itself, not where a link planted next to it points.
@@ -47,24 +47,33 @@ export function readTokenFile(file: string, uid = process.getuid?.() ?? 0): stri
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'ELOOP' ? 'it is a symbolic link' : code === 'EACCES' ? 'permission denied' : String(code);
-    throw new TracepktError(`token file ${file}: ${why}`);
+    throw new TracepktError(`${what} ${file}: ${why}`);
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new TracepktError(`token file ${file}: not a regular file`);
-    if (st.uid !== uid) throw new TracepktError(`token file ${file}: owned by uid ${st.uid}, not by this user (${uid}): chown it`);
+    if (!st.isFile()) throw new TracepktError(`${what} ${file}: not a regular file`);
+    if (st.uid !== uid) throw new TracepktError(`${what} ${file}: owned by uid ${st.uid}, not by this user (${uid}): chown it`);
     if (st.mode & 0o077) {
-      throw new TracepktError(`token file ${file}: others can read or write it (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
+      throw new TracepktError(`${what} ${file}: others can read or write it (mode ${(st.mode & 0o777).toString(8)}): chmod 600 it`);
     }
-    if (st.size > TOKEN_MAX_BYTES) throw new TracepktError(`token file ${file}: longer than ${TOKEN_MAX_BYTES} bytes; a token is one line`);
-    const text = fs.readFileSync(fd, 'utf8').replace(/\r?\n$/, '');
-    if (/[\r\n]/.test(text)) throw new TracepktError(`token file ${file}: more than one line; a token is one line`);
-    if (text.trim() !== text) throw new TracepktError(`token file ${file}: the token begins or ends with spaces`);
-    if ([...text].length < TOKEN_MIN_CHARS) {
-      throw new TracepktError(`token file ${file}: a token needs at least ${TOKEN_MIN_CHARS} characters (e.g. head -c 32 /dev/urandom | base64 > ${file})`);
-    }
-    return text;
+    if (st.size > maxBytes) throw new TracepktError(`${what} ${file}: longer than ${maxBytes} bytes`);
+    return fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * The token in FILE: its text without the trailing newline, checked. Every
+ * way it can be wrong is one line naming the file (shown to the user; never
+ * the token itself).
+ */
+export function readTokenFile(file: string, uid = process.getuid?.() ?? 0): string {
+  const text = readPrivateFile(file, 'token file', TOKEN_MAX_BYTES, uid).replace(/\r?\n$/, '');
+  if (/[\r\n]/.test(text)) throw new TracepktError(`token file ${file}: more than one line; a token is one line`);
+  if (text.trim() !== text) throw new TracepktError(`token file ${file}: the token begins or ends with spaces`);
+  if ([...text].length < TOKEN_MIN_CHARS) {
+    throw new TracepktError(`token file ${file}: a token needs at least ${TOKEN_MIN_CHARS} characters (e.g. head -c 32 /dev/urandom | base64 > ${file})`);
+  }
+  return text;
 }

@@ -11,26 +11,33 @@ import { TracepktError } from '../errors';
 import { requireTracingPrivileges } from '../privileges';
 import { shown } from '../render/shown';
 import type { Output } from './output';
+import { credentialFiles, type CredentialFiles } from '../cluster/credential-files';
 
 export const AGENT_USAGE = `Usage: tracepkt agent --listen ADDR:PORT --token-file FILE [--name NAME]
+       tracepkt agent --listen ADDR:PORT --cert FILE --key FILE --ca FILE [--name NAME]
 
 Serves traces of this host to a coordinator (tracepkt --node NAME=ADDR:PORT ...) that holds the
-same token, until Ctrl-C or SIGTERM.
+same token, or a certificate the same CA signs, until Ctrl-C or SIGTERM.
 
       --listen ADDR:PORT   where to listen: 192.0.2.10:7447, [2001:db8::10]:7447, 0.0.0.0:7447
       --token-file FILE    the shared token: one line of at least 22 random characters, in a file
                            only its owner (this user) can read: head -c 32 /dev/urandom | base64 > FILE
+      --cert FILE          instead of a token (mutual TLS): this agent's certificate (PEM), which
+                           must name the address coordinators dial (an IP address SAN);
+      --key FILE           its private key (PEM; a file only its owner can read);
+      --ca FILE            the CA certificate(s) that sign the coordinators' certificates
       --name NAME          this node's name in journeys (default: the host name)
 
-Connections are TLS 1.2 keyed by the token (ECDHE-PSK, ChaCha20-Poly1305): a peer without it fails
-the handshake. A coordinator may only ask for traces: a tcpdump filter, or a probe it sends (known
-by its marker or flow), for a bounded time and number of events; what a trace attaches goes when
-it ends, also when its coordinator goes silent for its lease.`;
+With a token, connections are TLS 1.2 keyed by it (ECDHE-PSK, ChaCha20-Poly1305): a peer without it
+fails the handshake; with certificates, TLS 1.3, and a peer without a certificate the CA signs fails
+it. A coordinator may only ask for traces: a tcpdump filter, or a probe it sends (known by its
+marker or flow), for a bounded time and number of events; what a trace attaches goes when it ends,
+also when its coordinator goes silent for its lease.`;
 
 export interface AgentCommandOptions {
   host: string;
   port: number;
-  tokenFile: string;
+  credentials: CredentialFiles;
   name?: string;
 }
 
@@ -49,7 +56,10 @@ export function parseAgentArgs(argv: string[]): AgentCommandOptions | 'help' {
   try {
     parsed = parseArgs({
       args: argv,
-      options: { listen: { type: 'string' }, 'token-file': { type: 'string' }, name: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        listen: { type: 'string' }, 'token-file': { type: 'string' }, cert: { type: 'string' }, key: { type: 'string' }, ca: { type: 'string' },
+        name: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     throw new TracepktError(`agent: ${(err as Error).message.split(/\.\s|\n/)[0]} (see tracepkt agent --help)`);
@@ -57,22 +67,23 @@ export function parseAgentArgs(argv: string[]): AgentCommandOptions | 'help' {
   const v = parsed.values;
   if (v.help) return 'help';
   if (v.listen === undefined) throw new TracepktError('agent: --listen ADDR:PORT is required (see tracepkt agent --help)');
-  if (v['token-file'] === undefined) throw new TracepktError('agent: --token-file FILE is required (see tracepkt agent --help)');
+  const credentials = credentialFiles(v, 'agent: ');
+  if (!credentials) throw new TracepktError('agent: --token-file FILE (or --cert, --key and --ca) is required (see tracepkt agent --help)');
   if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v.name)) {
     throw new TracepktError('agent: --name takes letters, digits, ".", "_" and "-" (at most 63)');
   }
-  return { ...parseListen(v.listen), tokenFile: v['token-file'], name: v.name };
+  return { ...parseListen(v.listen), credentials, name: v.name };
 }
 
 export async function agentCommand(o: AgentCommandOptions, io: Output, signal?: AbortSignal): Promise<number> {
-  const { readTokenFile } = await import('../cluster/token'); // node:crypto: loaded by the commands that need it
-  const token = readTokenFile(o.tokenFile);
+  const { readCredentials } = await import('../cluster/credentials'); // node:crypto: loaded by the commands that need it
+  const credentials = readCredentials(o.credentials);
   requireTracingPrivileges();
   const [{ Agent }, { openPassiveTracer }, { openProbeWitness }] = await Promise.all([import('../cluster/agent'), import('./passive'), import('../probe/witness')]);
   const agent = new Agent({
     host: o.host,
     port: o.port,
-    token,
+    credentials,
     node: o.name,
     openTrace: (what) => ('probe' in what ? openProbeWitness(what.probe) : openPassiveTracer(what.filter)),
     log: (line) => io.err(shown(`tracepkt agent: ${line}`)),

@@ -19,6 +19,7 @@ import { ansi, plain } from '../render/colour';
 import type { Output } from './output';
 import type { Tracer } from '../tracer';
 import type { NodeAddress } from '../cluster/remote';
+import type { CredentialFiles } from '../cluster/credential-files';
 import type { NodesWanted, NodeView, RemoteViews } from '../cluster/coordinator';
 import { journeyNamespaces } from '../flows';
 
@@ -37,7 +38,8 @@ export interface PassiveOptions {
   ringBytes?: number;
   /** Trace these nodes too, through their agents (src/cluster), with the token in tokenFile. */
   nodes?: NodeAddress[];
-  tokenFile?: string;
+  /** How to prove ourselves to them: the token, or certificates. */
+  credentials?: CredentialFiles;
 }
 
 /** Other nodes' events held at most while waiting for the start line (the rest dropped, counted and placed). */
@@ -109,14 +111,14 @@ export async function openPassiveTracer(expression: string, o: { ringBytes?: num
 /** What --node needs, checked before anything is attached. */
 async function nodesWanted(o: PassiveOptions): Promise<NodesWanted | undefined> {
   if (!o.nodes?.length) return undefined;
-  return (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.tokenFile);
+  return (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.credentials!);
 }
 
 /** Reaches the other nodes (while the local tracer loads). */
 async function reachNodes(wanted: NodesWanted | undefined): Promise<{ views: RemoteViews; local: string } | undefined> {
   if (!wanted) return undefined;
   const { RemoteViews } = await import('../cluster/coordinator');
-  return { views: await RemoteViews.connect(wanted.nodes, wanted.token), local: wanted.local };
+  return { views: await RemoteViews.connect(wanted.nodes, wanted.credentials), local: wanted.local };
 }
 
 export async function passiveCommand(o: PassiveOptions, io: Output, signal?: AbortSignal): Promise<number> {

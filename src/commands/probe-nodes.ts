@@ -56,7 +56,7 @@ export class ProbeNodes {
 
   /** Starts reaching the nodes (the local tracer loads meanwhile). */
   static reach(wanted: NodesWanted, io: Output): ProbeNodes {
-    const reaching = RemoteViews.connect(wanted.nodes, wanted.token);
+    const reaching = RemoteViews.connect(wanted.nodes, wanted.credentials);
     reaching.catch(() => undefined); // connect() fails no view: it records why
     return new ProbeNodes(wanted, reaching, io);
   }

@@ -23,6 +23,7 @@ import { renderHtml } from '../render/html';
 import type { Output } from './output';
 import { describeProgram, describeReturns } from '../kernel/attached-programs';
 import type { NodeAddress } from '../cluster/remote';
+import type { CredentialFiles } from '../cluster/credential-files';
 import { WITNESS_WAIT_MS, type AcrossNodes, type ProbeNodes } from './probe-nodes';
 import { ATTACH_TIMEOUT_MS } from '../cluster/coordinator';
 import type { WireCrossing } from '../cluster/stitch';
@@ -53,14 +54,14 @@ export interface TraceCommandOptions {
   json: boolean;
   /** Trace the probe on these nodes too, through their agents, with the token in tokenFile (src/commands/probe-nodes.ts). */
   nodes?: NodeAddress[];
-  tokenFile?: string;
+  credentials?: CredentialFiles;
 }
 
 export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: AbortSignal): Promise<number> {
   requireTracingPrivileges();
   const fromPath = o.from === undefined ? undefined : netnsPath(o.from);
   // Other nodes: the token read and names checked before anything is attached, then reached while ours loads.
-  const wanted = o.nodes?.length ? (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.tokenFile) : undefined;
+  const wanted = o.nodes?.length ? (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.credentials!) : undefined;
   const target = await resolveTarget(o.target, o.family);
   const nodes: ProbeNodes | undefined = wanted && (await import('./probe-nodes')).ProbeNodes.reach(wanted, io);
 

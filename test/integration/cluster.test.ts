@@ -13,7 +13,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { eventually, finished, ourKernelObjects, pairLab, startCli, withLab, type CliRun } from './helpers';
+import { eventually, finished, ourKernelObjects, pairLab, runCli, startCli, testPki, withLab, type CliRun } from './helpers';
 import type { Lab } from '../../src/lab/lab';
 
 const PORT = 7447;
@@ -259,6 +259,35 @@ function output(child: ChildProcess, stream: 'stdout' | 'stderr'): string {
   }
   return outputs.get(key)!;
 }
+
+test('mutual TLS with the real commands: certificates the CA signs trace a probe across; a rogue CA\'s are refused on both sides', () =>
+  withLab(async (lab) => {
+    const t = twoNodes(lab);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-pki-'));
+    const certs = testPki(dir);
+    const args = (f: { certFile: string; keyFile: string; caFile: string }) => ['--cert', f.certFile, '--key', f.keyFile, '--ca', f.caFile];
+    const child = startCli(['agent', '--listen', `${t.farAddr}:${PORT}`, ...args(certs('agent')), '--name', 'far'], ['ip', 'netns', 'exec', t.far]);
+    let log = '';
+    child.stderr!.on('data', (b: Buffer) => (log += b.toString()));
+    const agentDone = finished(child);
+    try {
+      assert.ok(await eventually(() => /listening on 10\.61\.0\.2:7447 as node far/.test(log) || child.exitCode !== null), log);
+      const probe = await runCli(['--json', '--node', `far=${t.farAddr}:${PORT}`, ...args(certs('coordinator')), '--from', t.near, t.farAddr], ['ip', 'netns', 'exec', t.near]);
+      assert.equal(probe.status, 0, probe.stderr);
+      assert.deepEqual(probe.summary!.missing, []);
+      assert.ok(probe.events.some((e) => e.node === 'far'), 'the far part came over mutual TLS');
+      const rogue = await runCli(['--json', '--node', `far=${t.farAddr}:${PORT}`, ...args(certs('rogue', 'ca')), '--from', t.near, t.farAddr], ['ip', 'netns', 'exec', t.near]);
+      assert.equal(rogue.status, 0, rogue.stderr);
+      assert.match(rogue.summary!.missing.join('\n'), /^no view from node far: it said: your certificate is not accepted: not signed by the CA this agent trusts$/);
+      assert.match(log, /refused 10\.61\.0\.1:\d+: its certificate: not signed by the CA this agent trusts/);
+    } finally {
+      child.kill('SIGINT');
+      await agentDone;
+      fs.rmSync(dir, { recursive: true, force: true });
+      t.removeTokens();
+    }
+  }),
+);
 
 test('agent start-up errors: one line each, nothing listening', () =>
   withLab(async (lab) => {

@@ -349,3 +349,31 @@ export function overlayJourney({ n1, n2, c1, c2, r }: { n1: string; n2: string; 
   ];
   return [...request, ...reply];
 }
+
+/**
+ * A test PKI made with openssl: a CA, an agent certificate naming 127.0.0.1 and 10.61.0.2 (and one naming
+ * 127.0.0.2), a coordinator's; another CA with a coordinator of its own.
+ */
+export function testPki(dir: string): (name: string, ca?: string) => { certFile: string; keyFile: string; caFile: string } {
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const key = (name: string) => ssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
+  const ca = (name: string) => {
+    key(name);
+    ssl('req', '-x509', '-new', '-key', `${name}.key`, '-out', `${name}.crt`, '-days', '2', '-subj', `/CN=${name}`);
+  };
+  const cert = (name: string, by: string, san?: string) => {
+    key(name);
+    ssl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
+    if (san) fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${by}.crt`, '-CAkey', `${by}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', ...(san ? ['-extfile', `${name}.ext`] : []));
+  };
+  ca('ca');
+  ca('rogue-ca');
+  cert('agent', 'ca', 'IP:127.0.0.1,IP:10.61.0.2');
+  cert('elsewhere', 'ca', 'IP:127.0.0.2');
+  cert('coordinator', 'ca');
+  cert('rogue', 'rogue-ca');
+  for (const f of fs.readdirSync(dir)) if (f.endsWith('.key')) fs.chmodSync(path.join(dir, f), 0o600);
+  return (name, ca = 'ca') => ({ certFile: path.join(dir, `${name}.crt`), keyFile: path.join(dir, `${name}.key`), caFile: path.join(dir, `${ca}.crt`) });
+}
+

@@ -260,7 +260,9 @@ test('two kernels: one journey stitched by the VXLAN packets between them; a far
       });
     } finally {
       fs.writeFileSync(path.join(rw, 'stop'), '');
-      const stopped = await Promise.race([guestDone, new Promise((resolve) => setTimeout(() => resolve('timeout'), 120_000))]);
+      let timer: NodeJS.Timeout | undefined;
+      const stopped = await Promise.race([guestDone, new Promise((resolve) => (timer = setTimeout(() => resolve('timeout'), 120_000)))]);
+      clearTimeout(timer);
       if (stopped === 'timeout') guest.kill('SIGTERM');
       const agentRc = fs.existsSync(path.join(rw, 'agent.rc')) ? fs.readFileSync(path.join(rw, 'agent.rc'), 'utf8').trim() : 'none';
       const leftover = ['programs', 'tables'].map((what) => (fs.existsSync(path.join(rw, `leftover-${what}`)) ? fs.readFileSync(path.join(rw, `leftover-${what}`), 'utf8').trim() : 'unknown'));

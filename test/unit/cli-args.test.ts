@@ -33,7 +33,10 @@ const bad: [string[], RegExp][] = [
   [['--filter', 'tcp', '--tcp', '80'], /do not go with it/],
   [['--bogus', '10.0.0.1'], /Unknown option '--bogus' \(see tracepkt --help\)/],
   [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447'], /--node needs --token-file FILE/],
-  [['--filter', 'icmp', '--token-file', '/t'], /--token-file goes with --node/],
+  [['--filter', 'icmp', '--token-file', '/t'], /--token-file go with --node/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--cert', '/c', '--key', '/k'], /--cert, --key and --ca go together/],
+  [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--token-file', '/t', '--cert', '/c', '--key', '/k', '--ca', '/a'], /one way to prove who is who, not both/],
+  [['agent', '--listen', '10.0.0.1:7447', '--ca', '/a'], /agent: --cert, --key and --ca go together/],
   [['--filter', 'icmp', '--node', '10.0.0.2:7447', '--token-file', '/t'], /--node 10\.0\.0\.2:7447: give NAME=ADDR:PORT/],
   [['--filter', 'icmp', '--node', 'b=10.0.0.2', '--token-file', '/t'], /give NAME=ADDR:PORT/],
   [['--filter', 'icmp', '--node', 'b=10.0.0.2:0', '--token-file', '/t'], /give NAME=ADDR:PORT/],
@@ -42,9 +45,10 @@ const bad: [string[], RegExp][] = [
   [['--filter', 'icmp', '--node', 'b=10.0.0.2:7447', '--node', 'b=10.0.0.3:7447', '--token-file', '/t'], /--node b is given twice/],
   [['--node', 'b=10.0.0.2:7447', '10.0.0.2'], /--node needs --token-file FILE/],
   [['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '--html', '/tmp/x.html', '10.0.0.2'], /--pcap and --html do not go with --node yet/],
-  [['--token-file', '/t', '10.0.0.2'], /--token-file goes with --node/],
+  [['--token-file', '/t', '10.0.0.2'], /--token-file go with --node/],
+  [['--cert', '/c', '--key', '/k', '--ca', '/a', '10.0.0.2'], /--cert, --key and --ca go with --node/],
   [['agent'], /agent: --listen ADDR:PORT is required/],
-  [['agent', '--listen', '10.0.0.1:7447'], /agent: --token-file FILE is required/],
+  [['agent', '--listen', '10.0.0.1:7447'], /agent: --token-file FILE \(or --cert, --key and --ca\) is required/],
   [['agent', '--listen', '10.0.0.1', '--token-file', '/t'], /--listen 10\.0\.0\.1: give ADDR:PORT/],
   [['agent', '--listen', 'example.com:7447', '--token-file', '/t'], /give ADDR:PORT/],
   [['agent', '--listen', '[zz::1]:7447', '--token-file', '/t'], /give ADDR:PORT|is not an IP address/],
@@ -64,8 +68,11 @@ test('--node and agent addresses: names, IPv4, IPv6 and host names', async () =>
   ]);
   const probe = parseCommand(['--node', 'b=10.0.0.2:7447', '--token-file', '/t', '--tcp', '80', '10.1.0.2']);
   assert.ok(probe.kind === 'trace');
-  assert.deepEqual([probe.options.nodes, probe.options.tokenFile, probe.options.service], [[{ name: 'b', host: '10.0.0.2', port: 7447 }], '/t', { proto: 'tcp', port: 80 }]);
-  assert.deepEqual(parseCommand(['agent', '--listen', '[::]:7447', '--token-file', '/t']), { kind: 'agent', options: { host: '::', port: 7447, tokenFile: '/t', name: undefined } });
+  assert.deepEqual([probe.options.nodes, probe.options.credentials, probe.options.service], [[{ name: 'b', host: '10.0.0.2', port: 7447 }], { tokenFile: '/t' }, { proto: 'tcp', port: 80 }]);
+  const mtls = parseCommand(['--node', 'b=10.0.0.2:7447', '--cert', '/c', '--key', '/k', '--ca', '/a', '10.1.0.2']);
+  assert.deepEqual(mtls.kind === 'trace' && mtls.options.credentials, { certFile: '/c', keyFile: '/k', caFile: '/a' });
+  assert.deepEqual(parseCommand(['agent', '--listen', '[::]:7447', '--token-file', '/t']), { kind: 'agent', options: { host: '::', port: 7447, credentials: { tokenFile: '/t' }, name: undefined } });
+  assert.deepEqual(parseCommand(['agent', '--listen', '[::]:7447', '--cert', '/c', '--key', '/k', '--ca', '/a']), { kind: 'agent', options: { host: '::', port: 7447, credentials: { certFile: '/c', keyFile: '/k', caFile: '/a' }, name: undefined } });
   assert.equal(parseCommand(['agent', '--help']).kind, 'print');
 });
 

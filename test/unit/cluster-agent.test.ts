@@ -15,7 +15,11 @@ import { FrameReader, frame } from '../../src/cluster/wire';
 import { decodeBatch, exampleBatch } from '../../src/decode';
 import type { KernelEvent } from '../../src/events';
 import { TracepktError } from '../../src/errors';
-import { eventually } from '../integration/helpers';
+import { readCredentials, type Credentials } from '../../src/cluster/credentials';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { eventually, testPki } from '../integration/helpers';
 
 const TOKEN = 'unit-test-token-0123456789abcdef';
 
@@ -69,14 +73,14 @@ interface Opening {
   gate?: Promise<void>;
 }
 
-async function withAgent(fn: (a: { agent: Agent; port: number; tracers: MadeUpTracer[]; log: string[]; open: Opening }) => Promise<void>): Promise<void> {
+async function withAgent(fn: (a: { agent: Agent; port: number; tracers: MadeUpTracer[]; log: string[]; open: Opening }) => Promise<void>, credentials: Credentials = { token: TOKEN }): Promise<void> {
   const tracers: MadeUpTracer[] = [];
   const log: string[] = [];
   const open: Opening = {};
   const agent = new Agent({
     host: '127.0.0.1',
     port: 0,
-    token: TOKEN,
+    credentials,
     node: 'far',
     openTrace: async () => {
       if (open.fail) throw new TracepktError(open.fail);
@@ -113,7 +117,7 @@ function recorder() {
 
 /** A client speaking raw frames with the right token: what a broken or hostile coordinator can send. */
 async function rawClient(port: number): Promise<{ socket: tls.TLSSocket; said: Record<string, unknown>[]; closed: Promise<void> }> {
-  const socket = tls.connect(coordinatorTlsOptions(TOKEN, '127.0.0.1', port));
+  const socket = tls.connect(coordinatorTlsOptions({ token: TOKEN }, '127.0.0.1', port));
   await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
   const reader = new FrameReader(1 << 24);
   const said: Record<string, unknown>[] = [];
@@ -125,7 +129,7 @@ async function rawClient(port: number): Promise<{ socket: tls.TLSSocket; said: R
 
 test('a trace: greeted, the clock measured, events sent as they come, ended when asked', async () => {
   await withAgent(async ({ port, tracers, log }) => {
-    const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, TOKEN, { timeoutMs: 5000, leaseMs: 5000 });
+    const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, { token: TOKEN }, { timeoutMs: 5000, leaseMs: 5000 });
     try {
       assert.equal(remote.node, 'far');
       // One process, one clock: the true offset is 0, and the estimate is within its bound of it.
@@ -154,7 +158,7 @@ test('a trace: greeted, the clock measured, events sent as they come, ended when
 
 test('a wrong token fails the handshake on both sides, and nothing is traced', async () => {
   await withAgent(async ({ port, tracers, log }) => {
-    await assert.rejects(RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, 'another-token-0123456789abcdef', { timeoutMs: 5000, leaseMs: 5000 }), /the token does not match/);
+    await assert.rejects(RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, { token: 'another-token-0123456789abcdef' }, { timeoutMs: 5000, leaseMs: 5000 }), /the token does not match/);
     assert.ok(await eventually(() => log.some((l) => /^refused 127\.0\.0\.1:\d+: the token does not match$/.test(l))), log.join('\n'));
     assert.equal(tracers.length, 0);
   });
@@ -227,7 +231,7 @@ test('a coordinator gone while the trace attaches: what attaches after is closed
 
 test('the agent stopping: every connection ends, handshakes under way too, promptly', async () => {
   const log: string[] = [];
-  const agent = new Agent({ host: '127.0.0.1', port: 0, token: TOKEN, node: 'far', openTrace: async () => new MadeUpTracer(), log: (l) => log.push(l) });
+  const agent = new Agent({ host: '127.0.0.1', port: 0, credentials: { token: TOKEN }, node: 'far', openTrace: async () => new MadeUpTracer(), log: (l) => log.push(l) });
   const { port } = await agent.listen();
   const tracing = await rawClient(port);
   tracing.socket.write(frame({ type: 'hello', version: 1, lease_ms: 60_000 }));
@@ -257,7 +261,7 @@ test('idle connections without the token cannot lock out a coordinator: the olde
         idle.push(s);
         await new Promise((resolve) => s.once('connect', resolve));
       }
-      const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, TOKEN, { timeoutMs: 5000, leaseMs: 5000 });
+      const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, { token: TOKEN }, { timeoutMs: 5000, leaseMs: 5000 });
       remote.close();
       assert.ok(await eventually(() => idle.filter((s) => s.destroyed || s.readableEnded).length >= 40 - 32), 'the oldest were dropped');
     } finally {
@@ -301,7 +305,7 @@ test('the event limit reached with the coordinator behind: what the tracer still
 
 test('the event limit ends the trace; a trace that cannot start says why and the connection goes on', async () => {
   await withAgent(async ({ port, tracers, open }) => {
-    const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, TOKEN, { timeoutMs: 5000, leaseMs: 5000 });
+    const remote = await RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, { token: TOKEN }, { timeoutMs: 5000, leaseMs: 5000 });
     try {
       const first = recorder();
       remote.trace({ filter: 'icmp', seconds: 60, maxEvents: 4 }, first.handlers);
@@ -349,7 +353,7 @@ test('a coordinator that does not read: the agent drops what it cannot send, cou
 
 /** A made-up agent that answers the handshake and clock, then sends what `onTrace` writes. */
 async function fakeAgent(onTrace: (socket: tls.TLSSocket, id: number) => void): Promise<{ port: number; close: () => void }> {
-  const server = tls.createServer(agentTlsOptions(TOKEN), (socket) => {
+  const server = tls.createServer(agentTlsOptions({ token: TOKEN }), (socket) => {
     const reader = new FrameReader(1 << 16);
     socket.on('data', (chunk: Buffer) => {
       for (const m of reader.push(chunk)) {
@@ -378,7 +382,7 @@ test('a hostile agent: messages out of turn, events malformed or timed outside t
   for (const [why, onTrace] of cases) {
     const agent = await fakeAgent(onTrace);
     try {
-      const remote = await RemoteNode.connect({ name: 'evil', host: '127.0.0.1', port: agent.port }, TOKEN, { timeoutMs: 5000, leaseMs: 5000 });
+      const remote = await RemoteNode.connect({ name: 'evil', host: '127.0.0.1', port: agent.port }, { token: TOKEN }, { timeoutMs: 5000, leaseMs: 5000 });
       const { got, handlers } = recorder();
       remote.trace({ filter: 'icmp', seconds: 5, maxEvents: 5 }, handlers);
       assert.ok(await eventually(() => got.failed.length === 1));
@@ -398,13 +402,49 @@ test('a node that is not there, or not an agent: connecting fails with the reaso
       s.close(() => resolve(port));
     });
   });
-  await assert.rejects(RemoteNode.connect({ name: 'gone', host: '127.0.0.1', port: closedPort }, TOKEN, { timeoutMs: 5000, leaseMs: 5000 }), /connection refused \(no agent listening there\)/);
+  await assert.rejects(RemoteNode.connect({ name: 'gone', host: '127.0.0.1', port: closedPort }, { token: TOKEN }, { timeoutMs: 5000, leaseMs: 5000 }), /connection refused \(no agent listening there\)/);
   // A plain TCP server that never answers: the handshake times out.
   const silent = net.createServer(() => undefined);
   await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
   try {
-    await assert.rejects(RemoteNode.connect({ name: 'mute', host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port }, TOKEN, { timeoutMs: 500, leaseMs: 5000 }), /no answer within 0.5 s/);
+    await assert.rejects(RemoteNode.connect({ name: 'mute', host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port }, { token: TOKEN }, { timeoutMs: 500, leaseMs: 5000 }), /no answer within 0.5 s/);
   } finally {
     silent.close();
+  }
+});
+
+test('mutual TLS: certificates the CA signs connect and trace; another CA\'s, none, or an agent certificate for another address are refused, said which', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpk-pki-'));
+  try {
+    const files = testPki(dir);
+    const creds = (name: string, ca = 'ca') => readCredentials(files(name, ca));
+    const connect = (port: number, c: Credentials) => RemoteNode.connect({ name: 'far', host: '127.0.0.1', port }, c, { timeoutMs: 5000, leaseMs: 5000 });
+    await withAgent(async ({ port, tracers, log }) => {
+      const remote = await connect(port, creds('coordinator'));
+      try {
+        const { got, handlers } = recorder();
+        remote.trace({ filter: 'icmp', seconds: 10, maxEvents: 100 }, handlers);
+        assert.ok(await eventually(() => tracers.length === 1), 'a trace opened over mutual TLS');
+        assert.deepEqual(got.failed, []);
+      } finally {
+        remote.close();
+      }
+      await assert.rejects(connect(port, creds('rogue', 'ca')), /it said: your certificate is not accepted: not signed by the CA this agent trusts/);
+      assert.ok(await eventually(() => log.some((l) => /^refused 127\.0\.0\.1:\d+: its certificate: not signed by the CA this agent trusts$/.test(l))), log.join('\n'));
+      await assert.rejects(connect(port, { token: TOKEN }), /one side uses a token and the other certificates/);
+      assert.equal(tracers.length, 1, 'nothing traced for them');
+    }, creds('agent'));
+    // The agent's certificate names 127.0.0.2: dialled at 127.0.0.1, the coordinator refuses it.
+    await withAgent(async ({ port }) => {
+      await assert.rejects(connect(port, creds('coordinator')), /its certificate does not name the address dialled/);
+    }, creds('elsewhere'));
+    // The key file is held to a private key's rules; the others must hold what they say.
+    fs.chmodSync(path.join(dir, 'coordinator.key'), 0o644);
+    assert.throws(() => creds('coordinator'), /key file .*coordinator\.key: others can read or write it \(mode 644\): chmod 600 it/);
+    fs.chmodSync(path.join(dir, 'coordinator.key'), 0o600);
+    assert.throws(() => readCredentials({ certFile: path.join(dir, 'coordinator.key'), keyFile: path.join(dir, 'coordinator.key'), caFile: path.join(dir, 'ca.crt') }), /certificate file .*: no PEM certificate in it/);
+    assert.throws(() => readCredentials({ certFile: path.join(dir, 'coordinator.crt'), keyFile: path.join(dir, 'coordinator.crt'), caFile: path.join(dir, 'ca.crt') }), /key file .*: others can read|key file .*: no PEM private key in it/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -64,7 +64,7 @@ test('the DaemonSet runs the image the release builds, as tracepkt expects to be
   // The arguments, as the kubelet expands them, are what `tracepkt agent` takes.
   const env = { HOST_IP: '192.0.2.11', NODE_NAME: 'node-a' };
   const args = agent.args.map((a: string) => a.replace(/\$\((\w+)\)/g, (_: string, v: keyof typeof env) => env[v]));
-  assert.deepEqual(parseAgentArgs(args), { host: '192.0.2.11', port: 7447, tokenFile: '/etc/tracepkt/token', name: 'node-a' });
+  assert.deepEqual(parseAgentArgs(args), { host: '192.0.2.11', port: 7447, credentials: { tokenFile: '/etc/tracepkt/token' }, name: 'node-a' });
   assert.equal(agent.ports[0].containerPort, 7447);
   assert.equal(agent.readinessProbe.tcpSocket.port, 7447);
   // The token: a regular file (subPath), root's, readable by no one else, where --token-file says.
