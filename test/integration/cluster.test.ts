@@ -298,7 +298,7 @@ test('agent start-up errors: one line each, nothing listening', () =>
       const cases: [string[], RegExp][] = [
         [['agent', '--listen', '10.61.0.2:7447', '--token-file', open], /^tracepkt: token file .*\/open: others can read or write it \(mode 644\): chmod 600 it\n$/],
         [['agent', '--listen', 'nowhere', '--token-file', open], /^tracepkt: --listen nowhere: give ADDR:PORT/],
-        [['agent', '--listen', '10.61.0.2:7447'], /^tracepkt: agent: --token-file FILE is required/],
+        [['agent', '--listen', '10.61.0.2:7447'], /^tracepkt: agent: --token-file FILE \(or --cert, --key and --ca\) is required/],
         [['agent', '--listen', '10.61.0.9:7447', '--token-file', t.token('ok', 'integration-token-0123456789abcdef')], /^tracepkt: agent: cannot listen on 10\.61\.0\.9:7447: no interface has that address\n$/],
         [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447'], /^tracepkt: --node needs --token-file FILE/],
         [['--filter', 'icmp', '--node', 'far=10.61.0.2:7447', '--token-file', open], /^tracepkt: token file .*\/open: others can read or write it \(mode 644\): chmod 600 it\n$/],
