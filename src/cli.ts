@@ -75,7 +75,7 @@ function nodesOf(given: string[] | undefined, credentials: CredentialFiles | und
 
 /** --node NAME=ADDR:PORT: a node's name in journeys, and where its agent listens (ADDR an address or a host name). */
 function nodeAddress(text: string): NodeAddress {
-  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,62})=(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,252})=(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[4]) : NaN;
   if (!m || port < 1 || port > 65535) {
     throw new TracepktError(`--node ${text}: give NAME=ADDR:PORT, e.g. node2=192.0.2.12:7447 (NAME: letters, digits, ".", "_", "-")`);

@@ -37,6 +37,9 @@ trap cleanup EXIT
 echo "image: debootstrap bookworm from $MIRROR" >&2
 debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || { tail -20 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
 cp "$DEB" "$ROOT/tmp/"
+# Security updates too: the image runs privileged, next to everything on the node.
+SECURITY=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep security | head -n1 || true)
+echo "deb ${SECURITY:-http://deb.debian.org/debian-security} bookworm-security main" >>"$ROOT/etc/apt/sources.list"
 mount -t proc proc "$ROOT/proc"
 chroot "$ROOT" apt-get update -qq >"$WORK/apt.log" 2>&1 || { tail -20 "$WORK/apt.log" >&2; die "apt-get update failed"; }
 chroot "$ROOT" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "/tmp/$(basename "$DEB")" >>"$WORK/apt.log" 2>&1 ||
@@ -45,7 +48,10 @@ umount "$ROOT/proc"
 if chroot "$ROOT" sh -c 'command -v cc || command -v gcc || command -v clang' >/dev/null; then die "a compiler came with the packages"; fi
 # What an image does not need: apt's lists and caches, documentation, the package we installed from.
 chroot "$ROOT" apt-get clean
-rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/locale/* "$ROOT/tmp/$(basename "$DEB")" "$ROOT"/var/log/*.log "$ROOT"/var/cache/debconf/*-old
+# Nor what belongs to the machine that built it (its resolver, its name, its logs).
+rm -rf "$ROOT"/var/lib/apt/lists/* "$ROOT"/usr/share/doc/* "$ROOT"/usr/share/man/* "$ROOT"/usr/share/locale/* "$ROOT/tmp/$(basename "$DEB")" \
+  "$ROOT"/var/log/*.log "$ROOT"/var/log/apt/* "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/cache/ldconfig/aux-cache
+: >"$ROOT/etc/resolv.conf"; echo tracepkt-agent >"$ROOT/etc/hostname"
 
 # The docker-archive: the layer, the image's configuration (named by its digest) and a manifest.
 OUT=$WORK/image
@@ -60,20 +66,19 @@ fs.renameSync(path.join(out, 'layer'), path.join(out, layer));
 const config = {
   architecture: 'amd64',
   os: 'linux',
-  created: new Date(0).toISOString(), // reproducible: the same root gives the same image
+  created: new Date().toISOString(),
   config: {
     Entrypoint: ['/usr/bin/tracepkt', 'agent'],
     Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
     Labels: { 'org.opencontainers.image.title': 'tracepkt agent', 'org.opencontainers.image.version': version },
   },
   rootfs: { type: 'layers', diff_ids: [`sha256:${layer}`] },
-  history: [{ created: new Date(0).toISOString(), created_by: 'tools/image.sh: debootstrap --variant=minbase bookworm; apt-get install ./tracepkt.deb' }],
+  history: [{ created: new Date().toISOString(), created_by: 'tools/image.sh: debootstrap --variant=minbase bookworm; apt-get install ./tracepkt.deb' }],
 };
 const text = JSON.stringify(config);
 const id = crypto.createHash('sha256').update(text).digest('hex');
 fs.writeFileSync(path.join(out, `${id}.json`), text);
 fs.writeFileSync(path.join(out, 'manifest.json'), JSON.stringify([{ Config: `${id}.json`, RepoTags: [`tracepkt-agent:${version}`], Layers: [`${layer}/layer.tar`] }]));
-fs.writeFileSync(path.join(out, 'repositories'), JSON.stringify({ 'tracepkt-agent': { [version]: layer } }));
 NODE
 mkdir -p release
 tar -C "$OUT" --sort=name -cf "release/tracepkt-agent_${VERSION}.tar" .

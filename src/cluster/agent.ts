@@ -155,7 +155,8 @@ export class Agent {
     // With certificates, the handshake completes whatever the peer's (src/cluster/tls.ts): one the CA
     // does not sign is refused here, with one line to both sides saying why, before a byte is read.
     if (!socket.authorized && !('token' in this.o.credentials)) {
-      const why = socket.authorizationError ? certificateProblem(String(socket.authorizationError)) : 'no certificate';
+      const offered = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+      const why = !offered ? 'none offered' : certificateProblem(String(socket.authorizationError ?? 'not verified'));
       this.refusals(`refused ${peerOf(socket)}: its certificate: ${why}`);
       socket.on('error', () => undefined);
       socket.end(frame({ type: 'error', message: `your certificate is not accepted: ${why}` }));
@@ -179,6 +180,7 @@ export class Agent {
 function certificateProblem(code: string): string {
   if (/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|UNABLE_TO_GET_ISSUER|CERT_SIGNATURE_FAILURE/.test(code)) return 'not signed by the CA this agent trusts';
   if (/CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/.test(code)) return 'expired or not valid yet';
+  if (/INVALID_PURPOSE/.test(code)) return 'not one for a client (its extended key usage says serverAuth only: an agent\'s?)';
   return code;
 }
 

@@ -5,8 +5,12 @@
  * certificate, and accepts only a peer whose certificate the CA given signs.
  * A coordinator also checks that the agent's certificate names the address
  * it dialled (an IP address SAN for an address, a DNS name for a host name).
+ * Give agents certificates for servers only (extendedKeyUsage serverAuth) and
+ * coordinators for clients only (clientAuth), or sign each side's with a CA
+ * of its own: an agent's key, stolen, then cannot order traces elsewhere.
  */
 import * as fs from 'node:fs';
+import * as tls from 'node:tls';
 import { TracepktError } from '../errors';
 import { readPrivateFile, readTokenFile } from './token';
 import type { CredentialFiles } from './credential-files';
@@ -38,10 +42,18 @@ export function readCredentials(files: CredentialFiles): Credentials {
   if ('tokenFile' in files) return { token: readTokenFile(files.tokenFile) };
   const key = readPrivateFile(files.keyFile, 'key file', PEM_MAX_BYTES);
   if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) throw new TracepktError(`key file ${files.keyFile}: no PEM private key in it`);
-  return {
+  const c = {
     cert: readPem(files.certFile, 'certificate file', /-----BEGIN CERTIFICATE-----/),
     key,
     ca: readPem(files.caFile, 'CA file', /-----BEGIN CERTIFICATE-----/),
   };
+  // What OpenSSL makes of them, now: a key of another certificate, one with a passphrase, a broken file.
+  try {
+    tls.createSecureContext(c);
+  } catch (err) {
+    const why = (err as Error).message.replace(/^error:[0-9A-F]+:[^:]*:[^:]*:/i, '');
+    throw new TracepktError(`--cert ${files.certFile}, --key ${files.keyFile}, --ca ${files.caFile}: OpenSSL refuses them: ${why}`);
+  }
+  return c;
 }
 

@@ -148,30 +148,42 @@ export function findCrossings(events: readonly TraceEvent[], uncertainty: Readon
  * middle; every crossing is checked at the end, and what does not hold is said.
  */
 function causalShifts(crossings: readonly WireCrossing[], localNode: string, uncertainty: ReadonlyMap<string, number>): { shifts: Map<string, number>; doubts: string[] } {
-  const shift = new Map<string, number>([[localNode, 0]]);
+  const shift = new Map<string, number>();
   const doubts: string[] = [];
   const ms = (ns: number) => `${(ns / 1e6).toFixed(3)} ms`;
-  const queue = [localNode];
-  while (queue.length) {
-    const placed = queue.shift()!;
-    const next = [...new Set(crossings.flatMap((c) => (c.from.node === placed ? [c.to.node] : c.to.node === placed ? [c.from.node] : [])))].filter((n) => !shift.has(n));
-    for (const node of next) {
-      let lo = -Infinity;
-      let hi = Infinity;
-      for (const c of crossings) {
-        // A receive here from a node placed: shift ≥ its transmit (as moved) − the receive, +1 ns: strictly after.
-        if (c.to.node === node && shift.has(c.from.node)) lo = Math.max(lo, c.from.time_ns + shift.get(c.from.node)! - c.to.time_ns + 1);
-        // A transmit here to a node placed: shift ≤ its receive (as moved) − the transmit, −1 ns.
-        if (c.from.node === node && shift.has(c.to.node)) hi = Math.min(hi, c.to.time_ns + shift.get(c.to.node)! - c.from.time_ns - 1);
+  /** Places the nodes reachable from `anchor` (placed already) along the crossings, outward. */
+  const placeFrom = (anchor: string) => {
+    const queue = [anchor];
+    while (queue.length) {
+      const placed = queue.shift()!;
+      const next = [...new Set(crossings.flatMap((c) => (c.from.node === placed ? [c.to.node] : c.to.node === placed ? [c.from.node] : [])))].filter((n) => !shift.has(n));
+      for (const node of next) {
+        let lo = -Infinity;
+        let hi = Infinity;
+        for (const c of crossings) {
+          // A receive here from a node placed: shift ≥ its transmit (as moved) − the receive, +1 ns: strictly after.
+          if (c.to.node === node && shift.has(c.from.node)) lo = Math.max(lo, c.from.time_ns + shift.get(c.from.node)! - c.to.time_ns + 1);
+          // A transmit here to a node placed: shift ≤ its receive (as moved) − the transmit, −1 ns.
+          if (c.from.node === node && shift.has(c.to.node)) hi = Math.min(hi, c.to.time_ns + shift.get(c.to.node)! - c.from.time_ns - 1);
+        }
+        const moved = lo <= hi ? Math.min(Math.max(0, lo), hi) : Math.round((lo + hi) / 2);
+        if (lo > hi) doubts.push(`node ${node}'s clock contradicts the order of cause (its offset drifted since it was measured, or a crossing is matched wrongly): its events may be out of order`);
+        else if (Math.abs(moved) > (uncertainty.get(node) ?? 0)) {
+          doubts.push(`node ${node}'s events had to be moved ${ms(Math.abs(moved))}, beyond the ± ${ms(uncertainty.get(node) ?? 0)} its clock offset was measured within: the offset drifted, or a crossing is matched wrongly`);
+        }
+        shift.set(node, moved);
+        queue.push(node);
       }
-      const moved = lo <= hi ? Math.min(Math.max(0, lo), hi) : Math.round((lo + hi) / 2);
-      if (lo > hi) doubts.push(`node ${node}'s clock contradicts the order of cause (its offset drifted since it was measured, or a crossing is matched wrongly): its events may be out of order`);
-      else if (Math.abs(moved) > (uncertainty.get(node) ?? 0)) {
-        doubts.push(`node ${node}'s events had to be moved ${ms(Math.abs(moved))}, beyond the ± ${ms(uncertainty.get(node) ?? 0)} its clock offset was measured within: the offset drifted, or a crossing is matched wrongly`);
-      }
-      shift.set(node, moved);
-      queue.push(node);
     }
+  };
+  shift.set(localNode, 0);
+  placeFrom(localNode);
+  // Nodes tied to this one by no crossing (the way to them crossed something untraced, or a transmit
+  // was lost): each group placed among itself, from its first node's clock (stitch() says so).
+  for (const node of new Set(crossings.flatMap((c) => [c.from.node, c.to.node]))) {
+    if (shift.has(node)) continue;
+    shift.set(node, 0);
+    placeFrom(node);
   }
   // Crossings between nodes placed from elsewhere (a cycle) may still not hold.
   for (const c of crossings) {
@@ -201,6 +213,22 @@ export function stitch(events: readonly TraceEvent[], uncertainty: ReadonlyMap<s
   const crossings = findCrossings(events, uncertainty, unmatched);
   const { shifts, doubts } = causalShifts(crossings, localNode, uncertainty);
   doubts.push(...unmatched);
+  // A node no chain of crossings ties to this one: its order against ours is its clock's alone.
+  const tied = new Set([localNode]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const c of crossings) {
+      for (const [a, b] of [[c.from.node, c.to.node], [c.to.node, c.from.node]]) {
+        if (tied.has(a) && !tied.has(b)) {
+          tied.add(b);
+          grew = true;
+        }
+      }
+    }
+  }
+  for (const node of new Set(events.map((e) => e.node ?? localNode))) {
+    if (!tied.has(node)) doubts.push(`node ${node} is tied to this one by no packet seen crossing between them: its events are placed by its clock alone`);
+  }
   const at = (e: { node?: string; time_ns: number }) => e.time_ns + (shifts.get(e.node ?? '') ?? 0);
   crossings.sort((a, b) => at(a.from) - at(b.from));
   // Stable: events of one node at one time keep the order their node gave them.

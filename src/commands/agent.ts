@@ -43,6 +43,9 @@ export interface AgentCommandOptions {
 
 /** "192.0.2.10:7447", "[2001:db8::1]:7447" → host and port. */
 export function parseListen(text: string): { host: string; port: number } {
+  // An IPv6 address without brackets too, as an orchestrator writes $(HOST_IP):7447: what is before the last colon.
+  const bare = /^([0-9a-fA-F:.]+):(\d{1,5})$/.exec(text);
+  if (bare && isIP(bare[1]) === 6 && Number(bare[2]) >= 1 && Number(bare[2]) <= 65535) return { host: bare[1], port: Number(bare[2]) };
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port < 1 || port > 65535) throw new TracepktError(`--listen ${text}: give ADDR:PORT, e.g. 0.0.0.0:7447 or [::]:7447`);
@@ -69,8 +72,9 @@ export function parseAgentArgs(argv: string[]): AgentCommandOptions | 'help' {
   if (v.listen === undefined) throw new TracepktError('agent: --listen ADDR:PORT is required (see tracepkt agent --help)');
   const credentials = credentialFiles(v, 'agent: ');
   if (!credentials) throw new TracepktError('agent: --token-file FILE (or --cert, --key and --ca) is required (see tracepkt agent --help)');
-  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(v.name)) {
-    throw new TracepktError('agent: --name takes letters, digits, ".", "_" and "-" (at most 63)');
+  // A Kubernetes node's name is a DNS subdomain: up to 253 characters.
+  if (v.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(v.name)) {
+    throw new TracepktError('agent: --name takes letters, digits, ".", "_" and "-" (at most 253)');
   }
   return { ...parseListen(v.listen), credentials, name: v.name };
 }

@@ -9,7 +9,7 @@
  */
 import { shown } from '../render/shown';
 import type { TraceEvent } from '../events';
-import type { ProbeRequest } from '../cluster/messages';
+import { TRACE_LIMITS, type ProbeRequest } from '../cluster/messages';
 import { RemoteViews, type NodesWanted } from '../cluster/coordinator';
 import { stitch, type Stitched } from '../cluster/stitch';
 import { boundAt } from '../cluster/clock';
@@ -22,10 +22,12 @@ import type { Output } from './output';
  */
 export const WITNESS_WAIT_MS = 60_000;
 /**
- * Events one node's part of a probe's journey may hold: a ping's is a few dozen per probe, so
- * this is room for hundreds of probes; a node that sends more is cut off there (and said).
+ * Events one node's part of a probe's journey may hold, per probe: a ping's is a dozen to a few
+ * dozen on a node (more where netfilter has many chains); a node that sends more is cut off there,
+ * and said. At least PROBE_PART_EVENTS_MIN for a run.
  */
-export const PROBE_PART_EVENTS = 20_000;
+export const PROBE_PART_EVENTS_PER_PROBE = 500;
+export const PROBE_PART_EVENTS_MIN = 20_000;
 
 /** Each node reached, as the start line and the summary say it. */
 export type ReachedNode = ReturnType<RemoteViews['reached']>[number];
@@ -69,7 +71,7 @@ export class ProbeNodes {
    * Asks every node reached to witness the probe (for at most `seconds`), and waits until each
    * attached, failed, or the run is interrupted.
    */
-  async witness(id: ProbeIdentity, seconds: number, signal?: AbortSignal): Promise<void> {
+  async witness(id: ProbeIdentity, probes: number, seconds: number, signal?: AbortSignal): Promise<void> {
     const views = (this.views = await this.reaching);
     if (signal?.aborted) return; // interrupted while ours loaded: nothing asked of the nodes
     const probe: ProbeRequest = {
@@ -88,7 +90,7 @@ export class ProbeNodes {
       loss: () => undefined, // the agent's done counts what its node lost
       failed: (view, why) => this.io.err(shown(`Warning: the view from node ${view.name} ended: ${why}`)),
       lagging: () => undefined, // nothing waits on a witness's watermark: its part comes at the end
-    }, { seconds, maxEvents: PROBE_PART_EVENTS });
+    }, { seconds, maxEvents: Math.min(TRACE_LIMITS.events, Math.max(PROBE_PART_EVENTS_MIN, probes * PROBE_PART_EVENTS_PER_PROBE)) });
     const waiting = setTimeout(() => {
       const slow = views.attaching();
       if (slow.length) this.io.err(shown(`waiting for node(s) ${slow.join(', ')} to attach...`));

@@ -92,7 +92,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       beforeSend: nodes && (async (id) => {
         // As long as the probe may take (runProbe's own bound), its witnesses' attaching and their parts' coming.
         const probeS = Math.ceil((o.count * 0.2 + o.timeout) * 3 + 30);
-        await nodes.witness(id, probeS + (ATTACH_TIMEOUT_MS + WITNESS_WAIT_MS) / 1000, signal);
+        await nodes.witness(id, o.count, probeS + (ATTACH_TIMEOUT_MS + WITNESS_WAIT_MS) / 1000, signal);
         start(ready!);
       }),
     });
@@ -153,12 +153,16 @@ export function outcomesOf(count: number, r: ProbeResult, across?: AcrossNodes):
   const outcomes = r.ping
     ? probeOutcomes(r.events, r.aborted && r.ping.transmitted !== null ? Math.min(count, Math.max(1, r.ping.transmitted)) : count, r.ping, context)
     : [{ seq: 1, answered: r.status === 0, verdict: verdictLine(r.events, r.status === 0, context) }];
-  // A node not seen from, or that saw nothing of the probe: the verdict says so, whatever the others saw.
+  // A node not seen from: the verdict says so, whatever the others saw. A node that saw nothing of
+  // the probe matters where it was not answered (it may have been on the way); answered, a node
+  // off its way sees nothing (the summary lists them).
   const silent = (across?.silent ?? []).map((n) =>
     `node ${n} saw no packet of the probe${r.flow ? ' (it knows a TCP/UDP probe by its flow as it left here: a NAT on the way changes it)' : ''}`);
-  const said = [...(across?.missing ?? []), ...silent];
-  const unseen = said.length ? `; ${said.join('; ')}` : '';
-  return unseen ? outcomes.map((p) => ({ ...p, verdict: p.verdict + unseen })) : outcomes;
+  const missing = across?.missing ?? [];
+  return outcomes.map((p) => {
+    const said = [...missing, ...(p.answered ? [] : silent)];
+    return said.length ? { ...p, verdict: `${p.verdict}; ${said.join('; ')}` } : p;
+  });
 }
 
 /** "0.412 ms". */
@@ -230,6 +234,7 @@ function acrossLines(a: AcrossNodes): string[] {
   for (const t of a.roundTrips) lines.push(`    probe ${t.seq} to ${t.node} and back: ${ms(t.ns)} on the wire both ways together (less the time on ${t.node}; no clock offset in it)`);
   for (const [node, shift] of a.shifts) lines.push(`Order of cause: node ${node}'s events are placed ${ms(Math.abs(shift))} ${shift > 0 ? 'later' : 'earlier'} than its clock offset says, after the transmits that caused them (their times are shown unchanged).`);
   for (const d of a.doubts) lines.push(`Order uncertain: ${d}.`);
+  if (a.silent.length) lines.push(`Saw no packet of the probe: node(s) ${a.silent.join(', ')}.`);
   for (const m of a.missing) lines.push(`${m[0].toUpperCase()}${m.slice(1)}.`);
   for (const l of a.lost) lines.push(`Journey incomplete on node ${l.node}: ${l.events} event(s) lost there; hops may be missing.`);
   for (const note of a.notes) lines.push(`Note: ${note}.`);
@@ -273,7 +278,7 @@ export function summaryLines(count: number, r: ProbeResult, s: JourneySummary, p
   if (r.lost > 0) lines.push(`Journey incomplete: ${r.lost} event(s) lost because the ring buffer was full; hops may be missing.`);
   if (r.aborted) lines.push('Interrupted.');
   const verdict = probesVerdict(outcomes);
-  const all = outcomes.every((p) => p.answered) && !across?.missing.length && !across?.silent.length;
+  const all = outcomes.every((p) => p.answered) && !across?.missing.length;
   // Names in these lines come from the traced system: shown, control characters made visible (paint shows its own).
   return [...lines.map(shown), paint(`Verdict: ${verdict}.`, all ? 'green' : r.status === 0 ? 'yellow' : 'red')];
 }

@@ -364,8 +364,9 @@ export function testPki(dir: string): (name: string, ca?: string) => { certFile:
   const cert = (name: string, by: string, san?: string) => {
     key(name);
     ssl('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-    if (san) fs.writeFileSync(path.join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
-    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${by}.crt`, '-CAkey', `${by}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', ...(san ? ['-extfile', `${name}.ext`] : []));
+    // Agents' certificates for servers only, coordinators' for clients only (src/cluster/credentials.ts).
+    fs.writeFileSync(path.join(dir, `${name}.ext`), san ? `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n` : 'extendedKeyUsage=clientAuth\n');
+    ssl('x509', '-req', '-in', `${name}.csr`, '-CA', `${by}.crt`, '-CAkey', `${by}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
   };
   ca('ca');
   ca('rogue-ca');

@@ -413,7 +413,7 @@ test('a node that is not there, or not an agent: connecting fails with the reaso
   }
 });
 
-test('mutual TLS: certificates the CA signs connect and trace; another CA\'s, none, or an agent certificate for another address are refused, said which', async () => {
+test('mutual TLS: certificates the CA signs connect and trace; another CA\'s, a token, an agent\'s certificate as a coordinator\'s, or one for another address are refused, said which', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tpk-pki-'));
   try {
     const files = testPki(dir);
@@ -432,6 +432,8 @@ test('mutual TLS: certificates the CA signs connect and trace; another CA\'s, no
       await assert.rejects(connect(port, creds('rogue', 'ca')), /it said: your certificate is not accepted: not signed by the CA this agent trusts/);
       assert.ok(await eventually(() => log.some((l) => /^refused 127\.0\.0\.1:\d+: its certificate: not signed by the CA this agent trusts$/.test(l))), log.join('\n'));
       await assert.rejects(connect(port, { token: TOKEN }), /one side uses a token and the other certificates/);
+      // An agent's own certificate (stolen from a node) does not make a coordinator: it is for servers only.
+      await assert.rejects(connect(port, creds('agent')), /your certificate is not accepted: not one for a client/);
       assert.equal(tracers.length, 1, 'nothing traced for them');
     }, creds('agent'));
     // The agent's certificate names 127.0.0.2: dialled at 127.0.0.1, the coordinator refuses it.
@@ -444,6 +446,8 @@ test('mutual TLS: certificates the CA signs connect and trace; another CA\'s, no
     fs.chmodSync(path.join(dir, 'coordinator.key'), 0o600);
     assert.throws(() => readCredentials({ certFile: path.join(dir, 'coordinator.key'), keyFile: path.join(dir, 'coordinator.key'), caFile: path.join(dir, 'ca.crt') }), /certificate file .*: no PEM certificate in it/);
     assert.throws(() => readCredentials({ certFile: path.join(dir, 'coordinator.crt'), keyFile: path.join(dir, 'coordinator.crt'), caFile: path.join(dir, 'ca.crt') }), /key file .*: others can read|key file .*: no PEM private key in it/);
+    // A key of another certificate: OpenSSL's word, before anything is attached.
+    assert.throws(() => readCredentials({ ...files('coordinator'), keyFile: path.join(dir, 'agent.key') }), /OpenSSL refuses them: .*key values mismatch/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -62,11 +62,14 @@ test('the DaemonSet runs the image the release builds, as tracepkt expects to be
   assert.equal(agent.imagePullPolicy, 'Never', 'loaded on the nodes, no registry');
   assert.deepEqual([pod.hostNetwork, pod.hostPID, agent.securityContext.privileged, pod.automountServiceAccountToken], [true, true, true, false]);
   // The arguments, as the kubelet expands them, are what `tracepkt agent` takes.
-  const env = { HOST_IP: '192.0.2.11', NODE_NAME: 'node-a' };
-  const args = agent.args.map((a: string) => a.replace(/\$\((\w+)\)/g, (_: string, v: keyof typeof env) => env[v]));
-  assert.deepEqual(parseAgentArgs(args), { host: '192.0.2.11', port: 7447, credentials: { tokenFile: '/etc/tracepkt/token' }, name: 'node-a' });
+  for (const [ip, name] of [['192.0.2.11', 'node-a'], ['fd00::11', `ip-10-0-1-17.eu-west-1.compute.internal`]]) {
+    // IPv6 nodes too: the kubelet writes $(HOST_IP):7447 as fd00::11:7447.
+    const env: Record<string, string> = { HOST_IP: ip, NODE_NAME: name };
+    const args = agent.args.map((a: string) => a.replace(/\$\((\w+)\)/g, (_: string, v: string) => env[v]));
+    assert.deepEqual(parseAgentArgs(args), { host: ip, port: 7447, credentials: { tokenFile: '/etc/tracepkt/token' }, name });
+  }
   assert.equal(agent.ports[0].containerPort, 7447);
-  assert.equal(agent.readinessProbe.tcpSocket.port, 7447);
+  assert.equal(agent.readinessProbe, undefined, 'a TCP probe would be a refused peer in the log every 10 s');
   // The token: a regular file (subPath), root's, readable by no one else, where --token-file says.
   const token = agent.volumeMounts.find((m: any) => m.name === 'token');
   assert.deepEqual([token.mountPath, token.subPath, token.readOnly], ['/etc/tracepkt/token', 'token', true]);
@@ -74,11 +77,11 @@ test('the DaemonSet runs the image the release builds, as tracepkt expects to be
   assert.deepEqual([secret.secretName, secret.defaultMode], ['tracepkt-token', 0o400]);
   // Read-only host paths for names: ip netns names, pod names.
   assert.deepEqual(agent.volumeMounts.filter((m: any) => m.name !== 'token').map((m: any) => [m.mountPath, m.readOnly]), [['/run/netns', true], ['/var/log/pods', true]]);
-  // The plugin's rights: find pods, exec into the agents; nothing more.
+  // The plugin's rights: get the pods named, list and exec into the agents; nothing more.
   const rules = docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role').map((d) => [d.kind, d.metadata.namespace ?? '*', JSON.stringify(d.rules)]);
   assert.deepEqual(rules, [
-    ['ClusterRole', '*', JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] }])],
-    ['Role', 'tracepkt', JSON.stringify([{ apiGroups: [''], resources: ['pods/exec'], verbs: ['create'] }])],
+    ['ClusterRole', '*', JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['get'] }])],
+    ['Role', 'tracepkt', JSON.stringify([{ apiGroups: [''], resources: ['pods'], verbs: ['list'] }, { apiGroups: [''], resources: ['pods/exec'], verbs: ['create', 'get'] }])],
   ]);
   // The plugin looks for the agents by this label, in this namespace.
   const plugin = fs.readFileSync(path.join(ROOT, 'deploy', 'kubernetes', 'kubectl-tracepkt'), 'utf8');

@@ -3,7 +3,7 @@
  * back by --from and as TARGET. A fake /proc, Docker, podman and kubelet
  * tree stands for the system (the integration tests use a real dockerd).
  */
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -19,8 +19,15 @@ const DB = 'dbdbdbdb'.repeat(8);
 const POD_DEFAULT = '0f8e7d6c-1111-2222-3333-444455556666';
 const POD_PROD = '9a8b7c6d-aaaa-bbbb-cccc-ddddeeeeffff';
 
+/** The fake systems' directories, removed when the file's tests are done. */
+const made: string[] = [];
+after(() => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 function fakeSystem(): NetnsRootsForSpec {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tracepkt-spec-'));
+  made.push(root);
   const at = (...p: string[]) => path.join(root, ...p);
   const proc = (pid: number, cgroup: string, environ = '') => {
     fs.mkdirSync(at('proc', String(pid), 'ns'), { recursive: true });

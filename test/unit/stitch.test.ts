@@ -125,6 +125,11 @@ test('stitch: a chain of three nodes is ordered by cause end to end; clocks that
   const c = stitch(both, new Map([['far', 5_000_000]]), LOCAL);
   assert.equal(c.crossings.length, 2);
   assert.match(c.doubts.join('\n'), /node far's clock contradicts the order of cause/);
+  // The way from here to r crossed something untraced (no transmit here matches r's receive): r and s are
+  // tied to each other, not to us. Their order against ours is their clocks': said.
+  const loose = stitch(chain.slice(1), new Map([['r', 50_000], ['s', 2_000_000]]), LOCAL);
+  assert.deepEqual(loose.events.map((e) => e.node), ['r', 'r', 's'], 'still in cause order among themselves');
+  assert.match(loose.doubts.join('\n'), /node r is tied to this one by no packet seen crossing between them/);
 });
 
 test('stitch: a packet of another probe, or a look-alike on a third node, is not taken for the one that crossed', () => {
