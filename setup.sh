@@ -14,10 +14,11 @@ cd "$(dirname "$0")"
 # docker.io and busybox-static run a real Docker engine in a test's own
 # namespace (never started as a service: see below); debootstrap makes the minimal Debian root the
 # release is installed into (and the agent's image built from); conntrack is the tests' witness of
-# conntrack entries (conntrack -L); python3-kubernetes checks the Kubernetes manifests against the API.
+# conntrack entries (conntrack -L); python3-kubernetes checks the Kubernetes manifests against the API;
+# openssl makes the certificates of the mutual TLS tests.
 PACKAGES=(clang llvm libbpf-dev libelf-dev zlib1g-dev libpcap-dev linux-libc-dev make g++ gcc
   bpftool iproute2 iputils-ping util-linux procps nftables iptables tshark chromium tcpdump ethtool
-  busybox-static debootstrap conntrack python3-kubernetes python3-yaml)
+  busybox-static debootstrap conntrack python3-kubernetes python3-yaml openssl)
 # Debian's docker.io only where no Docker engine is installed (docker-ce's containerd.io conflicts with it).
 command -v dockerd >/dev/null || PACKAGES+=(docker.io)
 
