@@ -7,8 +7,6 @@ import { parseArgs } from 'node:util';
 import { TracepktError } from './errors';
 import { processOutput, type Output } from './commands/output';
 import { colourWanted } from './render/colour';
-import { MANGLE_USAGE, parseMangleArgs } from './commands/mangle';
-import { AGENT_USAGE, parseAgentArgs } from './commands/agent';
 import type { NodeAddress } from './cluster/remote';
 import { credentialFiles, type CredentialFiles } from './cluster/credential-files';
 
@@ -139,11 +137,16 @@ export type Command =
  * hold it to that).
  */
 export function parseCommand(argv: string[]): Command {
+  // Each command's code is loaded when it runs, not before: a traced ping's start waits on every module loaded first.
   if (argv[0] === 'agent') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { parseAgentArgs, AGENT_USAGE } = require('./commands/agent') as typeof import('./commands/agent');
     const options = parseAgentArgs(argv.slice(1));
     return options === 'help' ? { kind: 'print', text: AGENT_USAGE } : { kind: 'agent', options };
   }
   if (argv[0] === 'mangle') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { parseMangleArgs, MANGLE_USAGE } = require('./commands/mangle') as typeof import('./commands/mangle');
     const options = parseMangleArgs(argv.slice(1));
     return options === 'help' ? { kind: 'print', text: MANGLE_USAGE } : { kind: 'mangle', options };
   }

@@ -24,8 +24,8 @@ import type { Output } from './output';
 import { describeProgram, describeReturns } from '../kernel/attached-programs';
 import type { NodeAddress } from '../cluster/remote';
 import type { CredentialFiles } from '../cluster/credential-files';
-import { WITNESS_WAIT_MS, type AcrossNodes, type ProbeNodes } from './probe-nodes';
-import { ATTACH_TIMEOUT_MS } from '../cluster/coordinator';
+// Types only: the code across nodes (TLS and all) is loaded when --node is given.
+import type { AcrossNodes, ProbeNodes } from './probe-nodes';
 import type { WireCrossing } from '../cluster/stitch';
 import { tunnelLabel } from '../tunnel';
 
@@ -61,9 +61,10 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
   requireTracingPrivileges();
   const fromPath = o.from === undefined ? undefined : netnsPath(o.from);
   // Other nodes: the token read and names checked before anything is attached, then reached while ours loads.
-  const wanted = o.nodes?.length ? (await import('../cluster/coordinator')).nodesWanted(o.nodes, o.credentials!) : undefined;
+  const cluster = o.nodes?.length ? { coordinator: await import('../cluster/coordinator'), probeNodes: await import('./probe-nodes') } : undefined;
+  const wanted = cluster?.coordinator.nodesWanted(o.nodes!, o.credentials!);
   const target = await resolveTarget(o.target, o.family);
-  const nodes: ProbeNodes | undefined = wanted && (await import('./probe-nodes')).ProbeNodes.reach(wanted, io);
+  const nodes: ProbeNodes | undefined = wanted && cluster!.probeNodes.ProbeNodes.reach(wanted, io);
 
   const start = (tracer: Tracer) => {
     const namespaces = tracer.netfilter?.namespaces.length ?? 0;
@@ -92,7 +93,7 @@ export async function traceCommand(o: TraceCommandOptions, io: Output, signal?: 
       beforeSend: nodes && (async (id) => {
         // As long as the probe may take (runProbe's own bound), its witnesses' attaching and their parts' coming.
         const probeS = Math.ceil((o.count * 0.2 + o.timeout) * 3 + 30);
-        await nodes.witness(id, o.count, probeS + (ATTACH_TIMEOUT_MS + WITNESS_WAIT_MS) / 1000, signal);
+        await nodes.witness(id, o.count, probeS + (cluster!.coordinator.ATTACH_TIMEOUT_MS + cluster!.probeNodes.WITNESS_WAIT_MS) / 1000, signal);
         start(ready!);
       }),
     });
